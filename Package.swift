@@ -1,0 +1,68 @@
+// swift-tools-version: 6.0
+//
+// GreenThreads: a preemptive user-space threading kernel for Swift on Linux.
+//
+// Layers (data flows downward only):
+//   GreenThreads (Swift: API, scheduler, sync, stacks, preemption policy)
+//     -> CGreenCore (C/assembly: context switch, signal handlers, PC table)
+//     -> CUnwind    (system library: libunwind, for stack traces)
+// The library depends on the toolchain and its own C targets only; the
+// tools may use well-kept packages.
+import PackageDescription
+
+let package = Package(
+    name: "swift-green-threads",
+    products: [
+        .library(name: "GreenThreads", targets: ["GreenThreads"]),
+        .executable(name: "gt-demo", targets: ["gt-demo"]),
+        .executable(name: "gt-bench", targets: ["gt-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CUnwind",
+            path: "Sources/CUnwind",
+            pkgConfig: "libunwind",
+            providers: [.apt(["libunwind-dev"])]
+        ),
+        .target(
+            name: "CGreenCore",
+            dependencies: ["CUnwind"],
+            path: "Sources/CGreenCore",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("rt")]
+        ),
+        .target(
+            name: "GreenThreads",
+            dependencies: ["CGreenCore", "CUnwind"],
+            path: "Sources/GreenThreads"
+        ),
+        .executableTarget(
+            name: "gt-demo",
+            dependencies: ["GreenThreads"],
+            path: "Tools/gt-demo"
+        ),
+        .executableTarget(
+            name: "gt-bench",
+            dependencies: [
+                "GreenThreads",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/gt-bench"
+        ),
+        // The test host: every test that starts a kernel or arms signals runs
+        // one scenario of this executable in a child process with a timeout.
+        .executableTarget(
+            name: "gt-test-host",
+            dependencies: ["GreenThreads", "CGreenCore"],
+            path: "Tests/GTTestHost"
+        ),
+        .testTarget(
+            name: "GreenThreadsTests",
+            dependencies: ["GreenThreads"],
+            path: "Tests/GreenThreadsTests"
+        ),
+    ]
+)

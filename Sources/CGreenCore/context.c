@@ -1,0 +1,46 @@
+// context.c: the first frame of a new green thread, built to match the
+// layout in gt_frame.h that gt_switch pops.
+#include "gt_core.h"
+#include "gt_frame.h"
+#include <string.h>
+
+extern void gt_trampoline(void);
+
+// Static checks that keep C, assembly and Swift in agreement.
+#if defined(__x86_64__)
+_Static_assert(GT_FRAME_SIZE == 72, "x86-64 switch frame: 6 registers, 16 bytes of control words, return address");
+_Static_assert(GT_FRAME_SIZE % 16 == 8, "saved sp must be 8 mod 16, as right after a call");
+#elif defined(__aarch64__)
+_Static_assert(GT_FRAME_SIZE == 176, "aarch64 switch frame: 12 GPRs, 8 d-registers, FPCR, padding");
+_Static_assert(GT_FRAME_SIZE % 16 == 0, "sp must stay 16-byte aligned on aarch64");
+#endif
+_Static_assert(offsetof(gt_thread_core, sp) == 0, "the switch stores the saved sp at offset 0");
+_Static_assert(sizeof(((gt_thread_core *)0)->exclusivity) == 2 * sizeof(void *),
+               "Swift's per-task exclusivity context is two pointers");
+
+size_t gt_switch_frame_size(void) { return GT_FRAME_SIZE; }
+
+void *gt_context_make(void *stack_top, void (*entry)(void *), void *arg) {
+    uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;
+    // A zeroed root record (null return address and frame pointer) sits above
+    // the first frame so that frame-pointer walks end at the thread's root.
+    top -= GT_ROOT_PAD;
+    memset((void *)top, 0, GT_ROOT_PAD);
+    unsigned char *frame = (unsigned char *)(top - GT_FRAME_SIZE);
+    memset(frame, 0, GT_FRAME_SIZE);
+#if defined(__x86_64__)
+    // After gt_switch pops this frame and returns, rsp == top (16-aligned),
+    // so the trampoline's call leaves the entry function correctly aligned.
+    *(uint32_t *)(frame + GT_X64_MXCSR) = 0x1F80;  // all exceptions masked, round to nearest
+    *(uint16_t *)(frame + GT_X64_FPUCW) = 0x037F;  // x87 default: extended precision, masked
+    *(void **)(frame + GT_X64_R12) = (void *)entry;
+    *(void **)(frame + GT_X64_R13) = arg;
+    *(void **)(frame + GT_X64_RIP) = (void *)gt_trampoline;
+#elif defined(__aarch64__)
+    *(void **)(frame + GT_A64_X19) = (void *)entry;
+    *(void **)(frame + GT_A64_X20) = arg;
+    *(void **)(frame + GT_A64_X30) = (void *)gt_trampoline;
+    *(uint64_t *)(frame + GT_A64_FPCR) = 0;        // round to nearest, no flush-to-zero
+#endif
+    return frame;
+}

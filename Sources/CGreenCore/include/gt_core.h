@@ -1,0 +1,285 @@
+// gt_core.h: the C/assembly core of GreenThreads, and the whole of its interface.
+//
+// The core owns what Swift cannot express: the context switch, the first frame
+// of a new thread, the per-OS-thread state that signal handlers read, the
+// SIGVTALRM (preemption) and SIGSEGV (stack guard) handlers, the table of code
+// ranges where preemption is unsafe, and the system calls whose errno must be
+// read right after the call. It knows nothing of Swift types: a green thread is
+// a `gt_thread_core` and an opaque pointer; the scheduler lives in Swift and is
+// reached through the hooks registered with `gt_install_hooks`.
+//
+// Invariants (see docs/preemption.md):
+// - A context is switched only while the switching OS thread's `critical`
+//   count is raised; the context that resumes lowers it. So the count is the
+//   single "preemption disabled" bracket for every switch path.
+// - The SIGVTALRM handler runs on the interrupted green thread's own stack
+//   (no SA_ONSTACK), so a preempted thread's whole register file stays in the
+//   signal frame on its stack until it is resumed by returning through it.
+#ifndef GT_CORE_H
+#define GT_CORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <signal.h>
+#include <time.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------
+// Context switch (switch_{arch}_{abi}_elf_gas.S)
+
+/// Saves the callee-saved registers of the calling context on its stack,
+/// stores its stack pointer in `*save_sp`, then resumes the context whose
+/// stack pointer is `load_sp`. Returns when someone switches back.
+void gt_switch(void **save_sp, void *load_sp);
+
+/// Builds the first frame of a new context on a stack whose highest usable
+/// address is `stack_top` (16-byte aligned). When switched to, the context
+/// calls `entry(arg)` on a 16-byte aligned stack; `entry` must never return
+/// (the trampoline traps if it does). Returns the stack pointer for `gt_switch`.
+void *gt_context_make(void *stack_top, void (*entry)(void *), void *arg);
+
+/// Size in bytes of the frame `gt_switch` pushes (asserted against the
+/// assembly in context.c; tests and stack accounting rely on it).
+size_t gt_switch_frame_size(void);
+
+// ---------------------------------------------------------------------------
+// Control block of one green thread: the part the core and the signal
+// handlers must read. Lives at the top of the thread's stack region; the Swift
+// `GreenThread` object owns the rest.
+
+#define GT_NAME_CAPACITY 48
+
+typedef struct gt_thread_core {
+    void *sp;                    // saved stack pointer while switched out
+    uintptr_t exclusivity[2];    // Swift's exclusivity access set, swapped at each switch
+    uint64_t id;
+    int32_t saved_errno;         // errno of this thread while switched out
+    int32_t no_preempt;          // GreenThread.withoutPreemption depth (and swift_once)
+    void *stack_low;             // lowest usable byte of the stack
+    void *stack_high;            // one past the highest usable byte
+    void *guard_low;             // guard region [guard_low, stack_low), may be empty
+    uint64_t cpu_ticks;          // time-stamp counter ticks spent running
+    uint64_t switches;           // times switched in
+    uint64_t preemptions;        // times preempted by the timer
+    uint64_t deferrals;          // preemptions deferred (unsafe point)
+    void *preempt_context;       // ucontext_t of the signal frame while preempted
+    void *owner;                 // opaque: the Swift GreenThread (unretained)
+    char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
+} gt_thread_core;
+
+// ---------------------------------------------------------------------------
+// Per-OS-thread state. One instance per OS thread in TLS; a worker's is read
+// by its own signal handlers, and `preempt_requested` by other threads.
+
+typedef struct gt_worker_state {
+    gt_thread_core *current;       // running green thread, NULL in the idle context
+    void *worker;                  // opaque: the Swift Worker (unretained)
+    int32_t is_worker;             // 1 while this OS thread is a kernel worker
+    int32_t critical;              // kernel preempt-disable count (see invariants)
+    int32_t sigvt_blocked;         // SIGVTALRM left blocked by a switch out of a handler
+    int32_t preempt_pending;       // a preemption was deferred; honour it when safe
+    int32_t preemption_enabled;    // the kernel's configuration
+    int32_t in_handler_switch;     // a preemption switch is in progress on this thread
+    uint64_t slice_start;          // TSC when the current thread got the CPU
+    uint64_t slice_ticks;          // time slice in TSC ticks
+    uint64_t ticks;                // SIGVTALRM deliveries on this worker
+    uint64_t preemptions;          // preemptions taken on this worker
+    uint64_t deferrals;            // preemptions deferred on this worker
+    uint64_t retries;              // one-shot retry timers armed on this worker
+    timer_t tick_timer;            // periodic, CLOCK_THREAD_CPUTIME_ID
+    timer_t retry_timer;           // one-shot, CLOCK_MONOTONIC
+    int32_t timers_armed;
+    int32_t tid;                   // kernel thread id, for tgkill
+    int32_t preempt_requested;     // set (atomically) by wakers on other threads
+    int32_t reserved;
+} gt_worker_state;
+
+/// This OS thread's state. Swift reads it only inside a critical section (or
+/// on a non-worker thread): outside one, the calling green thread may be
+/// preempted and resumed on another OS thread right after the call.
+gt_worker_state *gt_self(void);
+
+/// Raises the preempt-disable count and returns this OS thread's state, in
+/// one step that cannot be split by a preemption (the function lies in the
+/// no-preempt code section). While raised, the caller stays on this worker.
+gt_worker_state *gt_enter_critical(void);
+
+/// Lowers the count. Returns 1 when it reached zero with a preemption
+/// pending that may be honoured now (the caller should yield), else 0.
+int gt_exit_critical(void);
+
+/// Whether the calling code runs on a green thread (not a worker's idle
+/// context nor a foreign OS thread). Safe at any time.
+int gt_on_green_thread(void);
+
+/// Atomically asks a worker to preempt its current thread (a higher-priority
+/// thread became ready), signalling it with tgkill. Callable from any thread.
+void gt_request_preemption(gt_worker_state *worker);
+
+/// Atomically reads the current thread's no-preempt depth adjustments
+/// (withoutPreemption); these touch only the calling green thread's block.
+void gt_no_preempt_enter(void);
+int gt_no_preempt_exit(void);
+
+// ---------------------------------------------------------------------------
+// Time-stamp counter (rdtsc / cntvct_el0): used for CPU accounting and time
+// slices so the switch path makes no system call.
+
+static inline uint64_t gt_tsc(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+#elif defined(__aarch64__)
+    uint64_t v;
+    __asm__ __volatile__("isb; mrs %0, cntvct_el0" : "=r"(v) :: "memory");
+    return v;
+#else
+#error "GreenThreads supports x86_64 and aarch64 only"
+#endif
+}
+
+/// Word-sized atomics on plain memory. Futexes need the word's address,
+/// which Synchronization's Atomic does not expose; these keep lock words in
+/// memory the kernel lock and the futex calls both see.
+static inline uint32_t gt_atomic_load_u32(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void gt_atomic_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t gt_atomic_exchange_u32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+static inline uint32_t gt_atomic_fetch_add_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+static inline int gt_atomic_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+static inline void gt_cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#else
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/// The current green thread's owner pointer (the Swift GreenThread), or
+/// NULL: read where no preemption can split it.
+void *gt_current_owner(void);
+
+/// Ticks of `gt_tsc` per second, measured once per process.
+uint64_t gt_tsc_frequency(void);
+
+// ---------------------------------------------------------------------------
+// Preemption: handlers, timers, the unsafe-PC table.
+
+typedef struct gt_hooks {
+    /// Called from the SIGVTALRM handler on the interrupted green thread's
+    /// stack, with `critical` raised, when a preemption is due and the point
+    /// is safe. May switch to another thread; returns when this one resumes.
+    /// Returns nonzero when it switched.
+    int (*preempt)(void);
+    /// Called outside any handler when a deferred preemption may be honoured
+    /// (a no-preempt region in C, such as swift_once, just ended).
+    void (*yield_pending)(void);
+} gt_hooks;
+
+void gt_install_hooks(gt_hooks hooks);
+/// Calls the yield_pending hook, if installed.
+void gt_yield_pending(void);
+
+/// Installs the SIGVTALRM handler. Returns 0, or -1 with errno EBUSY when the
+/// host program already handles SIGVTALRM (we never take a signal over
+/// silently). Idempotent across kernels.
+int gt_preemption_install(void);
+/// Restores the previous SIGVTALRM disposition.
+void gt_preemption_uninstall(void);
+
+/// Creates and arms this worker's timers: a periodic CPU-time tick of
+/// `tick_ns` and an unarmed one-shot retry of `retry_ns` (CLOCK_MONOTONIC).
+/// Returns 0 or -1 with errno set.
+int gt_worker_timers_start(gt_worker_state *w, int64_t tick_ns, int64_t retry_ns);
+void gt_worker_timers_stop(gt_worker_state *w);
+
+/// Unblocks SIGVTALRM if a preemption switch left it blocked on this thread.
+void gt_after_switch_signals(gt_worker_state *w);
+
+/// Rebuilds the sorted table of code ranges where preemption must be
+/// deferred (libc, the loader, vdso, Swift runtime, Foundation, Dispatch,
+/// libunwind, libstdc++). Returns the number of ranges.
+int gt_unsafe_ranges_build(void);
+/// 1 if `pc` lies in an unsafe range or in the core's own no-preempt section.
+int gt_pc_is_unsafe(uintptr_t pc);
+/// Number of ranges and the name of the image holding `pc` (for tests/docs).
+int gt_unsafe_range_count(void);
+
+/// Test hook: 0 disables one hazard fix so a regression test can prove it
+/// fails without it. Names: "errno", "exclusivity", "pc-check", "swift-once",
+/// "eintr". Returns the previous value.
+int gt_fix_set(const char *name, int enabled);
+int gt_fix_enabled(int which);
+enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_PC_CHECK, GT_FIX_SWIFT_ONCE, GT_FIX_EINTR, GT_FIX_COUNT };
+
+
+// ---------------------------------------------------------------------------
+// Swift runtime entry points we call (exported by libswiftCore).
+
+void swift_task_enterThreadLocalContext(char *state);
+void swift_task_exitThreadLocalContext(char *state);
+
+// ---------------------------------------------------------------------------
+// Stacks and the guard-fault handler.
+
+/// Registers a slab [base, base+length) carved into stacks of `stride` bytes,
+/// each starting with `guard` bytes of guard region. Async-signal-safe to
+/// read; at most GT_MAX_SLABS slabs.
+#define GT_MAX_SLABS 4096
+int gt_slab_register(void *base, size_t length, size_t stride, size_t guard);
+
+/// Installs the SIGSEGV/SIGBUS handler on an alternate stack and remembers
+/// the previous handlers to chain faults that are not guard hits.
+int gt_fault_handler_install(void);
+/// Gives this OS thread an alternate signal stack (workers call it).
+/// The previous alternate stack is stored in `previous` and reinstated by
+/// teardown (the host thread that runs worker 0 may have its own).
+int gt_altstack_setup(void **out_mem, size_t *out_size, stack_t *previous);
+void gt_altstack_teardown(void *mem, size_t size, const stack_t *previous);
+
+/// The MADV_GUARD_INSTALL advice (Linux 6.13+).
+#define GT_MADV_GUARD_INSTALL 102
+
+// ---------------------------------------------------------------------------
+// System calls with errno read right after the call (see sys.c).
+
+typedef struct gt_sysresult { long value; int error; } gt_sysresult;
+
+gt_sysresult gt_sys_mmap(size_t length, int prot, int flags, void **out);
+gt_sysresult gt_sys_munmap(void *addr, size_t length);
+gt_sysresult gt_sys_madvise(void *addr, size_t length, int advice);
+gt_sysresult gt_sys_mprotect(void *addr, size_t length, int prot);
+gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count);
+gt_sysresult gt_sys_gettid(void);
+gt_sysresult gt_sys_tgkill(int tid, int sig);
+gt_sysresult gt_sys_nanosleep(int64_t ns);
+gt_sysresult gt_sys_sched_yield(void);
+int64_t gt_clock_monotonic_ns(void);
+int64_t gt_thread_cpu_ns(void);
+
+/// Reads errno / sets errno for the calling OS thread (Swift cannot name the
+/// TLS variable directly).
+int gt_errno_get(void);
+void gt_errno_set(int value);
+
+/// CPUs in this thread's affinity mask, or -1.
+int gt_affinity_cpu_count(void);
+/// Names the calling OS thread (shown by top -H, gdb, perf).
+void gt_set_thread_name(const char *name);
+/// 1 if this process runs with a CET shadow stack (x86-64).
+int gt_shadow_stack_enabled(void);
+
+/// Writes a string to stderr with one write(2), async-signal-safe.
+void gt_write_stderr(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

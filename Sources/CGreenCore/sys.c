@@ -1,0 +1,130 @@
+// sys.c: every system call the library makes, one wrapper each.
+//
+// errno is per OS thread and a green thread can be preempted and moved to
+// another OS thread between any two of its instructions; Swift code may also
+// run runtime calls (retain/release, allocation) that clobber errno between a
+// call and a later read. So each wrapper reads errno in C right after the
+// call and returns it with the result: callers never read errno themselves.
+#include "gt_core.h"
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline gt_sysresult gt_result(long value) {
+    gt_sysresult r = {value, value < 0 ? errno : 0};
+    return r;
+}
+
+gt_sysresult gt_sys_mmap(size_t length, int prot, int flags, void **out) {
+    void *p = mmap(NULL, length, prot, flags, -1, 0);
+    if (p == MAP_FAILED) { gt_sysresult r = {-1, errno}; *out = NULL; return r; }
+    *out = p;
+    gt_sysresult r = {0, 0};
+    return r;
+}
+
+gt_sysresult gt_sys_munmap(void *addr, size_t length) { return gt_result(munmap(addr, length)); }
+gt_sysresult gt_sys_madvise(void *addr, size_t length, int advice) { return gt_result(madvise(addr, length, advice)); }
+gt_sysresult gt_sys_mprotect(void *addr, size_t length, int prot) { return gt_result(mprotect(addr, length, prot)); }
+
+gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    // FUTEX_PRIVATE_FLAG: the word is never shared with another process.
+    return gt_result(syscall(SYS_futex, addr, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, expected, tsp, NULL, 0));
+}
+
+gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count) {
+    return gt_result(syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count, NULL, NULL, 0));
+}
+
+gt_sysresult gt_sys_gettid(void) { return gt_result(syscall(SYS_gettid)); }
+
+gt_sysresult gt_sys_tgkill(int tid, int sig) {
+    return gt_result(syscall(SYS_tgkill, getpid(), tid, sig));
+}
+
+gt_sysresult gt_sys_nanosleep(int64_t ns) {
+    struct timespec ts = {ns / 1000000000, ns % 1000000000};
+    // The kernel's own sleeps restart after our signals instead of failing.
+    for (;;) {
+        int rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts);
+        if (rc != EINTR) { gt_sysresult r = {rc ? -1 : 0, rc}; return r; }
+    }
+}
+
+gt_sysresult gt_sys_sched_yield(void) { return gt_result(sched_yield()); }
+
+int64_t gt_clock_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t gt_thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// The counter's frequency, measured once per process. On aarch64 the
+// architecture reports it; on x86-64 we time the TSC against CLOCK_MONOTONIC
+// over 5 ms (an invariant TSC is assumed: every x86-64 CPU of the last decade
+// and every KVM guest with constant_tsc has one).
+static _Atomic uint64_t gt_tsc_hz;
+
+uint64_t gt_tsc_frequency(void) {
+    uint64_t hz = atomic_load_explicit(&gt_tsc_hz, memory_order_relaxed);
+    if (hz) return hz;
+#if defined(__aarch64__)
+    __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(hz));
+#else
+    int64_t t0 = gt_clock_monotonic_ns();
+    uint64_t c0 = gt_tsc();
+    struct timespec ts = {0, 5000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    int64_t t1 = gt_clock_monotonic_ns();
+    uint64_t c1 = gt_tsc();
+    hz = (uint64_t)((double)(c1 - c0) * 1e9 / (double)(t1 - t0));
+#endif
+    if (hz == 0) hz = 1000000000;
+    atomic_store_explicit(&gt_tsc_hz, hz, memory_order_relaxed);
+    return hz;
+}
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/prctl.h>
+
+int gt_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}
+
+void gt_set_thread_name(const char *name) {
+    char buf[16];  // the kernel keeps 15 characters
+    strncpy(buf, name, sizeof buf - 1);
+    buf[sizeof buf - 1] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
+
+int gt_shadow_stack_enabled(void) {
+#if defined(__x86_64__)
+    unsigned long features = 0;
+    // ARCH_SHSTK_STATUS (Linux 6.6+); older kernels fail with EINVAL: no shadow stack.
+    if (syscall(SYS_arch_prctl, 0x5005, &features) == 0) return (features & 1) != 0;
+#endif
+    return 0;
+}

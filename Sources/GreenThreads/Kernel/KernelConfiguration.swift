@@ -1,0 +1,65 @@
+// KernelConfiguration: the knobs of one kernel run, with defaults chosen and
+// justified in docs/architecture.md and docs/preemption.md.
+
+/// How a kernel runs: how many workers, how long a time slice, how big a
+/// stack, and whether threads are preempted.
+///
+/// ```swift
+/// let config = KernelConfiguration(workers: 1, timeSlice: .milliseconds(5))
+/// try Kernel.run(config) { ... }
+/// ```
+public struct KernelConfiguration: Sendable {
+    /// Worker OS threads that run green threads. Default: the CPUs this
+    /// process may use (affinity mask, capped by a cgroup CPU quota).
+    public var workers: Int
+    /// CPU time a thread runs before another of its priority gets the CPU.
+    /// Default 10 ms: long enough that preemption costs under 0.1% (one
+    /// preemption is a few microseconds), short enough for interactive
+    /// latency among equals. The kernel's scheduler tick (4 ms at 250 Hz)
+    /// rounds CPU-time timers, so slices below 4 ms act as about 4 ms.
+    public var timeSlice: Duration
+    /// Stack bytes per thread when `spawn` is not given a size. Default
+    /// 64 KiB: Swift's first `print` with interpolation needs 11.5 KiB,
+    /// Foundation's `String(format:)` 16 KiB, and a preemption frame about
+    /// 3.5 KiB; 64 KiB leaves room for real work. Untouched pages cost no
+    /// memory, so a parked thread still costs one or two pages.
+    public var defaultStackSize: Int
+    /// Whether time slices are enforced by SIGVTALRM. `false` gives a
+    /// cooperative kernel: threads switch only when they yield or block.
+    public var preemption: Bool
+    /// Delay before retrying a preemption that landed at an unsafe point
+    /// (inside libc or the Swift runtime). See docs/preemption.md.
+    public var preemptionRetry: Duration
+
+    public init(
+        workers: Int = KernelConfiguration.usableCPUs,
+        timeSlice: Duration = .milliseconds(10),
+        defaultStackSize: Int = 64 * 1024,
+        preemption: Bool = true
+    ) {
+        self.workers = workers
+        self.timeSlice = timeSlice
+        self.defaultStackSize = defaultStackSize
+        self.preemption = preemption
+        self.preemptionRetry = .microseconds(100)
+    }
+
+    /// The CPUs this process may use: its affinity mask, capped by a cgroup
+    /// CPU quota when one is set.
+    public static var usableCPUs: Int { UsableCPUs.count() }
+
+    func validate() throws {
+        guard workers >= 1 && workers <= 1024 else {
+            throw KernelError.invalidConfiguration("workers must be 1...1024, got \(workers)")
+        }
+        guard timeSlice > .zero else {
+            throw KernelError.invalidConfiguration("timeSlice must be positive, got \(timeSlice)")
+        }
+        guard preemptionRetry > .zero else {
+            throw KernelError.invalidConfiguration("preemptionRetry must be positive, got \(preemptionRetry)")
+        }
+        guard defaultStackSize >= GreenThread.minimumStackSize else {
+            throw GreenThreadError.invalidStackSize(defaultStackSize, minimum: GreenThread.minimumStackSize)
+        }
+    }
+}

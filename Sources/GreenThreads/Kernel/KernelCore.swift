@@ -1,0 +1,212 @@
+// KernelCore: the state of one running kernel: its workers, the ready
+// threads, the sleepers' timer heap, the registry of live threads, and the
+// bookkeeping that ends the run (last thread finished, or deadlock).
+//
+// Lock order: KernelLock (this file's `lock`) -> StackPool's lock. Every
+// field marked "kernel lock" is read and written only with `lock` held, and
+// `lock` is only taken inside a critical section (preemption disabled), or
+// on the monitor thread, which runs no green threads.
+//
+// The switch protocol (Scheduler.swift) hands the held lock across a
+// context switch: the context that resumes releases it, after the outgoing
+// context is fully saved. That is what makes it safe for another worker to
+// pick a thread the moment it becomes visible in the run queue.
+import CGreenCore
+import Glibc
+import Synchronization
+
+final class KernelCore: @unchecked Sendable {
+    let configuration: KernelConfiguration
+    let lock = KernelLock()
+    /// The time slice in time-stamp-counter ticks.
+    let sliceTicks: UInt64
+
+    @exclusivity(unchecked) var runQueue = RunQueue()          // kernel lock
+    @exclusivity(unchecked) var workers: [Worker] = []         // set before start, then read-only
+    @exclusivity(unchecked) var idleWorkers: [Worker] = []     // kernel lock
+    @exclusivity(unchecked) var liveThreads = 0                // kernel lock
+    @exclusivity(unchecked) var threadsSpawned: UInt64 = 0     // kernel lock
+    @exclusivity(unchecked) var timers = TimerHeap()           // kernel lock
+    @exclusivity(unchecked) var shuttingDown = false           // kernel lock
+    @exclusivity(unchecked) var deadlockReport: DeadlockReport? // kernel lock
+    /// Head of the intrusive list of live threads; the list holds one
+    /// retain on each (Unmanaged), dropped when the thread is reaped.
+    @exclusivity(unchecked) unowned(unsafe) var registryHead: GreenThread? // kernel lock
+
+    /// Futex word the monitor sleeps on; bumped when an earlier deadline
+    /// arrives or the kernel shuts down.
+    let monitorWord: UnsafeMutablePointer<UInt32>
+
+    /// Thread ids are unique for the process's life, across kernels.
+    static let nextThreadID = Atomic<UInt64>(1)
+
+    init(configuration: KernelConfiguration) {
+        self.configuration = configuration
+        let hz = Double(gt_tsc_frequency())
+        let sliceSeconds = Double(configuration.timeSlice.nanosecondsClamped) / 1e9
+        sliceTicks = UInt64(max(1, hz * sliceSeconds))
+        monitorWord = .allocate(capacity: 1)
+        monitorWord.initialize(to: 0)
+    }
+
+    deinit { monitorWord.deallocate() }
+
+    // MARK: Critical sections
+
+    /// Runs `body` with preemption disabled and the kernel lock held. `body`
+    /// must not switch threads.
+    @inline(__always)
+    func withCriticalLock<R>(_ body: () throws -> R) rethrows -> R {
+        _ = gt_enter_critical()
+        lock.lock()
+        defer {
+            lock.unlock()
+            KernelCore.exitCritical()
+        }
+        return try body()
+    }
+
+    /// Leaves a critical section, honouring a preemption that came due
+    /// inside it.
+    @inline(__always)
+    static func exitCritical() {
+        if gt_exit_critical() != 0 { yieldCurrent(preempting: true) }
+    }
+
+    /// The worker whose OS thread is running this code. Only meaningful
+    /// inside a critical section (outside one the caller could migrate).
+    @inline(__always)
+    static func worker(of state: UnsafeMutablePointer<gt_worker_state>) -> Worker {
+        Unmanaged<Worker>.fromOpaque(state.pointee.worker).takeUnretainedValue()
+    }
+
+    // MARK: Thread creation and the registry
+
+    /// Creates a thread with its stack and first frame; `start` makes it run.
+    func createThread(name: String?, priority: Priority, stackSize: Int,
+                      body: @escaping () -> Void) throws -> GreenThread {
+        let id = KernelCore.nextThreadID.add(1, ordering: .relaxed).oldValue
+        let thread = GreenThread(id: id, name: name, priority: priority, kernel: self)
+        thread.body = body
+        let size = StackPool.roundedSize(stackSize)
+        _ = gt_enter_critical()  // the pool's lock is never held by a preemptible thread
+        defer { KernelCore.exitCritical() }
+        let stack = try StackPool.shared.allocate(size: size)
+        // The C control block sits at the top of the stack, 64-byte aligned
+        // (one cache line apart from the first frame below it).
+        let blockAddress = UInt(bitPattern: stack.high - MemoryLayout<gt_thread_core>.stride) & ~UInt(63)
+        let blockRaw = UnsafeMutableRawPointer(bitPattern: blockAddress)!
+        let core = blockRaw.bindMemory(to: gt_thread_core.self, capacity: 1)
+        core.initialize(to: gt_thread_core())
+        core.pointee.id = id
+        copyName(thread.name, into: core)
+        core.pointee.stack_low = stack.low
+        core.pointee.stack_high = blockRaw
+        core.pointee.guard_low = stack.base
+        let opaque = Unmanaged.passUnretained(thread).toOpaque()
+        core.pointee.owner = opaque
+        core.pointee.sp = gt_context_make(blockRaw, greenThreadEntry, opaque)
+        thread.stack = stack
+        thread.core = core
+        return thread
+    }
+
+    private func copyName(_ name: String, into core: UnsafeMutablePointer<gt_thread_core>) {
+        withUnsafeMutableBytes(of: &core.pointee.name) { buffer in
+            var utf8 = Array(name.utf8.prefix(Int(GT_NAME_CAPACITY) - 1))
+            utf8.append(0)
+            buffer.copyBytes(from: utf8)
+        }
+    }
+
+    /// Registers a created thread and makes it ready. Kernel lock held.
+    func start(_ thread: GreenThread) {
+        _ = Unmanaged.passRetained(thread)  // the registry's reference
+        thread.registryNext = registryHead
+        thread.registryPrev = nil
+        registryHead?.registryPrev = thread
+        registryHead = thread
+        liveThreads += 1
+        threadsSpawned += 1
+        makeReady(thread)
+    }
+
+    /// Frees a finished thread's stack and drops the registry's reference.
+    /// Kernel lock held; no context runs on the thread's stack any more.
+    func reap(_ thread: GreenThread) {
+        if let core = thread.core {
+            thread.finalStatistics = ThreadStatistics(
+                cpuTicks: core.pointee.cpu_ticks, switches: core.pointee.switches,
+                preemptions: core.pointee.preemptions, deferredPreemptions: core.pointee.deferrals)
+            thread.core = nil
+        }
+        if let stack = thread.stack {
+            StackPool.shared.release(stack)
+            thread.stack = nil
+        }
+        unregister(thread)
+    }
+
+    private func unregister(_ thread: GreenThread) {
+        if let prev = thread.registryPrev { prev.registryNext = thread.registryNext } else { registryHead = thread.registryNext }
+        thread.registryNext?.registryPrev = thread.registryPrev
+        thread.registryNext = nil
+        thread.registryPrev = nil
+        Unmanaged.passUnretained(thread).release()
+    }
+
+    /// Live threads, newest first. Kernel lock held.
+    func forEachLiveThread(_ body: (GreenThread) -> Void) {
+        var t = registryHead
+        while let thread = t {
+            body(thread)
+            t = thread.registryNext
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Stops the workers and the monitor. Kernel lock held.
+    func beginShutdown() {
+        shuttingDown = true
+        while let w = idleWorkers.popLast() { w.wake() }
+        wakeMonitor()
+    }
+
+    func wakeMonitor() {
+        _ = gt_atomic_fetch_add_u32(monitorWord, 1)
+        _ = gt_sys_futex_wake(monitorWord, 1)
+    }
+
+    /// Called by a worker about to idle: if every worker is idle, no thread
+    /// sleeps or waits with a timeout, and threads are still alive, nothing
+    /// can ever wake them. Kernel lock held.
+    func checkForDeadlock() -> Bool {
+        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty else {
+            return false
+        }
+        timers.dropStale()
+        guard timers.isEmpty else { return false }
+        var threads: [DeadlockReport.Entry] = []
+        forEachLiveThread { t in
+            threads.append(.init(threadID: t.id, name: t.name, state: t.runState,
+                                 priority: t.basePriorityLevel, waitingOn: t.waitRecord))
+        }
+        deadlockReport = DeadlockReport(threads: threads.reversed())
+        beginShutdown()
+        return true
+    }
+
+    /// After a deadlock: the blocked threads can never run; give their
+    /// stacks back and drop them. Objects their frames referenced leak.
+    func abandonBlockedThreads() {
+        withCriticalLock {
+            while let t = registryHead {
+                t.runState = .finished
+                reap(t)
+            }
+            liveThreads = 0
+            timers = TimerHeap()
+        }
+    }
+}

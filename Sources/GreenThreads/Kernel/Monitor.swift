@@ -1,0 +1,36 @@
+// Monitor: the kernel's OS thread that runs no green threads. It wakes
+// sleepers and times out timed waits at their deadlines, waking an idle
+// worker or preempting a lower-priority thread for them (Scheduler's
+// makeReady), so a deadline is met even while every worker is busy. Later
+// duties (handing off the run queue of a worker blocked in the OS) belong
+// here too, like Go's sysmon.
+import CGreenCore
+import Glibc
+
+extension KernelCore {
+    /// The monitor's loop; returns when the kernel shuts down.
+    func runMonitor() {
+        lock.lock()
+        while !shuttingDown {
+            let now = gt_clock_monotonic_ns()
+            while let top = timers.earliest, top.deadline <= now {
+                _ = timers.popEarliest()
+                let thread = top.thread
+                guard top.generation == thread.timerGeneration,
+                      thread.runState == .sleeping || thread.runState == .blocked else { continue }
+                thread.timeoutAction?(thread)
+                thread.timeoutAction = nil
+                makeReady(thread, reason: .timedOut)
+            }
+            // A stale entry may have been all that kept an all-idle kernel
+            // from being declared deadlocked.
+            if checkForDeadlock() { break }
+            let timeout = timers.earliest.map { max(0, $0.deadline - now) } ?? -1
+            let seq = gt_atomic_load_u32(monitorWord)
+            lock.unlock()
+            _ = gt_sys_futex_wait(monitorWord, seq, timeout)
+            lock.lock()
+        }
+        lock.unlock()
+    }
+}

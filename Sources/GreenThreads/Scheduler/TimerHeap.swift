@@ -1,0 +1,59 @@
+// TimerHeap: deadlines of sleeping threads and of timed waits, a binary
+// min-heap on CLOCK_MONOTONIC nanoseconds. Entries are never removed early:
+// a thread woken before its deadline bumps its timerGeneration, and the
+// monitor skips entries whose generation no longer matches. Guarded by the
+// kernel lock.
+
+struct TimerHeap {
+    struct Entry {
+        var deadline: Int64
+        var generation: UInt64
+        var thread: GreenThread
+    }
+
+    private var entries: [Entry] = []
+
+    var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+    var earliest: Entry? { entries.first }
+
+    /// Adds an entry; returns true when it became the earliest deadline.
+    mutating func insert(deadline: Int64, generation: UInt64, thread: GreenThread) -> Bool {
+        entries.append(Entry(deadline: deadline, generation: generation, thread: thread))
+        var i = entries.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard entries[i].deadline < entries[parent].deadline else { break }
+            entries.swapAt(i, parent)
+            i = parent
+        }
+        return i == 0
+    }
+
+    /// Removes and returns the earliest entry.
+    mutating func popEarliest() -> Entry? {
+        guard !entries.isEmpty else { return nil }
+        entries.swapAt(0, entries.count - 1)
+        let top = entries.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < entries.count && entries[l].deadline < entries[m].deadline { m = l }
+            if r < entries.count && entries[r].deadline < entries[m].deadline { m = r }
+            if m == i { break }
+            entries.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+
+    /// Drops entries whose thread no longer waits on them, so that
+    /// `isEmpty` means "no thread will ever be woken by a timer".
+    mutating func dropStale() {
+        entries.removeAll { $0.generation != $0.thread.timerGeneration }
+        let old = entries
+        entries = []
+        for e in old { _ = insert(deadline: e.deadline, generation: e.generation, thread: e.thread) }
+    }
+}

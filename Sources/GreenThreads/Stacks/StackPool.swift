@@ -1,0 +1,181 @@
+// StackPool: fixed-size stacks carved from large slab mappings, each with a
+// guard region below it, cached for reuse. Process-wide: kernels come and go
+// (tests run several in one process), stacks and their guards stay.
+//
+// Why slabs: one mapping per stack would hit vm.max_map_count (65530 by
+// default) long before a million threads. A slab is one MAP_NORESERVE
+// mapping (virtual space only; the kernel commits a page on first touch) cut
+// into [guard | stack] strides. Guards are installed with
+// madvise(MADV_GUARD_INSTALL) (Linux 6.13+), which marks page-table entries
+// and does not split the mapping. On older kernels each guard is an
+// mprotect(PROT_NONE) that splits the mapping in three, so those are limited
+// to a budget of mappings; stacks beyond it get no guard (said once on stderr).
+//
+// Why stacks never move or grow: Swift code holds raw pointers into its
+// stack (withUnsafe..., C interop), so a stack is fixed for the thread's life.
+//
+// Layout of one stride (addresses grow upward; stacks grow downward):
+//
+//   base ........ base+guard ................................ base+stride
+//   [ guard region | usable stack ...... | gt_thread_core (control block) ]
+//                  ^ stack_low           ^ initial sp          ^ stack_high
+//
+// Invariants: every field is guarded by `lock`, which is only taken inside a
+// kernel critical section (a holder is never preempted). A stack is in
+// exactly one of: a free list, a live thread, or not yet carved.
+import CGreenCore
+import Glibc
+
+struct GreenStack {
+    /// Lowest address of the guard region (the stride's base).
+    let base: UnsafeMutableRawPointer
+    let guardSize: Int
+    /// Usable bytes, control block included.
+    let size: Int
+
+    var low: UnsafeMutableRawPointer { base + guardSize }
+    var high: UnsafeMutableRawPointer { base + guardSize + size }
+}
+
+final class StackPool: @unchecked Sendable {
+    static let shared = StackPool()
+
+    /// Bytes of guard below each stack: larger than one page so that a
+    /// function with a big frame cannot step over it (stack clash).
+    static let guardSize = 16 * 1024
+    /// Freed stacks kept with their pages committed, per size class; beyond
+    /// this, freed stacks give their memory back (MADV_DONTNEED) first.
+    static let hotLimit = 4096
+    /// Virtual bytes per slab (at most `maxStacksPerSlab` stacks).
+    static let slabBytes = 512 * 1024 * 1024
+    static let maxStacksPerSlab = 8192
+
+    enum GuardMode { case madvise, mprotect(budget: Int), none }
+
+    private struct SizeClass {
+        var hot: [GreenStack] = []
+        var cold: [GreenStack] = []
+        var slabNext: UnsafeMutableRawPointer?
+        var slabEnd: UnsafeMutableRawPointer?
+    }
+
+    private let lock = KernelLock()
+    private var classes: [Int: SizeClass] = [:]      // guarded by lock
+    private var guardMode: GuardMode                 // guarded by lock
+    private var warned: Set<String> = []             // guarded by lock
+    private(set) var slabsMapped = 0                 // guarded by lock
+    private(set) var stacksCarved = 0                // guarded by lock
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    private init() {
+        // GT_GUARD_MODE=mprotect forces the old-kernel path (tests use it).
+        if let mode = getenv("GT_GUARD_MODE"), String(cString: mode) == "mprotect" {
+            guardMode = .mprotect(budget: StackPool.mprotectBudget())
+        } else {
+            guardMode = .madvise
+        }
+    }
+
+    /// Guard mappings allowed with mprotect: each costs two extra mappings;
+    /// leave half of vm.max_map_count to the program and its libraries.
+    private static func mprotectBudget() -> Int {
+        let maxMaps = readSmallFile("/proc/sys/vm/max_map_count").flatMap {
+            Int($0.filter { !$0.isWhitespace })
+        } ?? 65530
+        return maxMaps / 4
+    }
+
+    /// Rounds a requested stack size up to whole pages.
+    static func roundedSize(_ size: Int) -> Int {
+        (size + pageSize - 1) / pageSize * pageSize
+    }
+
+    /// A stack of exactly `size` bytes (a multiple of the page size).
+    /// Caller is inside a critical section.
+    func allocate(size: Int) throws -> GreenStack {
+        lock.lock()
+        defer { lock.unlock() }
+        var sizeClass = classes[size] ?? SizeClass()
+        defer { classes[size] = sizeClass }
+        if let stack = sizeClass.hot.popLast() ?? sizeClass.cold.popLast() { return stack }
+        let stride = StackPool.guardSize + size
+        if sizeClass.slabNext == nil || sizeClass.slabNext! + stride > sizeClass.slabEnd! {
+            let count = max(1, min(StackPool.maxStacksPerSlab, StackPool.slabBytes / stride))
+            var base: UnsafeMutableRawPointer?
+            let r = gt_sys_mmap(count * stride, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, &base)
+            guard r.error == 0, let base else {
+                throw GreenThreadError.outOfStackMemory(stackSize: size, errno: r.error)
+            }
+            if gt_slab_register(base, count * stride, stride, StackPool.guardSize) != 0 {
+                // The fault handler's table is full: these stacks still work,
+                // but an overflow would be reported as a plain SIGSEGV.
+                warnOnce("GreenThreads: slab table full; overflow messages unavailable for new stacks\n")
+            }
+            sizeClass.slabNext = base
+            sizeClass.slabEnd = base + count * stride
+            slabsMapped += 1
+        }
+        let base = sizeClass.slabNext!
+        sizeClass.slabNext = base + stride
+        stacksCarved += 1
+        let stack = GreenStack(base: base, guardSize: installGuard(at: base), size: size)
+        return stack
+    }
+
+    /// Returns a stack to the pool. Caller is inside a critical section and
+    /// no thread runs on the stack any more.
+    func release(_ stack: GreenStack) {
+        lock.lock()
+        defer { lock.unlock() }
+        var sizeClass = classes[stack.size] ?? SizeClass()
+        if sizeClass.hot.count < StackPool.hotLimit {
+            sizeClass.hot.append(stack)
+        } else {
+            // Keep the address range, drop the pages: RSS falls back.
+            _ = gt_sys_madvise(stack.low, stack.size, MADV_DONTNEED)
+            sizeClass.cold.append(stack)
+        }
+        classes[stack.size] = sizeClass
+    }
+
+    /// Number of cached stacks of `size` bytes (tests).
+    func cachedCount(size: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let c = classes[size]
+        return (c?.hot.count ?? 0) + (c?.cold.count ?? 0)
+    }
+
+    /// Installs the guard below a new stack and returns the guard's size. The
+    /// stride keeps its layout even when no protection could be installed.
+    private func installGuard(at base: UnsafeMutableRawPointer) -> Int {
+        switch guardMode {
+        case .madvise:
+            let r = gt_sys_madvise(base, StackPool.guardSize, GT_MADV_GUARD_INSTALL)
+            if r.error == 0 { return StackPool.guardSize }
+            // EINVAL: a kernel older than 6.13. Fall back, and say so once.
+            guardMode = .mprotect(budget: StackPool.mprotectBudget())
+            warnOnce("GreenThreads: MADV_GUARD_INSTALL unavailable (errno \(r.error)); "
+                     + "using mprotect guard pages within a budget of mappings\n")
+            return installGuard(at: base)
+        case .mprotect(let budget):
+            if budget > 0, gt_sys_mprotect(base, StackPool.guardSize, PROT_NONE).error == 0 {
+                guardMode = .mprotect(budget: budget - 1)
+                return StackPool.guardSize
+            }
+            guardMode = .none
+            warnOnce("GreenThreads: guard-page budget exhausted (vm.max_map_count); "
+                     + "new stacks have no overflow guard\n")
+            return StackPool.guardSize
+        case .none:
+            return StackPool.guardSize
+        }
+    }
+
+    private func warnOnce(_ message: String) {
+        guard warned.insert(message).inserted else { return }
+        message.withCString { gt_write_stderr($0) }
+    }
+}

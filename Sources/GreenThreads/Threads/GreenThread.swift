@@ -1,0 +1,243 @@
+// GreenThread: the control block of one green thread (the Swift half; the
+// C half, gt_thread_core, lives at the top of its stack) and the public API
+// to spawn, identify, prioritize, yield and sleep.
+//
+// Field guards: fields marked "kernel lock" are read and written only with
+// the kernel lock held (they are @exclusivity(unchecked): the lock, not the
+// runtime's access tracking, keeps them consistent, and the runtime's
+// tracking would cost a call on every scheduler step). "Own thread" fields
+// are touched only by the thread itself.
+import CGreenCore
+import Glibc
+
+/// A green thread: a thread scheduled by GreenThreads in user space, with a
+/// small stack, preempted by time slices and scheduled by priority.
+///
+/// ```swift
+/// try Kernel.run {
+///     let worker = try GreenThread.spawn(name: "worker", priority: .high) {
+///         (1...1_000).reduce(0, +)
+///     }
+///     print(try worker.join())   // 500500
+/// }
+/// ```
+public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
+    /// Unique within the process.
+    public let id: UInt64
+    /// The name given at spawn, or "thread-<id>".
+    public let name: String
+
+    /// What a thread is doing, as reported by `state` and snapshots.
+    public enum State: String, Sendable, Codable {
+        case ready, running, blocked, sleeping, finished
+    }
+
+    // --- scheduling (kernel lock) ---
+    @exclusivity(unchecked) var basePriorityLevel: Int
+    /// Highest priority inherited from waiters (priority inheritance), or -1.
+    @exclusivity(unchecked) var inheritedPriorityLevel = -1
+    @exclusivity(unchecked) var effectivePriorityLevel: Int
+    @exclusivity(unchecked) var runState: State = .ready
+    @exclusivity(unchecked) unowned(unsafe) var runNext: GreenThread?
+    @exclusivity(unchecked) unowned(unsafe) var runPrev: GreenThread?
+    /// The run-queue level this thread is queued at, or -1 when not queued.
+    @exclusivity(unchecked) var queuedLevel = -1
+    /// The worker running this thread, while it runs.
+    @exclusivity(unchecked) unowned(unsafe) var runningOn: Worker?
+
+    // --- registry of live threads (kernel lock) ---
+    @exclusivity(unchecked) unowned(unsafe) var registryNext: GreenThread?
+    @exclusivity(unchecked) unowned(unsafe) var registryPrev: GreenThread?
+
+    // --- waiting (kernel lock) ---
+    /// What the thread is blocked on, for deadlock reports and snapshots.
+    @exclusivity(unchecked) var waitRecord: WaitRecord?
+    /// Why the last block ended.
+    @exclusivity(unchecked) var wakeReason: WakeReason = .none
+    /// Generation of the thread's timer entry: stale heap entries are skipped.
+    @exclusivity(unchecked) var timerGeneration: UInt64 = 0
+    /// Run by the monitor, under the kernel lock, when a timed block expires
+    /// before a wake-up: takes the thread off the queue it waits on.
+    @exclusivity(unchecked) var timeoutAction: ((GreenThread) -> Void)?
+    /// Threads blocked in join() on this one.
+    @exclusivity(unchecked) var joiners: [GreenThread] = []
+
+    // --- stack and C control block (kernel lock; nil once finished) ---
+    @exclusivity(unchecked) var stack: GreenStack?
+    @exclusivity(unchecked) var core: UnsafeMutablePointer<gt_thread_core>?
+    /// Statistics kept after the stack is gone.
+    @exclusivity(unchecked) var finalStatistics = ThreadStatistics()
+
+    // --- own thread ---
+    @exclusivity(unchecked) var body: (() -> Void)?
+    @exclusivity(unchecked) var locals: [UInt64: Any] = [:]
+
+    unowned(unsafe) let kernel: KernelCore
+
+    init(id: UInt64, name: String?, priority: Priority, kernel: KernelCore) {
+        self.id = id
+        self.name = name ?? "thread-\(id)"
+        self.basePriorityLevel = priority.level
+        self.effectivePriorityLevel = priority.level
+        self.kernel = kernel
+    }
+
+    public var description: String { "green thread \(id) '\(name)'" }
+
+    // MARK: Identity and state
+
+    /// The green thread running this code.
+    ///
+    /// Outside `Kernel.run` there is none: calling this there stops the
+    /// program with a message saying so. Use `GreenThread.isInKernel` to check.
+    public static var current: GreenThread {
+        guard let owner = gt_current_owner() else {
+            fatalError("GreenThread.current called outside a green thread: run this code inside Kernel.run { ... }")
+        }
+        return Unmanaged<GreenThread>.fromOpaque(owner).takeUnretainedValue()
+    }
+
+    /// Whether the calling code runs on a green thread.
+    public static var isInKernel: Bool { gt_on_green_thread() != 0 }
+
+    /// The base priority, as given at spawn or by `setPriority(_:)`.
+    public var priority: Priority { Priority(unchecked: basePriorityLevel) }
+
+    /// The priority the scheduler uses: the base priority, raised while the
+    /// thread holds a mutex that a higher-priority thread waits for.
+    public var effectivePriority: Priority { Priority(unchecked: effectivePriorityLevel) }
+
+    /// Whether `effectivePriority` is raised above `priority` by inheritance.
+    public var isBoosted: Bool { effectivePriorityLevel > basePriorityLevel }
+
+    /// The thread's state. A snapshot: it may change right after the read.
+    public var state: State { runState }
+
+    /// Changes the base priority. Takes effect at once: a ready thread moves
+    /// to its new run-queue level, a running thread that now ranks below a
+    /// ready one is preempted, and inherited priorities along a chain of
+    /// mutexes are recomputed.
+    public func setPriority(_ priority: Priority) {
+        kernel.withCriticalLock { kernel.changeBasePriority(of: self, to: priority.level) }
+    }
+
+    /// CPU time spent running, measured with the time-stamp counter at each
+    /// switch (no system call on the switch path).
+    public var cpuTime: Duration { statistics.cpuTime }
+
+    /// Counters of this thread's scheduling history.
+    public var statistics: ThreadStatistics {
+        guard let core else { return finalStatistics }
+        var s = ThreadStatistics()
+        s.cpuTicks = core.pointee.cpu_ticks
+        s.switches = core.pointee.switches
+        s.preemptions = core.pointee.preemptions
+        s.deferredPreemptions = core.pointee.deferrals
+        return s
+    }
+
+    // MARK: Spawning
+
+    /// The smallest stack a thread may ask for. Swift's runtime needs more
+    /// stack than C (11.5 KiB for the first `print` with interpolation) and a
+    /// preemption signal frame takes about 3.5 KiB more.
+    public static let minimumStackSize = 32 * 1024
+
+    /// Starts a new green thread running `body`.
+    ///
+    /// - Parameters:
+    ///   - name: shown in stack traces, `gt-ps` and overflow messages.
+    ///   - priority: its base priority (default `.normal`).
+    ///   - stackSize: bytes of stack (default `KernelConfiguration.defaultStackSize`),
+    ///     at least `minimumStackSize`.
+    /// - Returns: a handle to wait for the thread's result.
+    /// - Throws: `GreenThreadError.notInKernel` outside `Kernel.run`,
+    ///   `.invalidStackSize` for a stack below the minimum.
+    @discardableResult
+    public static func spawn<T>(
+        name: String? = nil,
+        priority: Priority = .normal,
+        stackSize: Int? = nil,
+        _ body: @escaping () throws -> T
+    ) throws -> JoinHandle<T> {
+        guard gt_on_green_thread() != 0 else { throw GreenThreadError.notInKernel(operation: "GreenThread.spawn") }
+        let kernel = GreenThread.current.kernel
+        let size = stackSize ?? kernel.configuration.defaultStackSize
+        guard size >= minimumStackSize else {
+            throw GreenThreadError.invalidStackSize(size, minimum: minimumStackSize)
+        }
+        let completion = JoinCompletion<T>()
+        let thread = try kernel.createThread(name: name, priority: priority, stackSize: size) {
+            completion.result = Result { try body() }
+        }
+        kernel.withCriticalLock { kernel.start(thread) }
+        return JoinHandle(thread: thread, completion: completion)
+    }
+
+    // MARK: Yielding and sleeping
+
+    /// Gives the CPU to another ready thread of the same or higher priority,
+    /// if there is one. Outside a kernel it yields the OS thread
+    /// (`sched_yield`).
+    public static func yield() {
+        guard gt_on_green_thread() != 0 else {
+            _ = gt_sys_sched_yield()
+            return
+        }
+        KernelCore.yieldCurrent(preempting: false)
+    }
+
+    /// Suspends the calling thread for at least `duration` without occupying
+    /// its worker (a timer heap, not a spin). Outside a kernel it sleeps the
+    /// OS thread (`nanosleep`).
+    public static func sleep(for duration: Duration) {
+        let ns = duration.nanosecondsClamped
+        guard gt_on_green_thread() != 0 else {
+            if ns > 0 { _ = gt_sys_nanosleep(ns) }
+            return
+        }
+        guard ns > 0 else { return yield() }
+        GreenThread.current.kernel.sleepCurrent(until: gt_clock_monotonic_ns() &+ ns)
+    }
+
+    /// Runs `body` with preemption disabled for the calling thread: no time
+    /// slice ends inside it (a slice that ends meanwhile ends right after).
+    /// Regions nest. The thread can still block (a mutex, a channel) inside.
+    public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
+        gt_no_preempt_enter()
+        defer {
+            if gt_no_preempt_exit() != 0 { KernelCore.yieldCurrent(preempting: true) }
+        }
+        return try body()
+    }
+}
+
+/// Scheduling counters of one thread.
+public struct ThreadStatistics: Sendable, Equatable {
+    /// Time-stamp counter ticks spent running.
+    public var cpuTicks: UInt64 = 0
+    /// Times the thread was switched in.
+    public var switches: UInt64 = 0
+    /// Times its time slice was ended by the timer.
+    public var preemptions: UInt64 = 0
+    /// Times a due preemption had to wait for a safe point.
+    public var deferredPreemptions: UInt64 = 0
+
+    /// `cpuTicks` converted with the counter's measured frequency.
+    public var cpuTime: Duration {
+        let hz = gt_tsc_frequency()
+        let seconds = cpuTicks / hz
+        let rest = cpuTicks % hz
+        return .seconds(Int64(seconds)) + .nanoseconds(Int64(Double(rest) * 1e9 / Double(hz)))
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped to Int64 (negative durations become 0).
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 { return 0 }
+        if seconds >= Int64.max / 1_000_000_000 { return Int64.max }
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
