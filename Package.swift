@@ -57,7 +57,9 @@ let package = Package(
         .executableTarget(
             name: "gt-test-host",
             dependencies: ["GreenThreads", "CGreenCore"],
-            path: "Tests/GTTestHost"
+            path: "Tests/GTTestHost",
+            // Scenarios share plain globals between green threads on purpose.
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "GreenThreadsTests",

@@ -84,6 +84,9 @@ gt_trampoline:
     .cfi_endproc
     .size   gt_trampoline,.-gt_trampoline
 
-    .section .note.GNU-stack,"",@progbits
-
 #endif
+
+// Outside the guard: on other architectures this file assembles to an empty
+// object, and an object without this note makes GNU ld mark the whole
+// program's stack executable.
+    .section .note.GNU-stack,"",%progbits

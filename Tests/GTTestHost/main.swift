@@ -1,26 +1,50 @@
+// gt-test-host: runs one test scenario in its own process, so that tests of
+// a kernel (which arms signals and may deadlock or crash on a bug) fail one
+// at a time with their output. Usage: gt-test-host <scenario> [options].
+// A scenario prints `key=value` lines for the test to check, and "OK" when
+// its own assertions passed.
+import CGreenCore
 import GreenThreads
 import Glibc
 
-let args = CommandLine.arguments
-let scenario = args.count > 1 ? args[1] : "basic"
-switch scenario {
-case "basic":
-    let r = try Kernel.run(KernelConfiguration(workers: 1)) { () -> Int in
-        var order: [String] = []
-        let a = try GreenThread.spawn(name: "a") { () -> Int in
-            for i in 0..<3 { order.append("a\(i)"); GreenThread.yield() }
-            return 1
-        }
-        let b = try GreenThread.spawn(name: "b") { () -> Int in
-            for i in 0..<3 { order.append("b\(i)"); GreenThread.yield() }
-            return 2
-        }
-        let s = try a.join() + b.join()
-        print(order)
-        return s
+/// Stops the scenario with a message the test shows.
+func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+           file: StaticString = #fileID, line: UInt = #line) {
+    if !condition() {
+        print("CHECK FAILED at \(file):\(line): \(message())")
+        fflush(stdout)
+        exit(1)
     }
-    print("result", r)
-default:
-    print("unknown scenario")
+}
+
+/// `--name value` from the command line.
+func option(_ name: String) -> String? {
+    let args = CommandLine.arguments
+    guard let i = args.firstIndex(of: "--" + name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+
+func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0) } ?? fallback }
+
+/// Turns off one hazard fix (`--disable-fix errno`) to show the test fails without it.
+func applyFixOptions() {
+    if let fix = option("disable-fix") {
+        check(gt_fix_set(fix, 0) >= 0, "unknown fix \(fix)")
+    }
+}
+
+let scenarios: [String: () throws -> Void] = foundationScenarios.merging(preemptionScenarios) { a, _ in a }
+
+setvbuf(stdout, nil, _IOLBF, 0)
+let name = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : ""
+guard let scenario = scenarios[name] else {
+    print("unknown scenario '\(name)'; known: \(scenarios.keys.sorted().joined(separator: ", "))")
     exit(2)
+}
+applyFixOptions()
+do {
+    try scenario()
+} catch {
+    print("ERROR: \(error)")
+    exit(3)
 }

@@ -126,6 +126,7 @@ public enum Kernel {
         for t in others { t.join() }
         kernel.withCriticalLock { kernel.beginShutdown() }
         monitor.join()
+        StackPool.shared.trimExcess()
 
         if let startError {
             kernel.abandonBlockedThreads()

@@ -8,6 +8,11 @@ import CGreenCore
 import Glibc
 
 extension KernelCore {
+    /// The monitor wakes at least this often for housekeeping, such as giving
+    /// back the memory of stacks freed in a burst (100 ms: ten cheap wake-ups
+    /// a second bound how long that memory lingers).
+    static let housekeepingInterval: Int64 = 100_000_000
+
     /// The monitor's loop; returns when the kernel shuts down.
     func runMonitor() {
         lock.lock()
@@ -25,10 +30,12 @@ extension KernelCore {
             // A stale entry may have been all that kept an all-idle kernel
             // from being declared deadlocked.
             if checkForDeadlock() { break }
-            let timeout = timers.earliest.map { max(0, $0.deadline - now) } ?? -1
+            let untilDeadline = timers.earliest.map { max(0, $0.deadline - now) } ?? Int64.max
             let seq = gt_atomic_load_u32(monitorWord)
             lock.unlock()
-            _ = gt_sys_futex_wait(monitorWord, seq, timeout)
+            // Housekeeping: return the memory of stacks freed in bulk.
+            if StackPool.shared.hasExcess { StackPool.shared.trimExcess() }
+            _ = gt_sys_futex_wait(monitorWord, seq, min(untilDeadline, KernelCore.housekeepingInterval))
             lock.lock()
         }
         lock.unlock()

@@ -43,8 +43,9 @@ final class StackPool: @unchecked Sendable {
     /// Bytes of guard below each stack: larger than one page so that a
     /// function with a big frame cannot step over it (stack clash).
     static let guardSize = 16 * 1024
-    /// Freed stacks kept with their pages committed, per size class; beyond
-    /// this, freed stacks give their memory back (MADV_DONTNEED) first.
+    /// Freed stacks kept with their pages committed, per size class. Freeing
+    /// makes no system call; the monitor trims the excess beyond this every
+    /// 100 ms (`trimExcess`), returning their pages in coalesced ranges.
     static let hotLimit = 4096
     /// Virtual bytes per slab (at most `maxStacksPerSlab` stacks).
     static let slabBytes = 512 * 1024 * 1024
@@ -52,7 +53,9 @@ final class StackPool: @unchecked Sendable {
 
     enum GuardMode { case madvise, mprotect(budget: Int), none }
 
-    private struct SizeClass {
+    /// A class, so the free lists are mutated in place (a struct copied out
+    /// of the dictionary would copy its arrays on every allocation).
+    private final class SizeClass {
         var hot: [GreenStack] = []
         var cold: [GreenStack] = []
         var slabNext: UnsafeMutableRawPointer?
@@ -96,8 +99,7 @@ final class StackPool: @unchecked Sendable {
     func allocate(size: Int) throws -> GreenStack {
         lock.lock()
         defer { lock.unlock() }
-        var sizeClass = classes[size] ?? SizeClass()
-        defer { classes[size] = sizeClass }
+        let sizeClass = sizeClass(size)
         if let stack = sizeClass.hot.popLast() ?? sizeClass.cold.popLast() { return stack }
         let stride = StackPool.guardSize + size
         if sizeClass.slabNext == nil || sizeClass.slabNext! + stride > sizeClass.slabEnd! {
@@ -125,27 +127,62 @@ final class StackPool: @unchecked Sendable {
     }
 
     /// Returns a stack to the pool. Caller is inside a critical section and
-    /// no thread runs on the stack any more.
+    /// no thread runs on the stack any more. No system call: see `trimExcess`.
     func release(_ stack: GreenStack) {
         lock.lock()
-        defer { lock.unlock() }
-        var sizeClass = classes[stack.size] ?? SizeClass()
-        if sizeClass.hot.count < StackPool.hotLimit {
-            sizeClass.hot.append(stack)
-        } else {
-            // Keep the address range, drop the pages: RSS falls back.
-            _ = gt_sys_madvise(stack.low, stack.size, MADV_DONTNEED)
-            sizeClass.cold.append(stack)
-        }
-        classes[stack.size] = sizeClass
+        sizeClass(stack.size).hot.append(stack)
+        lock.unlock()
     }
 
-    /// Number of cached stacks of `size` bytes (tests).
-    func cachedCount(size: Int) -> Int {
+    /// Whether some size class holds more hot stacks than `hotLimit`.
+    var hasExcess: Bool {
         lock.lock()
         defer { lock.unlock() }
-        let c = classes[size]
-        return (c?.hot.count ?? 0) + (c?.cold.count ?? 0)
+        return classes.values.contains { $0.hot.count > StackPool.hotLimit }
+    }
+
+    /// Gives back the pages of hot stacks beyond `hotLimit` (MADV_DONTNEED
+    /// keeps the addresses and, since Linux 6.13, the guard markers) and moves
+    /// them to the cold lists. Called by the monitor thread, which runs no
+    /// green threads; the system calls run outside the pool's lock.
+    func trimExcess() {
+        var excess: [GreenStack] = []
+        lock.lock()
+        for c in classes.values where c.hot.count > StackPool.hotLimit {
+            excess += c.hot[StackPool.hotLimit...]
+            c.hot.removeSubrange(StackPool.hotLimit...)
+        }
+        lock.unlock()
+        guard !excess.isEmpty else { return }
+        excess.sort { $0.base < $1.base }
+        // Adjacent strides are released with one call.
+        var i = 0
+        while i < excess.count {
+            var j = i
+            while j + 1 < excess.count && excess[j + 1].base == excess[j].high && excess[j + 1].size == excess[i].size { j += 1 }
+            _ = gt_sys_madvise(excess[i].low, excess[j].high - excess[i].low, MADV_DONTNEED)
+            i = j + 1
+        }
+        lock.lock()
+        for stack in excess { sizeClass(stack.size).cold.append(stack) }
+        lock.unlock()
+    }
+
+    private func sizeClass(_ size: Int) -> SizeClass {
+        if let c = classes[size] { return c }
+        let c = SizeClass()
+        classes[size] = c
+        return c
+    }
+
+    func statistics() -> StackStatistics {
+        _ = gt_enter_critical()
+        lock.lock()
+        let cached = classes.values.reduce(0) { $0 + $1.hot.count + $1.cold.count }
+        let s = StackStatistics(slabsMapped: slabsMapped, stacksCarved: stacksCarved, stacksCached: cached)
+        lock.unlock()
+        KernelCore.exitCritical()
+        return s
     }
 
     /// Installs the guard below a new stack and returns the guard's size. The

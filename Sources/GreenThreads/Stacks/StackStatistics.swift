@@ -1,0 +1,18 @@
+// StackStatistics: what the process-wide stack pool has mapped and cached.
+
+/// Counters of the process-wide stack pool.
+public struct StackStatistics: Sendable, Equatable {
+    /// Slab mappings made (each holds many stacks).
+    public var slabsMapped: Int
+    /// Stacks ever carved from slabs; a reused stack is not counted again.
+    public var stacksCarved: Int
+    /// Freed stacks waiting for reuse.
+    public var stacksCached: Int
+}
+
+extension Kernel {
+    /// The stack pool's counters (process-wide, across kernels).
+    public static var stackStatistics: StackStatistics {
+        StackPool.shared.statistics()
+    }
+}

@@ -1,0 +1,5 @@
+import CGreenCore
+import GreenThreads
+import Glibc
+
+let preemptionScenarios: [String: () throws -> Void] = [:]

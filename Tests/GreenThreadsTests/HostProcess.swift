@@ -1,0 +1,100 @@
+// Runs one scenario of the gt-test-host executable in a child process with a
+// timeout. Everything that starts a kernel or arms signals runs this way, so
+// a deadlock, a crash or a stray signal fails one test with its output
+// instead of hanging or killing the test runner.
+import Foundation
+import Testing
+
+struct HostResult: CustomStringConvertible {
+    var status: Int32
+    var signaled: Bool
+    var timedOut: Bool
+    var stdout: String
+    var stderr: String
+    var elapsed: Duration
+
+    var succeeded: Bool { !timedOut && !signaled && status == 0 }
+
+    var description: String {
+        let how = timedOut ? "timed out" : signaled ? "killed by signal \(status)" : "exit status \(status)"
+        return "\(how) after \(elapsed)\n--- stdout ---\n\(stdout.suffix(4000))\n--- stderr ---\n\(stderr.suffix(4000))"
+    }
+
+    /// The value of a `key=value` line the scenario printed.
+    func value(_ key: String) -> String? {
+        for line in stdout.split(separator: "\n") where line.hasPrefix(key + "=") {
+            return String(line.dropFirst(key.count + 1))
+        }
+        return nil
+    }
+
+    func number(_ key: String) -> Double? { value(key).flatMap(Double.init) }
+}
+
+enum Host {
+    static var executable: URL {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return me.deletingLastPathComponent().appendingPathComponent("gt-test-host")
+    }
+
+    /// Runs `gt-test-host <scenario> <arguments>`; kills it after `timeout`.
+    static func run(_ scenario: String, _ arguments: [String] = [],
+                    environment: [String: String] = [:],
+                    timeout: Duration = .seconds(60)) throws -> HostResult {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = [scenario] + arguments
+        var env = ProcessInfo.processInfo.environment
+        // A crash should print our report, not wait for Swift's backtracer.
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let dir = FileManager.default.temporaryDirectory
+        let outURL = dir.appendingPathComponent("gt-host-\(UUID().uuidString).out")
+        let errURL = dir.appendingPathComponent("gt-host-\(UUID().uuidString).err")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outURL)
+            try? FileManager.default.removeItem(at: errURL)
+        }
+        let out = try FileHandle(forWritingTo: outURL)
+        let err = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let clock = ContinuousClock()
+        let start = clock.now
+        try process.run()
+        var timedOut = false
+        while process.isRunning {
+            if clock.now - start > timeout {
+                timedOut = true
+                kill(process.processIdentifier, SIGKILL)
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        process.waitUntilExit()
+        try out.close()
+        try err.close()
+        let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        return HostResult(status: process.terminationStatus,
+                          signaled: process.terminationReason == .uncaughtSignal,
+                          timedOut: timedOut, stdout: stdout, stderr: stderr,
+                          elapsed: clock.now - start)
+    }
+
+    /// Runs a scenario that must succeed and print "OK".
+    @discardableResult
+    static func expectOK(_ scenario: String, _ arguments: [String] = [],
+                         environment: [String: String] = [:],
+                         timeout: Duration = .seconds(60),
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> HostResult {
+        let result = try run(scenario, arguments, environment: environment, timeout: timeout)
+        #expect(result.succeeded && result.stdout.contains("OK"), "\(scenario): \(result)",
+                sourceLocation: sourceLocation)
+        return result
+    }
+}

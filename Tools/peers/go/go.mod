@@ -1,0 +1,3 @@
+module gtpeers
+
+go 1.19
