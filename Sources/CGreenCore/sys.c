@@ -120,6 +120,12 @@ void gt_set_thread_name(const char *name) {
     pthread_setname_np(pthread_self(), buf);
 }
 
+void gt_set_timer_slack_ns(unsigned long ns) {
+    // The default slack (50 us) lets the kernel delay a timed futex wait
+    // that much; the monitor's wake-ups of sleepers must be prompt.
+    prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
+}
+
 int gt_shadow_stack_enabled(void) {
 #if defined(__x86_64__)
     unsigned long features = 0;

@@ -66,6 +66,7 @@ typedef struct gt_thread_core {
     uint64_t switches;           // times switched in
     uint64_t preemptions;        // times preempted by the timer
     uint64_t deferrals;          // preemptions deferred (unsafe point)
+    uint64_t retries;            // retry timers armed for this thread's deferred preemptions
     void *preempt_context;       // ucontext_t of the signal frame while preempted
     void *owner;                 // opaque: the Swift GreenThread (unretained)
     char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
@@ -95,7 +96,7 @@ typedef struct gt_worker_state {
     int32_t timers_armed;
     int32_t tid;                   // kernel thread id, for tgkill
     int32_t preempt_requested;     // set (atomically) by wakers on other threads
-    int32_t reserved;
+    int32_t retry_shift;           // retries of the pending preemption; reset at each switch
 } gt_worker_state;
 
 /// This OS thread's state. Swift reads it only inside a critical section (or
@@ -273,6 +274,8 @@ void gt_errno_set(int value);
 int gt_affinity_cpu_count(void);
 /// Names the calling OS thread (shown by top -H, gdb, perf).
 void gt_set_thread_name(const char *name);
+/// Sets the calling OS thread's timer slack (prctl PR_SET_TIMERSLACK).
+void gt_set_timer_slack_ns(unsigned long ns);
 /// 1 if this process runs with a CET shadow stack (x86-64).
 int gt_shadow_stack_enabled(void);
 

@@ -89,6 +89,7 @@ public enum Kernel {
         kernel.withCriticalLock { kernel.start(main) }
 
         let monitor = try OSThread.start(name: "gt-monitor", blockingPreemptionSignal: true) {
+            gt_set_timer_slack_ns(1)
             kernel.runMonitor()
         }
         var others: [OSThread] = []

@@ -41,7 +41,7 @@ public struct KernelConfiguration: Sendable {
         self.timeSlice = timeSlice
         self.defaultStackSize = defaultStackSize
         self.preemption = preemption
-        self.preemptionRetry = .microseconds(100)
+        self.preemptionRetry = .microseconds(50)
     }
 
     /// The CPUs this process may use: its affinity mask, capped by a cgroup

@@ -137,7 +137,8 @@ final class KernelCore: @unchecked Sendable {
         if let core = thread.core {
             thread.finalStatistics = ThreadStatistics(
                 cpuTicks: core.pointee.cpu_ticks, switches: core.pointee.switches,
-                preemptions: core.pointee.preemptions, deferredPreemptions: core.pointee.deferrals)
+                preemptions: core.pointee.preemptions, deferredPreemptions: core.pointee.deferrals,
+                preemptionRetries: core.pointee.retries)
             thread.core = nil
         }
         if let stack = thread.stack {

@@ -99,6 +99,9 @@ final class Worker: @unchecked Sendable {
     /// Undoes `attach` on the calling OS thread.
     func detach() {
         let ws = gt_self()!
+        if getenv("GT_DEBUG_WORKERS") != nil {
+            gt_write_stderr("worker \(index): ticks=\(ws.pointee.ticks) preemptions=\(ws.pointee.preemptions) deferrals=\(ws.pointee.deferrals) retries=\(ws.pointee.retries)\n")
+        }
         gt_worker_timers_stop(ws)
         ws.pointee.is_worker = 0
         gt_altstack_teardown(altStack, altStackSize, &previousAltStack)

@@ -137,6 +137,7 @@ extension KernelCore {
         core.pointee.switches &+= 1
         ws.pointee.slice_start = gt_tsc()
         ws.pointee.preempt_pending = 0
+        ws.pointee.retry_shift = 0
         kernel.lock.unlock()
         if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
             swift_task_enterThreadLocalContext(exclusivityState(core))
@@ -178,6 +179,7 @@ extension KernelCore {
             let now = gt_tsc()
             current.core!.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             ws.pointee.slice_start = now
+            ws.pointee.retry_shift = 0
             lock.unlock()
             return false
         }

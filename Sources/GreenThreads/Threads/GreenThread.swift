@@ -133,6 +133,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         s.switches = core.pointee.switches
         s.preemptions = core.pointee.preemptions
         s.deferredPreemptions = core.pointee.deferrals
+        s.preemptionRetries = core.pointee.retries
         return s
     }
 
@@ -222,6 +223,8 @@ public struct ThreadStatistics: Sendable, Equatable {
     public var preemptions: UInt64 = 0
     /// Times a due preemption had to wait for a safe point.
     public var deferredPreemptions: UInt64 = 0
+    /// Retry timers armed while a deferred preemption waited.
+    public var preemptionRetries: UInt64 = 0
 
     /// `cpuTicks` converted with the counter's measured frequency.
     public var cpuTime: Duration {

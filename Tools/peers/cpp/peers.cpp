@@ -19,16 +19,18 @@
 // Built without Boost headers, only the pthread peer is compiled in: the
 // Boost peers then print a note on stderr and nothing on stdout.
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <climits>
-#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -53,6 +55,8 @@
 #include <boost/fiber/all.hpp>
 #include <boost/version.hpp>
 #endif
+
+extern char** environ;
 
 namespace {
 
@@ -199,31 +203,49 @@ void reportSpawnSample(const SpawnSample& sample) {
     }
 }
 
+// Runs one spawn round in a fresh copy of this binary and reads back its
+// one-line report. posix_spawn, not popen: no shell to quote the path for.
 SpawnSample spawnInChild(const std::string& peer, long n) {
     SpawnSample sample;
-    char self[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (length < 0) {
-        sample.error = "cannot find own executable";
+    int fds[2];
+    // Close-on-exec, so the child keeps only the end dup'ed onto its stdout.
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        sample.error = std::string("pipe: ") + std::strerror(errno);
         return sample;
     }
-    self[length] = '\0';
-    std::string command = std::string("'") + self + "' -spawn-once " + peer + " " + std::to_string(n);
-    FILE* child = popen(command.c_str(), "r");
-    if (child == nullptr) {
-        sample.error = std::string("popen: ") + std::strerror(errno);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    std::string size = std::to_string(n);
+    std::string argv0 = "peers", flag = "-spawn-once";
+    char* args[] = {&argv0[0], &flag[0], const_cast<char*>(peer.c_str()), &size[0], nullptr};
+    pid_t pid = 0;
+    // The child is a clone of this process until it execs, so /proc/self/exe
+    // still names this binary there.
+    int failure = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, args, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (failure != 0) {
+        close(fds[0]);
+        sample.error = std::string("posix_spawn: ") + std::strerror(failure);
         return sample;
     }
+    FILE* child = fdopen(fds[0], "r");
     char line[512] = "";
-    bool got = std::fgets(line, sizeof line, child) != nullptr;
-    int status = pclose(child);
+    bool got = child != nullptr && std::fgets(line, sizeof line, child) != nullptr;
+    if (child != nullptr) std::fclose(child);
+    int status = 0;
+    waitpid(pid, &status, 0);
     if (got && std::sscanf(line, "ok %lf %ld", &sample.seconds, &sample.peakBytes) == 2) {
         sample.ok = true;
     } else if (got && std::strncmp(line, "error ", 6) == 0) {
         line[std::strcspn(line, "\n")] = '\0';
         sample.error = line + 6;
+    } else if (WIFSIGNALED(status)) {
+        sample.error = "child process killed by signal " + std::to_string(WTERMSIG(status)) +
+                       (WTERMSIG(status) == SIGKILL ? " (the OOM killer?)" : "");
     } else {
-        sample.error = "child process died (status " + std::to_string(status) + "), probably out of memory";
+        sample.error = "child process exited with status " + std::to_string(WEXITSTATUS(status)) + " and no result";
     }
     return sample;
 }

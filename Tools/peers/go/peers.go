@@ -114,7 +114,9 @@ func runSpawn(opts options) {
 		var seconds, perThread []float64
 		var failure string
 		for r := 0; r < opts.reps; r++ {
-			out, err := exec.Command(self, "-spawn-once", strconv.Itoa(n)).Output()
+			child := exec.Command(self, "-spawn-once", strconv.Itoa(n))
+			child.Stderr = os.Stderr // a runtime crash (out of memory) explains itself
+			out, err := child.Output()
 			var s float64
 			var peak int64
 			if err == nil {
