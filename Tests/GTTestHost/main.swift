@@ -33,7 +33,10 @@ func applyFixOptions() {
     }
 }
 
-let scenarios: [String: () throws -> Void] = foundationScenarios.merging(preemptionScenarios) { a, _ in a }
+// Each area keeps its scenarios in its own file.
+let scenarios: [String: () throws -> Void] = [
+    foundationScenarios, preemptionScenarios, syncScenarios, debugScenarios, benchmarkScenarios,
+].reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
 setvbuf(stdout, nil, _IOLBF, 0)
 let name = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : ""

@@ -81,6 +81,8 @@ public enum Kernel {
 
         let kernel = KernelCore(configuration: configuration)
         kernel.workers = (0..<configuration.workers).map { Worker(index: $0, kernel: kernel) }
+        KernelCore.running.withLock { $0 = kernel }
+        defer { KernelCore.running.withLock { $0 = nil } }
         let completion = JoinCompletion<T>()
         let main = try kernel.createThread(name: "main", priority: .normal,
                                            stackSize: configuration.defaultStackSize) {

@@ -40,6 +40,11 @@ final class KernelCore: @unchecked Sendable {
     /// Thread ids are unique for the process's life, across kernels.
     static let nextThreadID = Atomic<UInt64>(1)
 
+    /// The running kernel, for code outside its green threads (the snapshot
+    /// server, signal-driven dumps): the one global pointer the library
+    /// keeps. Set for the duration of `Kernel.run`.
+    static let running = Mutex<KernelCore?>(nil)
+
     init(configuration: KernelConfiguration) {
         self.configuration = configuration
         let hz = Double(gt_tsc_frequency())

@@ -336,6 +336,7 @@ extension KernelCore {
         let kernel = w.kernel
         kernel.lock.lock()
         let current = w.current!
+        kernel.releaseHeldObjects(of: current)
         current.runState = .finished
         for joiner in current.joiners { kernel.makeReady(joiner) }
         current.joiners = []
