@@ -11,7 +11,8 @@ extern void gt_trampoline(void);
 _Static_assert(GT_FRAME_SIZE == 72, "x86-64 switch frame: 6 registers, 16 bytes of control words, return address");
 _Static_assert(GT_FRAME_SIZE % 16 == 8, "saved sp must be 8 mod 16, as right after a call");
 #elif defined(__aarch64__)
-_Static_assert(GT_FRAME_SIZE == 176, "aarch64 switch frame: 12 GPRs, 8 d-registers, FPCR, padding");
+_Static_assert(GT_FRAME_SIZE == 176, "aarch64 switch frame: 12 GPRs, 8 d-registers, FPCR, FPSR");
+_Static_assert(GT_A64_FPSR == GT_A64_FPCR + 8, "FPCR and FPSR are stored as one pair");
 _Static_assert(GT_FRAME_SIZE % 16 == 0, "sp must stay 16-byte aligned on aarch64");
 #endif
 _Static_assert(offsetof(gt_thread_core, sp) == 0, "the switch stores the saved sp at offset 0");
@@ -19,6 +20,15 @@ _Static_assert(sizeof(((gt_thread_core *)0)->exclusivity) == 2 * sizeof(void *),
                "Swift's per-task exclusivity context is two pointers");
 
 size_t gt_switch_frame_size(void) { return GT_FRAME_SIZE; }
+
+void gt_thread_core_set_name(gt_thread_core *core, const char *name) {
+    if (name) {
+        strncpy(core->name, name, GT_NAME_CAPACITY - 1);
+        core->name[GT_NAME_CAPACITY - 1] = 0;
+    } else {
+        core->name[0] = 0;  // unnamed: messages print "thread-<id>" (no formatting per spawn)
+    }
+}
 
 void *gt_context_make(void *stack_top, void (*entry)(void *), void *arg) {
     uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;

@@ -128,7 +128,9 @@ static void gt_on_fault(int sig, siginfo_t *info, void *context) {
     gt_thread_core *t = gt_tls_state.current;
     if (t != NULL && addr >= (uintptr_t)t->guard_low && addr < (uintptr_t)t->stack_low) {
         gt_put(&l, "green thread "); gt_put_u(&l, t->id);
-        gt_put(&l, " '"); gt_put(&l, t->name); gt_put(&l, "' overflowed its ");
+        gt_put(&l, " '");
+        if (t->name[0]) gt_put(&l, t->name); else { gt_put(&l, "thread-"); gt_put_u(&l, t->id); }
+        gt_put(&l, "' overflowed its ");
     } else {
         gt_put(&l, "a green thread overflowed its ");
     }

@@ -32,6 +32,7 @@
 #define GT_A64_D12   128
 #define GT_A64_D14   144
 #define GT_A64_FPCR  160   // floating-point control (rounding mode, flush-to-zero)
+#define GT_A64_FPSR  168   // floating-point status (sticky exception flags)
 #define GT_FRAME_SIZE 176
 #endif
 

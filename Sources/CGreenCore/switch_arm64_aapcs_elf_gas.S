@@ -4,14 +4,14 @@
 //
 // Saves exactly what AAPCS64 makes callee-saved (x19-x28, the frame pointer
 // x29, the link register x30, the low 64 bits of v8-v15, i.e. d8-d15) plus
-// FPCR, which holds the rounding mode a green thread may change and expects
-// to keep. A preempted thread does not come through here: the kernel saved
+// FPCR and FPSR: the rounding mode and the sticky exception flags a green
+// thread may set and expects to keep (x86-64 keeps both in MXCSR). A preempted thread does not come through here: the kernel saved
 // its whole register file in the signal frame.
 //
 // Saved frame, offsets from the saved stack pointer (see gt_frame.h):
 //
 //   +176 (caller's frame)
-//   +168 (padding)
+//   +168 FPSR
 //   +160 FPCR
 //   +144 d14 d15
 //   +128 d12 d13
@@ -50,14 +50,16 @@ gt_switch:
     stp     d12, d13, [sp, #GT_A64_D12]
     stp     d14, d15, [sp, #GT_A64_D14]
     mrs     x9, fpcr                        // rounding mode, FZ, DN
-    str     x9, [sp, #GT_A64_FPCR]
+    mrs     x10, fpsr                       // sticky exception flags
+    stp     x9, x10, [sp, #GT_A64_FPCR]
 
     mov     x9, sp                          // publish the outgoing context
     str     x9, [x0]
     mov     sp, x1                          // adopt the incoming one
 
-    ldr     x9, [sp, #GT_A64_FPCR]
+    ldp     x9, x10, [sp, #GT_A64_FPCR]
     msr     fpcr, x9
+    msr     fpsr, x10
     ldp     x19, x20, [sp, #GT_A64_X19]
     ldp     x21, x22, [sp, #GT_A64_X21]
     ldp     x23, x24, [sp, #GT_A64_X23]

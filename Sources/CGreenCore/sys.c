@@ -126,6 +126,12 @@ void gt_set_timer_slack_ns(unsigned long ns) {
     prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
 }
 
+int gt_raise_to_realtime(int priority) {
+    struct sched_param param = {.sched_priority = priority};
+    int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
+    return rc == 0 ? 0 : -rc;
+}
+
 int gt_shadow_stack_enabled(void) {
 #if defined(__x86_64__)
     unsigned long features = 0;

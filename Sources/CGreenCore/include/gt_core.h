@@ -72,6 +72,10 @@ typedef struct gt_thread_core {
     char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
 } gt_thread_core;
 
+/// Copies `name` (truncated) into the block; NULL leaves it empty, which
+/// messages print as "thread-<id>".
+void gt_thread_core_set_name(gt_thread_core *core, const char *name);
+
 // ---------------------------------------------------------------------------
 // Per-OS-thread state. One instance per OS thread in TLS; a worker's is read
 // by its own signal handlers, and `preempt_requested` by other threads.
@@ -276,6 +280,9 @@ int gt_affinity_cpu_count(void);
 void gt_set_thread_name(const char *name);
 /// Sets the calling OS thread's timer slack (prctl PR_SET_TIMERSLACK).
 void gt_set_timer_slack_ns(unsigned long ns);
+/// Moves the calling OS thread to SCHED_FIFO at `priority`; 0 or -errno
+/// (EPERM without CAP_SYS_NICE or an RLIMIT_RTPRIO allowance).
+int gt_raise_to_realtime(int priority);
 /// 1 if this process runs with a CET shadow stack (x86-64).
 int gt_shadow_stack_enabled(void);
 

@@ -65,11 +65,14 @@ public enum Kernel {
     /// result once every green thread has finished (threads spawned and never
     /// joined included). The calling OS thread becomes worker 0.
     ///
+    /// `body` is `sending`: once preempted it may resume on another worker
+    /// OS thread, so it is not isolated to the caller's actor.
+    ///
     /// - Throws: `KernelError.alreadyRunning` if a kernel is running;
     ///   `KernelError.deadlock` if every thread blocks forever; the body's
     ///   own error; configuration and system errors.
     public static func run<T>(_ configuration: KernelConfiguration = KernelConfiguration(),
-                              _ body: @escaping () throws -> T) throws -> T {
+                              _ body: sending @escaping () throws -> T) throws -> T {
         try configuration.validate()
         guard active.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             throw KernelError.alreadyRunning
@@ -92,6 +95,7 @@ public enum Kernel {
 
         let monitor = try OSThread.start(name: "gt-monitor", blockingPreemptionSignal: true) {
             gt_set_timer_slack_ns(1)
+            if getenv("GT_MONITOR_FIFO") != nil { _ = gt_raise_to_realtime(1) }
             kernel.runMonitor()
         }
         var others: [OSThread] = []

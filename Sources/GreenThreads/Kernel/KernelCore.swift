@@ -104,7 +104,11 @@ final class KernelCore: @unchecked Sendable {
         let core = blockRaw.bindMemory(to: gt_thread_core.self, capacity: 1)
         core.initialize(to: gt_thread_core())
         core.pointee.id = id
-        copyName(thread.name, into: core)
+        if let name = thread.givenName {
+            name.withCString { gt_thread_core_set_name(core, $0) }
+        } else {
+            gt_thread_core_set_name(core, nil)
+        }
         core.pointee.stack_low = stack.low
         core.pointee.stack_high = blockRaw
         core.pointee.guard_low = stack.base
@@ -114,14 +118,6 @@ final class KernelCore: @unchecked Sendable {
         thread.stack = stack
         thread.core = core
         return thread
-    }
-
-    private func copyName(_ name: String, into core: UnsafeMutablePointer<gt_thread_core>) {
-        withUnsafeMutableBytes(of: &core.pointee.name) { buffer in
-            var utf8 = Array(name.utf8.prefix(Int(GT_NAME_CAPACITY) - 1))
-            utf8.append(0)
-            buffer.copyBytes(from: utf8)
-        }
     }
 
     /// Registers a created thread and makes it ready. Kernel lock held.

@@ -25,7 +25,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Unique within the process.
     public let id: UInt64
     /// The name given at spawn, or "thread-<id>".
-    public let name: String
+    public var name: String { givenName ?? "thread-\(id)" }
+    /// Kept optional so that spawning an unnamed thread formats no string.
+    let givenName: String?
 
     /// What a thread is doing, as reported by `state` and snapshots.
     public enum State: String, Sendable, Codable {
@@ -76,7 +78,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     init(id: UInt64, name: String?, priority: Priority, kernel: KernelCore) {
         self.id = id
-        self.name = name ?? "thread-\(id)"
+        self.givenName = name
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
         self.kernel = kernel
@@ -152,27 +154,42 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///   - stackSize: bytes of stack (default `KernelConfiguration.defaultStackSize`),
     ///     at least `minimumStackSize`.
     /// - Returns: a handle to wait for the thread's result.
+    ///
+    /// `body` is `sending`: it may run on another worker OS thread at the same
+    /// time as the spawner, so it cannot share non-Sendable state with it,
+    /// and it is not isolated to the spawner's actor (a closure formed in
+    /// `@MainActor` code would otherwise trap on a worker other than the main
+    /// thread).
     /// - Throws: `GreenThreadError.notInKernel` outside `Kernel.run`,
     ///   `.invalidStackSize` for a stack below the minimum.
     @discardableResult
+    @inlinable  // specialized in the caller: no generic metadata lookup per spawn
     public static func spawn<T>(
         name: String? = nil,
         priority: Priority = .normal,
         stackSize: Int? = nil,
-        _ body: @escaping () throws -> T
+        _ body: sending @escaping () throws -> T
     ) throws -> JoinHandle<T> {
+        let completion = JoinCompletion<T>()
+        let thread = try spawnThread(name: name, priority: priority, stackSize: stackSize) {
+            completion.result = Result { try body() }
+        }
+        return JoinHandle(thread: thread, completion: completion)
+    }
+
+    /// The type-independent part of `spawn`: validate, create, start.
+    @usableFromInline
+    static func spawnThread(name: String?, priority: Priority, stackSize: Int?,
+                            _ body: @escaping () -> Void) throws -> GreenThread {
         guard gt_on_green_thread() != 0 else { throw GreenThreadError.notInKernel(operation: "GreenThread.spawn") }
         let kernel = GreenThread.current.kernel
         let size = stackSize ?? kernel.configuration.defaultStackSize
         guard size >= minimumStackSize else {
             throw GreenThreadError.invalidStackSize(size, minimum: minimumStackSize)
         }
-        let completion = JoinCompletion<T>()
-        let thread = try kernel.createThread(name: name, priority: priority, stackSize: size) {
-            completion.result = Result { try body() }
-        }
+        let thread = try kernel.createThread(name: name, priority: priority, stackSize: size, body: body)
         kernel.withCriticalLock { kernel.start(thread) }
-        return JoinHandle(thread: thread, completion: completion)
+        return thread
     }
 
     // MARK: Yielding and sleeping

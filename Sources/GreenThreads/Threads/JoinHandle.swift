@@ -4,8 +4,10 @@ import CGreenCore
 /// Holds a thread's outcome until it is joined. Written once by the thread
 /// itself before it finishes; read by joiners after they see it finished
 /// (the kernel lock orders the two).
+@usableFromInline
 final class JoinCompletion<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
+    @usableFromInline var result: Result<T, any Error>?
+    @usableFromInline init() {}
 }
 
 /// A handle to a spawned green thread.
@@ -17,7 +19,13 @@ final class JoinCompletion<T>: @unchecked Sendable {
 public struct JoinHandle<T>: @unchecked Sendable {
     /// The spawned thread.
     public let thread: GreenThread
-    let completion: JoinCompletion<T>
+    @usableFromInline let completion: JoinCompletion<T>
+
+    @usableFromInline
+    init(thread: GreenThread, completion: JoinCompletion<T>) {
+        self.thread = thread
+        self.completion = completion
+    }
 
     /// Waits until the thread finishes and returns its result, rethrowing
     /// the error it threw. Any number of threads may join one thread.
