@@ -16,9 +16,12 @@ let package = Package(
         .library(name: "GreenThreads", targets: ["GreenThreads"]),
         .executable(name: "gt-demo", targets: ["gt-demo"]),
         .executable(name: "gt-bench", targets: ["gt-bench"]),
+        .executable(name: "gt-ps", targets: ["gt-ps"]),
+        .executable(name: "gt-fairness", targets: ["gt-fairness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -34,9 +37,16 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("rt")]
         ),
+        // The snapshot of a running kernel (threads, workers, traces, the
+        // wait-for graph), Codable: shared by the library, which serves it,
+        // and the tools, which read it (issue 6). Toolchain only.
+        .target(
+            name: "GTSnapshot",
+            path: "Sources/GTSnapshot"
+        ),
         .target(
             name: "GreenThreads",
-            dependencies: ["CGreenCore", "CUnwind"],
+            dependencies: ["CGreenCore", "CUnwind", "GTSnapshot"],
             path: "Sources/GreenThreads"
         ),
         .executableTarget(
@@ -49,8 +59,25 @@ let package = Package(
             dependencies: [
                 "GreenThreads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Tools/gt-bench"
+        ),
+        .executableTarget(
+            name: "gt-fairness",
+            dependencies: [
+                "GreenThreads",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/gt-fairness"
+        ),
+        .executableTarget(
+            name: "gt-ps",
+            dependencies: [
+                "GTSnapshot",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/gt-ps"
         ),
         // The test host: every test that starts a kernel or arms signals runs
         // one scenario of this executable in a child process with a timeout.
@@ -63,7 +90,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GreenThreadsTests",
-            dependencies: ["GreenThreads"],
+            dependencies: ["GreenThreads", "GTSnapshot"],
             path: "Tests/GreenThreadsTests"
         ),
     ]

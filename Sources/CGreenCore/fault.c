@@ -10,6 +10,7 @@
 // published with release stores; messages are formatted into a stack buffer
 // and written with write(2).
 #include "gt_core.h"
+#include "gt_unwind.h"  // gt_crash_dump (issue 6)
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -121,6 +122,7 @@ static void gt_on_fault(int sig, siginfo_t *info, void *context) {
     size_t stack_size = 0;
     uintptr_t addr = (uintptr_t)info->si_addr;
     if (sig != SIGSEGV || gt_guard_lookup(addr, &stack_size) < 0) {
+        gt_crash_dump(sig, context);  // issue 6: every green thread's trace, then the usual chain
         gt_chain(sig, info, context);
         return;
     }

@@ -43,6 +43,10 @@ static gt_hooks gt_installed_hooks;
 void gt_install_hooks(gt_hooks hooks) { gt_installed_hooks = hooks; }
 void gt_yield_pending(void) { if (gt_installed_hooks.yield_pending) gt_installed_hooks.yield_pending(); }
 
+// Issue 6: set once by unwind.c before any trace request is posted.
+static _Atomic(gt_trace_hook) gt_installed_trace_hook;
+void gt_set_trace_hook(gt_trace_hook hook) { atomic_store(&gt_installed_trace_hook, hook); }
+
 // ---------------------------------------------------------------------------
 // The unsafe-PC table. Built before workers start, read by handlers without
 // locks or allocation: ranges are published by a release store of the count.
@@ -135,6 +139,15 @@ GT_CORE_TEXT static void gt_on_sigvtalrm(int sig, siginfo_t *info, void *context
     int saved_errno = errno;  // the interrupted code's errno, restored on return (hazard 1)
     gt_worker_state *w = &gt_tls_state;
     if (!w->is_worker) goto out;  // a stray signal on a host thread: ignore it
+    // Issue 6: another thread asked for the running thread's stack trace
+    // (gt-ps, Kernel.snapshot, a dump). First, so the trace shows the thread
+    // as it was interrupted; the hook only walks `context` into the
+    // request's pre-allocated buffer (unwind.c), then the tick goes on as usual.
+    void *trace_request = __atomic_exchange_n(&w->trace_request, NULL, __ATOMIC_ACQ_REL);
+    if (trace_request != NULL) {
+        gt_trace_hook hook = atomic_load(&gt_installed_trace_hook);
+        if (hook != NULL) hook(w, trace_request, context);
+    }
     w->ticks++;
     gt_thread_core *t = w->current;
     if (t == NULL || !w->preemption_enabled) goto out;  // idle context

@@ -1,1 +1,2 @@
-print("gt-bench")
+// Entry point; the command is in GTBench.swift.
+GTBench.main()

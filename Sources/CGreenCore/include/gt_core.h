@@ -101,6 +101,10 @@ typedef struct gt_worker_state {
     int32_t tid;                   // kernel thread id, for tgkill
     int32_t preempt_requested;     // set (atomically) by wakers on other threads
     int32_t retry_shift;           // retries of the pending preemption; reset at each switch
+    // Issue 6 (stack traces): a gt_trace_request another thread posted for
+    // this worker's running thread (gt_unwind.h); taken, atomically, by the
+    // SIGVTALRM handler, which passes it to the trace hook.
+    void *trace_request;
 } gt_worker_state;
 
 /// This OS thread's state. Swift reads it only inside a critical section (or
@@ -188,6 +192,11 @@ typedef struct gt_hooks {
 } gt_hooks;
 
 void gt_install_hooks(gt_hooks hooks);
+/// Issue 6: the hook the SIGVTALRM handler calls first when this worker's
+/// `trace_request` is set (registered by unwind.c). It only walks the
+/// interrupted context into the request's buffer: async-signal-safe.
+typedef void (*gt_trace_hook)(gt_worker_state *w, void *request, void *ucontext);
+void gt_set_trace_hook(gt_trace_hook hook);
 /// Calls the yield_pending hook, if installed.
 void gt_yield_pending(void);
 

@@ -1,7 +1,13 @@
 // DeadlockReport: what `Kernel.run` throws when every live thread is blocked
 // and nothing (no timer, no running thread) can ever wake one: who waits on
-// what, and the wait-for cycles among them, like Go's "all goroutines are
-// asleep - deadlock!".
+// what, the wait-for cycles among them, like Go's "all goroutines are
+// asleep - deadlock!", and a KernelSnapshot with every thread's trace, so
+// the description shows where each thread of a cycle is stuck.
+//
+// Built by KernelCore.checkForDeadlock with the kernel lock held, on a
+// worker's idle context or the monitor (OS stacks, no green thread): the
+// moment every thread is parked, so every trace comes from a saved switch
+// frame and none needs a signal.
 
 /// The threads of a deadlocked kernel and what each waits on.
 public struct DeadlockReport: Sendable, CustomStringConvertible {
@@ -16,28 +22,22 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
     /// Every live thread at the time of the deadlock, oldest first.
     public var threads: [Entry]
 
-    /// Wait-for cycles: each a list of thread ids where each waits on the next.
+    /// The kernel at the time of the deadlock, with every thread's trace.
+    public var snapshot: KernelSnapshot?
+
+    /// Kernel lock held (see the top of the file).
+    init(threads: [Entry]) {
+        self.threads = threads
+        snapshot = KernelCore.running.withLock { $0 }?.captureSnapshot(includeStacks: true, lockHeld: true)
+    }
+
+    /// Wait-for cycles: each a list of thread ids where each waits on the
+    /// next and the last on the first.
     public var cycles: [[UInt64]] {
-        var edges: [UInt64: UInt64] = [:]
-        for t in threads { if let owner = t.waitingOn?.ownerThreadID { edges[t.threadID] = owner } }
-        var cycles: [[UInt64]] = []
-        var done: Set<UInt64> = []
-        for start in threads.map(\.threadID) where !done.contains(start) {
-            var path: [UInt64] = []
-            var position: [UInt64: Int] = [:]
-            var node: UInt64? = start
-            while let n = node, !done.contains(n) {
-                if let at = position[n] {
-                    cycles.append(Array(path[at...]))
-                    break
-                }
-                position[n] = path.count
-                path.append(n)
-                node = edges[n]
-            }
-            done.formUnion(path)
-        }
-        return cycles
+        WaitForGraph.findCycles(threads.compactMap { t in
+            guard let wait = t.waitingOn, let owner = wait.ownerThreadID else { return nil }
+            return WaitForEdge(waiter: t.threadID, owner: owner, kind: wait.kind, objectID: wait.objectID)
+        })
     }
 
     public var description: String {
@@ -50,6 +50,12 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
         for cycle in cycles {
             let path = (cycle + [cycle[0]]).map { "\($0) '\(names[$0] ?? "?")'" }.joined(separator: " -> ")
             lines.append("  cycle: \(path)")
+            // Where each thread of the cycle is stuck.
+            for id in cycle {
+                guard let snapshot, let t = snapshot.thread(id: id) else { continue }
+                lines.append("    " + t.headerLine(now: snapshot.monotonicNanoseconds))
+                lines += t.trace?.lines(indent: "        ") ?? []
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -92,6 +92,10 @@ public enum Kernel {
             completion.result = Result { try body() }
         }
         kernel.withCriticalLock { kernel.start(main) }
+        // Issue 6: trace requests, crash/SIGQUIT dumps and the gt-ps snapshot
+        // server (Debug/DebugSession.swift); stopped before `running` is cleared.
+        let debugging = DebugSession.start(kernel)
+        defer { debugging.stop() }
 
         let monitor = try OSThread.start(name: "gt-monitor", blockingPreemptionSignal: true) {
             gt_set_timer_slack_ns(1)

@@ -30,6 +30,12 @@ public struct KernelConfiguration: Sendable {
     /// Delay before retrying a preemption that landed at an unsafe point
     /// (inside libc or the Swift runtime). See docs/preemption.md.
     public var preemptionRetry: Duration
+    /// Whether the kernel serves snapshots to `gt-ps` on a Unix domain
+    /// socket ($XDG_RUNTIME_DIR/gt/<pid>.sock, else /tmp/gt-<uid>/), from an
+    /// OS thread of its own (docs/gt-ps.md). Default true; the environment
+    /// variable GT_DEBUG_SERVER=0 turns it off too. Set after `init`:
+    /// `var c = KernelConfiguration(); c.debugServer = false`.
+    public var debugServer: Bool = true
 
     public init(
         workers: Int = KernelConfiguration.usableCPUs,

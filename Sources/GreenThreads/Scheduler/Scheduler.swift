@@ -289,6 +289,12 @@ extension KernelCore {
                     gt_request_preemption(w.state)
                 }
             }
+        case .blocked where thread.syncWaiter != nil:
+            // Sync hook: a thread queued on a mutex, condition, semaphore or
+            // channel moves to its new place in that queue, and for a mutex
+            // the change flows on along the chain of owners (priority
+            // inheritance, Sync/PriorityInheritance.swift).
+            syncWaiterPriorityChanged(thread)
         default:
             break
         }

@@ -64,6 +64,19 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Threads blocked in join() on this one.
     @exclusivity(unchecked) var joiners: [GreenThread] = []
 
+    // --- synchronization kit (Sync/; added for GreenMutex and friends) ---
+    /// This thread's entry in the wait queue of the sync object it is
+    /// blocked on, or nil (kernel lock).
+    @exclusivity(unchecked) var syncWaiter: SyncWaiter?
+    /// Held priority-inheritance mutexes that have waiters: their top
+    /// waiters make up `inheritedPriorityLevel` (kernel lock).
+    @exclusivity(unchecked) var contendedMutexes: [GreenMutex] = []
+    /// Head of the robust list of every mutex this thread holds, released
+    /// with `ownerDied` if the thread ends (own thread: the uncontended lock
+    /// path links it without a lock; the exit path reads it on this thread).
+    /// (Unmanaged: no retain/release on that path; a listed mutex is alive.)
+    @usableFromInline @exclusivity(unchecked) var heldMutexes: Unmanaged<GreenMutex>?
+
     // --- stack and C control block (kernel lock; nil once finished) ---
     @exclusivity(unchecked) var stack: GreenStack?
     @exclusivity(unchecked) var core: UnsafeMutablePointer<gt_thread_core>?

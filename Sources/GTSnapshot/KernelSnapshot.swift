@@ -1,0 +1,197 @@
+// KernelSnapshot: what a running GreenThreads kernel looks like at one
+// moment: its threads (state, priorities, counters, what each waits on, its
+// stack use and trace), its workers, and the wait-for graph with its cycles.
+//
+// This module is shared by the library, which builds and serves snapshots,
+// and by the tools (gt-ps), which read them: it depends on the toolchain
+// only, and its types are plain Codable values. The JSON form is versioned
+// (`formatVersion`): a field is only ever added (optional, so older readers
+// ignore it); a change in meaning bumps the version.
+
+/// A snapshot of a running kernel.
+///
+/// ```swift
+/// let snapshot = Kernel.snapshot(includeStacks: true)
+/// for t in snapshot.threads where t.state == .blocked { print(t.headerLine) }
+/// print(snapshot)          // the text form, traces included
+/// ```
+public struct KernelSnapshot: Codable, Sendable {
+    /// The version of this format written by this build.
+    public static let formatVersion = 1
+
+    /// The format version this snapshot was written with.
+    public var version: Int
+    /// The process the kernel runs in.
+    public var processID: Int32
+    public var processName: String
+    /// When the snapshot was taken: wall clock (CLOCK_REALTIME) and the
+    /// monotonic clock that sleep deadlines use, in nanoseconds.
+    public var wallClockNanoseconds: Int64
+    public var monotonicNanoseconds: Int64
+    /// Whether threads carry traces (`Kernel.snapshot(includeStacks:)`).
+    public var includesStacks: Bool
+    /// Whether a kernel was running (false: the lists are empty).
+    public var kernelRunning: Bool
+    /// Threads spawned by this kernel so far, finished ones included.
+    public var threadsSpawned: UInt64
+    /// Live threads, oldest first.
+    public var threads: [ThreadSnapshot]
+    public var workers: [WorkerSnapshot]
+    /// Who waits for whom, with the cycles (deadlocks) among them.
+    public var waitGraph: WaitForGraph
+    /// The snapshot server's counters, when a server answered.
+    public var server: DebugServerStatistics?
+
+    public init(version: Int = KernelSnapshot.formatVersion, processID: Int32, processName: String,
+                wallClockNanoseconds: Int64, monotonicNanoseconds: Int64, includesStacks: Bool,
+                kernelRunning: Bool, threadsSpawned: UInt64, threads: [ThreadSnapshot],
+                workers: [WorkerSnapshot], server: DebugServerStatistics? = nil) {
+        self.version = version
+        self.processID = processID
+        self.processName = processName
+        self.wallClockNanoseconds = wallClockNanoseconds
+        self.monotonicNanoseconds = monotonicNanoseconds
+        self.includesStacks = includesStacks
+        self.kernelRunning = kernelRunning
+        self.threadsSpawned = threadsSpawned
+        self.threads = threads
+        self.workers = workers
+        self.waitGraph = WaitForGraph(threads: threads)
+        self.server = server
+    }
+
+    /// The thread with this id, if it is in the snapshot.
+    public func thread(id: UInt64) -> ThreadSnapshot? { threads.first { $0.id == id } }
+}
+
+/// What a thread is doing.
+public enum ThreadState: String, Codable, Sendable, CaseIterable {
+    case ready, running, blocked, sleeping, finished
+}
+
+/// One green thread in a snapshot.
+public struct ThreadSnapshot: Codable, Sendable {
+    public var id: UInt64
+    public var name: String
+    public var state: ThreadState
+    /// Priority levels (0...31): as set, and as scheduled (raised by
+    /// priority inheritance while a higher-priority thread waits on it).
+    public var basePriority: Int
+    public var effectivePriority: Int
+    /// The worker running it (state `running`), else nil.
+    public var worker: Int?
+    public var cpuTimeNanoseconds: UInt64
+    /// Times switched in; times its slice was ended by the timer; times a
+    /// due preemption had to wait for a safe point.
+    public var switches: UInt64
+    public var preemptions: UInt64
+    public var deferredPreemptions: UInt64
+    /// What it waits on (blocked or sleeping), else nil.
+    public var wait: WaitSnapshot?
+    public var stack: StackUsage
+    /// Its stack trace, when the snapshot includes stacks.
+    public var trace: StackTrace?
+
+    public init(id: UInt64, name: String, state: ThreadState, basePriority: Int, effectivePriority: Int,
+                worker: Int?, cpuTimeNanoseconds: UInt64, switches: UInt64, preemptions: UInt64,
+                deferredPreemptions: UInt64, wait: WaitSnapshot?, stack: StackUsage, trace: StackTrace?) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.basePriority = basePriority
+        self.effectivePriority = effectivePriority
+        self.worker = worker
+        self.cpuTimeNanoseconds = cpuTimeNanoseconds
+        self.switches = switches
+        self.preemptions = preemptions
+        self.deferredPreemptions = deferredPreemptions
+        self.wait = wait
+        self.stack = stack
+        self.trace = trace
+    }
+
+    /// Whether the effective priority is raised above the base by inheritance.
+    public var isBoosted: Bool { effectivePriority > basePriority }
+}
+
+/// What a blocked or sleeping thread waits on.
+public struct WaitSnapshot: Codable, Sendable, Equatable {
+    /// "join", "sleep", "mutex", "condition", ...
+    public var kind: String
+    /// The object's identity (for a sleep: its deadline on the monotonic clock).
+    public var objectID: UInt64
+    /// The thread that must act to release the waiter (the joined thread,
+    /// the mutex owner), if known.
+    public var ownerThreadID: UInt64?
+    public var ownerName: String?
+
+    public init(kind: String, objectID: UInt64, ownerThreadID: UInt64? = nil, ownerName: String? = nil) {
+        self.kind = kind
+        self.objectID = objectID
+        self.ownerThreadID = ownerThreadID
+        self.ownerName = ownerName
+    }
+}
+
+/// A thread's stack: its size and how much of it was ever touched.
+public struct StackUsage: Codable, Sendable, Equatable {
+    /// Usable bytes (the control block at the top included).
+    public var sizeBytes: Int
+    /// High-water mark: bytes from the top of the stack down to the lowest
+    /// page ever touched, measured with mincore(2) without touching a page.
+    /// A recycled stack keeps the pages its earlier owners touched.
+    public var usedBytes: Int
+    /// Pages of the stack in memory, in bytes.
+    public var residentBytes: Int
+
+    public init(sizeBytes: Int, usedBytes: Int, residentBytes: Int) {
+        self.sizeBytes = sizeBytes
+        self.usedBytes = usedBytes
+        self.residentBytes = residentBytes
+    }
+}
+
+/// One worker (OS thread) of the kernel.
+public struct WorkerSnapshot: Codable, Sendable {
+    public var index: Int
+    /// Its kernel thread id (as shown by `top -H`, gdb, perf), 0 before it started.
+    public var osThreadID: Int32
+    /// The thread it runs, nil while idle.
+    public var currentThreadID: UInt64?
+    public var isIdle: Bool
+    /// SIGVTALRM deliveries, preemptions taken, preemptions deferred at an
+    /// unsafe point, and one-shot retries armed for them.
+    public var ticks: UInt64
+    public var preemptions: UInt64
+    public var deferrals: UInt64
+    public var retries: UInt64
+
+    public init(index: Int, osThreadID: Int32, currentThreadID: UInt64?, isIdle: Bool,
+                ticks: UInt64, preemptions: UInt64, deferrals: UInt64, retries: UInt64) {
+        self.index = index
+        self.osThreadID = osThreadID
+        self.currentThreadID = currentThreadID
+        self.isIdle = isIdle
+        self.ticks = ticks
+        self.preemptions = preemptions
+        self.deferrals = deferrals
+        self.retries = retries
+    }
+}
+
+/// The snapshot server's counters since the kernel started.
+public struct DebugServerStatistics: Codable, Sendable, Equatable {
+    public var socketPath: String
+    public var requestsServed: UInt64
+    /// Connections from another user, refused after the SO_PEERCRED check.
+    public var refusedPeers: UInt64
+    /// Requests dropped as malformed, oversized or too slow.
+    public var badRequests: UInt64
+
+    public init(socketPath: String, requestsServed: UInt64, refusedPeers: UInt64, badRequests: UInt64) {
+        self.socketPath = socketPath
+        self.requestsServed = requestsServed
+        self.refusedPeers = refusedPeers
+        self.badRequests = badRequests
+    }
+}

@@ -1,0 +1,119 @@
+// GreenCondition: a condition variable for green threads, used with a
+// GreenMutex.
+//
+// Owns: the queue of threads waiting to be signalled.
+//
+// Invariants (kernel lock):
+// - A waiter releases the mutex and queues itself in one kernel-locked
+//   step, then blocks in the same critical section: a signal sent after the
+//   release finds it queued (no lost wake-up). It releases first, so that
+//   its queue entry carries the priority it has once it no longer inherits
+//   through that mutex.
+// - signal() wakes the waiter of highest effective priority (FIFO within a
+//   level), broadcast() all of them in that order; waiters are requeued when
+//   their priority changes while they wait.
+// - A woken waiter retakes the mutex through the ordinary lock path (with
+//   priority inheritance, handoff, and owner-died reporting) before wait
+//   returns; it is not moved onto the mutex's queue directly.
+import CGreenCore
+
+/// A condition variable: threads wait, with a `GreenMutex` held, until
+/// another thread signals that the state they wait for may have changed.
+///
+/// ```swift
+/// let m = GreenMutex(), ready = GreenCondition()
+/// var items: [Int] = []
+/// // consumer
+/// try m.withLock {
+///     while items.isEmpty { try ready.wait(m) }
+///     consume(items.removeFirst())
+/// }
+/// // producer
+/// try m.withLock { items.append(42) }
+/// ready.signal()
+/// ```
+public final class GreenCondition: @unchecked Sendable, CustomStringConvertible {
+    public let id: UInt64
+    public let name: String
+
+    // --- kernel lock ---
+    @exclusivity(unchecked) var waiters = WaitQueue()
+
+    public init(name: String? = nil) {
+        let id = SyncObjectIDs.make()
+        self.id = id
+        self.name = name ?? "condition-\(id)"
+    }
+
+    public var description: String { "condition \(id) '\(name)'" }
+
+    /// Releases `mutex`, waits for a signal, and retakes `mutex` before
+    /// returning. As with every condition variable, recheck the predicate
+    /// in a loop: another thread may change the state between the signal
+    /// and the return.
+    ///
+    /// - Throws: `GreenMutexError.notOwner` when the caller does not hold
+    ///   `mutex`; `.notInKernel` outside a green thread (neither waits);
+    ///   `.ownerDied` when retaking `mutex` finds that its holder ended (the
+    ///   caller holds it); `.deadlock` when retaking it would close a cycle
+    ///   (the caller then does not hold it).
+    public func wait(_ mutex: GreenMutex) throws {
+        _ = try wait(mutex, deadline: nil, operation: "GreenCondition.wait")
+    }
+
+    /// Like `wait(_:)`, but gives up waiting for a signal after `timeout`.
+    /// The mutex is held again when it returns either way.
+    /// - Returns: true when signalled, false when the timeout passed first.
+    public func wait(_ mutex: GreenMutex, timeout: Duration) throws -> Bool {
+        try wait(mutex, deadline: syncDeadline(after: timeout), operation: "GreenCondition.wait(_:timeout:)")
+    }
+
+    private func wait(_ mutex: GreenMutex, deadline: Int64?, operation: String) throws -> Bool {
+        guard let me = currentGreenThread() else { throw GreenMutexError.notInKernel(operation: operation) }
+        let kernel = me.kernel
+        let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
+        if mutex.word.load(ordering: .relaxed) & GreenMutex.ownerMask != mine {
+            throw GreenMutexError.notOwner(thread: ThreadIdentity(me), owner: mutex.owner.map(ThreadIdentity.init),
+                                           mutex: mutex.identity)
+        }
+        let outcome = kernel.withBlockingSection { () -> WaitOutcome in
+            // Release first: handing the mutex on may drop our inherited
+            // priority, and the queue entry is keyed by the priority we wait
+            // with. Both steps hold the kernel lock, so no signal falls between.
+            mutex.releaseHoldingKernelLock(by: me, kernel)
+            let waiter = SyncWaiter(thread: me, object: self)
+            waiters.insert(waiter)
+            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "condition", objectID: id),
+                                        deadline: deadline) { [self] waiter in
+                waiters.remove(waiter)
+            }
+        }
+        try mutex.lock()
+        return outcome == .granted
+    }
+
+    /// Wakes the waiting thread of highest priority, if any. Callable from
+    /// any thread, with or without the mutex held.
+    public func signal() {
+        withSyncLock { kernel in
+            guard let kernel, let waiter = waiters.popTop() else { return }
+            kernel.serve(waiter, .granted)
+        }
+    }
+
+    /// Wakes every waiting thread, highest priority first.
+    public func broadcast() {
+        withSyncLock { kernel in
+            guard let kernel else { return }
+            for waiter in waiters.removeAll() { kernel.serve(waiter, .granted) }
+        }
+    }
+}
+
+extension GreenCondition: SyncWaitObject {
+    func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
+    func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
+    func invariantViolations(caller: GreenThread?) -> [String] {
+        waiters.invariantViolations(of: "\(self)", caller: caller)
+    }
+}

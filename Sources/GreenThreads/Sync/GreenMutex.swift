@@ -1,0 +1,500 @@
+// GreenMutex: a non-recursive, robust, priority-inheritance mutex for green
+// threads.
+//
+// Owns: the owner word and its two paths (uncontended, contended), the
+// handoff on unlock, and each thread's robust list of held mutexes. The
+// chain walk (priority inheritance, deadlock detection) is in
+// PriorityInheritance.swift; owner death in ThreadExit.swift; the checks of
+// the invariants below in SyncInvariants.swift.
+//
+// The owner word (`word`) is the owner's GreenThread address (16-byte
+// aligned, so the two low bits are free) or'ed with flags:
+//     0                     free
+//     owner                 held, nobody waits
+//     owner | hasWaiters    held, waiters queued: unlock must take the slow path
+//     ownerDiedFree (2)     free, and the last owner ended holding it: the
+//                           next locker gets the lock and `.ownerDied`
+// Uncontended lock is one CAS 0 -> owner, uncontended unlock one CAS
+// owner -> 0: no kernel lock, no system call, no scheduler. Every other
+// transition happens under the kernel lock.
+//
+// Invariants:
+// - Under the kernel lock, `hasWaiters` is set exactly when `waiters` is
+//   non-empty (a locker sets it before queueing and clears it if it ends up
+//   not queueing). While it is set, only kernel-lock holders change the
+//   word: the owner's unlock CAS expects the bare owner address and fails.
+// - A mutex with waiters has an owner (a free mutex with waiters would be a
+//   lost wake-up): unlock hands the mutex straight to the top waiter.
+// - The owner word names a live thread: a thread that ends releases every
+//   mutex on its robust list (ThreadExit.swift) before it is reaped.
+// - The robust list (`heldMutexes` on the thread, `heldNext`/`heldPrev`
+//   here) holds exactly the mutexes the thread owns, once it returns from
+//   the lock call; it is touched only by the owning thread itself (lock,
+//   unlock, its own exit), so the fast path needs no lock for it.
+// - A mutex with priority inheritance and waiters is on its owner's
+//   `contendedMutexes` list, and only then (PriorityInheritance.swift).
+//
+// Handoff. Unlock with waiters gives the mutex directly to the top waiter
+// (highest effective priority, FIFO within a level) instead of waking it to
+// retry. With wake-and-retry, a thread of any priority that runs first
+// could take the mutex meanwhile ("barging"), and the high-priority waiter
+// would wait again, for a thread it may not even boost: unbounded inversion
+// through the back door. Handoff makes the bound in the priority-inheritance
+// argument hold (the top waiter waits only for the critical sections ahead
+// of it) and makes the order of service exactly the queue order. Its price
+// is throughput under heavy contention among equals (the releasing thread
+// cannot retake the mutex in the same slice: a lock convoy); Linux's
+// rt_mutex pays the same price for the same reason, allowing only
+// higher-priority "steals".
+//
+// Lock order: kernel lock only (there is no per-mutex lock).
+import CGreenCore
+import Synchronization
+
+/// A mutual-exclusion lock for green threads, with priority inheritance,
+/// deadlock detection and robust (owner-died) semantics.
+///
+/// - Not recursive: locking it again from its owner throws
+///   `GreenMutexError.alreadyOwned`; unlocking from another thread throws
+///   `GreenMutexError.notOwner`.
+/// - Priority inheritance: while threads wait, the owner runs at the highest
+///   effective priority among them, transitively along chains of mutexes.
+/// - A `lock()` that would close a wait-for cycle throws
+///   `GreenMutexError.deadlock(cycle:)` instead of hanging.
+/// - If the owner ends while holding it, the next `lock()` acquires it and
+///   throws `GreenMutexError.ownerDied`: the caller then holds the mutex,
+///   repairs the state it protects, and unlocks it as usual.
+///
+/// ```swift
+/// let m = GreenMutex()
+/// var total = 0
+/// try Kernel.run {
+///     let workers = try (0..<4).map { _ in
+///         try GreenThread.spawn { try m.withLock { total += 1 } }
+///     }
+///     for w in workers { try w.join() }
+/// }
+/// ```
+public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
+    /// The longest chain of blocked owners a lock walks (T1 waits for a
+    /// mutex held by T2, which waits for one held by T3, ...). A lock whose
+    /// walk would go further throws `.chainTooDeep` rather than walking
+    /// without bound. 1024, as Linux's default `max_lock_depth`: real chains
+    /// are a handful of links; a walk of 1024 costs tens of microseconds
+    /// under the kernel lock, which bounds what one lock call can stall.
+    public static let maxChainDepth = 1024
+
+    /// Unique among sync objects for the process's life.
+    public let id: UInt64
+    /// The name given at creation, or "mutex-<id>".
+    public let name: String
+    /// Whether waiters lend their priority to the owner. Off only to show
+    /// what inheritance prevents (the Mars Pathfinder test).
+    public let priorityInheritance: Bool
+
+    /// The owner word (see the file header). The uncontended paths below
+    /// are @inlinable, so this and the few members they touch are
+    /// @usableFromInline: inlined into the caller, lock+unlock is two CASes,
+    /// two calls that read the current thread, and four stores of links.
+    @usableFromInline let word = Atomic<UInt>(0)
+    @usableFromInline static let hasWaiters: UInt = 1
+    static let ownerDiedFree: UInt = 2
+    @usableFromInline static let ownerMask: UInt = ~3
+
+    // --- kernel lock ---
+    /// Threads blocked in lock(), highest effective priority first.
+    @exclusivity(unchecked) var waiters = WaitQueue()
+    /// Who ended holding the mutex, while it is free in ownerDiedFree state.
+    @exclusivity(unchecked) var diedOwner: ThreadIdentity?
+
+    // --- the owner's robust list (touched only by the owning thread) ---
+    // Unmanaged, not unowned(unsafe): loading an unowned(unsafe) reference
+    // makes a strong copy (a retain/release pair, ~10 ns on the fast path).
+    // A mutex on a list is kept alive by its owner, who is about to use it.
+    @usableFromInline @exclusivity(unchecked) var heldNext: Unmanaged<GreenMutex>?
+    @usableFromInline @exclusivity(unchecked) var heldPrev: Unmanaged<GreenMutex>?
+
+    /// Creates an unlocked mutex.
+    /// - Parameters:
+    ///   - name: shown in errors, deadlock reports and `gt-ps`.
+    ///   - priorityInheritance: whether waiters boost the owner (default true).
+    public init(name: String? = nil, priorityInheritance: Bool = true) {
+        let id = SyncObjectIDs.make()
+        self.id = id
+        self.name = name ?? "mutex-\(id)"
+        self.priorityInheritance = priorityInheritance
+    }
+
+    /// A mutex dropped while held is on its owner's robust list. Dropped by
+    /// the owner itself (say, a thread that ends holding a mutex nothing
+    /// else references): it leaves the list, and nobody can lock it again,
+    /// so nobody needs `.ownerDied`. Dropped by another thread while held:
+    /// the owner has lost every reference to it and can never unlock it,
+    /// and unlinking from another thread's list would race with its fast
+    /// path, so that is a precondition failure naming both.
+    deinit {
+        let owner = word.load(ordering: .acquiring) & GreenMutex.ownerMask
+        guard owner != 0 else { return }
+        guard let me = gt_current_owner(), UInt(bitPattern: me) == owner else {
+            let holder = Unmanaged<GreenThread>.fromOpaque(UnsafeRawPointer(bitPattern: owner)!).takeUnretainedValue()
+            preconditionFailure("\(self) was deallocated while \(holder) holds it, by code outside that thread: "
+                + "unlock a mutex before dropping the last reference to it")
+        }
+        unlinkHeld(by: me)
+    }
+
+    public var description: String { "mutex \(id) '\(name)'" }
+
+    var identity: SyncObjectIdentity { SyncObjectIdentity(kind: "mutex", id: id, name: name) }
+
+    /// The thread holding the mutex, or nil. A snapshot: it may change right
+    /// after the read.
+    public var owner: GreenThread? { withSyncLock { _ in ownerThread } }
+
+    /// The owner named by the word. Kernel lock held (the lock keeps the
+    /// owner from ending meanwhile, so the reference is valid).
+    var ownerThread: GreenThread? {
+        let owner = word.load(ordering: .acquiring) & GreenMutex.ownerMask
+        guard owner != 0 else { return nil }
+        return Unmanaged<GreenThread>.fromOpaque(UnsafeRawPointer(bitPattern: owner)!).takeUnretainedValue()
+    }
+
+    // MARK: Lock
+
+    /// Waits until the calling thread holds the mutex.
+    ///
+    /// - Throws: `.alreadyOwned` if the caller holds it; `.deadlock(cycle:)`
+    ///   if waiting would close a wait-for cycle; `.chainTooDeep`;
+    ///   `.notInKernel` outside a green thread (none of these acquire it);
+    ///   `.ownerDied` when the previous owner ended holding it (this one
+    ///   does acquire it: the caller holds the mutex).
+    @inlinable
+    public func lock() throws {
+        // gt_current_owner: out of line in the core's no-preempt section,
+        // so a preemption cannot split reading "this worker's current thread".
+        if let me = gt_current_owner(),
+           // Uncontended: one CAS; acquire ordering pairs with the release
+           // of the previous unlock, so the protected data is visible.
+           word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                failureOrdering: .relaxed).exchanged {
+            pushHeld(by: me)
+            return
+        }
+        try lockSlowPath()
+    }
+
+    /// lock() when the CAS failed or outside a green thread.
+    @usableFromInline @inline(never)
+    func lockSlowPath() throws {
+        guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
+        _ = try lockContended(me, deadline: nil)
+    }
+
+    /// Like `lock()`, but gives up after `timeout`.
+    /// - Returns: true when the caller holds the mutex, false on timeout.
+    /// - Throws: as `lock()`.
+    public func lock(timeout: Duration) throws -> Bool {
+        guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock(timeout:)") }
+        if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                failureOrdering: .relaxed).exchanged {
+            pushHeld(by: me)
+            return true
+        }
+        return try lockContended(me, deadline: syncDeadline(after: timeout))
+    }
+
+    /// Takes the mutex if it is free, without waiting.
+    ///
+    /// Returns false when another thread holds it, when the caller already
+    /// holds it, outside a green thread, and when its last owner ended
+    /// holding it (tryLock cannot report `.ownerDied`: use `lock()`, which
+    /// acquires such a mutex and throws `.ownerDied`).
+    public func tryLock() -> Bool {
+        guard let me = gt_current_owner() else { return false }
+        if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                failureOrdering: .relaxed).exchanged {
+            pushHeld(by: me)
+            return true
+        }
+        return false
+    }
+
+    /// What the contended path decided, under the kernel lock.
+    private enum Contended {
+        case acquired, acquiredOwnerDied(ThreadIdentity), timedOut, failed(GreenMutexError)
+    }
+
+    /// The lock path once the CAS failed: takes the kernel lock, then
+    /// acquires, queues and blocks, or fails. Returns false on timeout.
+    @inline(never)
+    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?) throws -> Bool {
+        let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
+        // Only the owner sets its own address, so a word naming us is stable.
+        if word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) {
+            throw GreenMutexError.alreadyOwned(thread: ThreadIdentity(thread), mutex: identity)
+        }
+        let kernel = thread.kernel
+        let result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        switch result {
+        case .acquired:
+            pushHeld(by: me)
+            return true
+        case .acquiredOwnerDied(let previous):
+            pushHeld(by: me)
+            throw GreenMutexError.ownerDied(previousOwner: previous, mutex: identity)
+        case .timedOut:
+            return false
+        case .failed(let error):
+            throw error
+        }
+    }
+
+    /// Kernel lock held, critical count 1. The steps, in order:
+    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?) -> Contended {
+        let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
+        // 1. Take the mutex if it is free (also in the owner-died state), or
+        //    set hasWaiters so that the owner's unlock comes to the kernel
+        //    lock. Loop: the owner may release it (one CAS) meanwhile.
+        while true {
+            let w = word.load(ordering: .acquiring)
+            if w == 0 {
+                if cas(0, mine) { return .acquired }
+            } else if w == GreenMutex.ownerDiedFree {
+                if cas(w, mine) {
+                    let previous = diedOwner!
+                    diedOwner = nil
+                    return .acquiredOwnerDied(previous)
+                }
+            } else if w & GreenMutex.hasWaiters != 0 || cas(w, w | GreenMutex.hasWaiters) {
+                break
+            }
+        }
+        // From here on only kernel-lock holders change the word.
+        let owner = ownerThread!
+        // 2. A deadline already past (lock(timeout: .zero)): fail now.
+        if let deadline, deadline <= gt_clock_monotonic_ns() {
+            clearHasWaitersIfIdle()
+            return .timedOut
+        }
+        // 3. Waiting must not close a cycle nor make a chain too long to walk.
+        if let error = kernel.chainError(locking: self, by: me) {
+            clearHasWaitersIfIdle()
+            return .failed(error)
+        }
+        // 4. Queue by effective priority, lend it along the chain of owners.
+        let waiter = SyncWaiter(thread: me, object: self)
+        waiters.insert(waiter)
+        me.syncWaiter = waiter
+        kernel.mutexWaitersChanged(self)
+        #if DEBUG
+        kernel.debugVerify(self, caller: me)
+        #endif
+        // 5. Block until an unlock hands the mutex over, the owner dies, or
+        //    the deadline passes.
+        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
+        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
+            // Timed out (monitor, kernel lock): leave the queue; the owner's
+            // priority drops to what the remaining waiters require.
+            waiters.remove(waiter)
+            clearHasWaitersIfIdle()
+            kernel.mutexWaitersChanged(self)
+            #if DEBUG
+            kernel.debugVerify(self, caller: nil)
+            #endif
+        }
+        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, onTimeout: onTimeout)
+        switch outcome {
+        case .granted: return .acquired
+        case .ownerDied(let previous): return .acquiredOwnerDied(previous)
+        case .timedOut: return .timedOut
+        case .waiting, .closed: preconditionFailure("\(me) woke from \(self) with outcome \(outcome)")
+        }
+    }
+
+    @inline(__always)
+    private func cas(_ expected: UInt, _ desired: UInt) -> Bool {
+        word.compareExchange(expected: expected, desired: desired, successOrdering: .acquiringAndReleasing,
+                             failureOrdering: .relaxed).exchanged
+    }
+
+    /// Clears hasWaiters when nobody is queued. Kernel lock held; the bit
+    /// is set, so the word is stable.
+    private func clearHasWaitersIfIdle() {
+        guard waiters.isEmpty else { return }
+        let w = word.load(ordering: .relaxed)
+        word.store(w & ~GreenMutex.hasWaiters, ordering: .releasing)
+    }
+
+    // MARK: Unlock
+
+    /// Releases the mutex. If threads wait, the one of highest effective
+    /// priority (the longest waiting among equals) becomes the owner at once.
+    ///
+    /// - Throws: `.notOwner` when the caller does not hold it;
+    ///   `.notInKernel` outside a green thread (which can hold no mutex).
+    @inlinable
+    public func unlock() throws {
+        if let me = gt_current_owner() {
+            let mine = UInt(bitPattern: me)
+            // Only the owner stores its own address, so reading it back
+            // proves ownership (relaxed: our own earlier write).
+            let w = word.load(ordering: .relaxed)
+            if w == mine {
+                // Off the robust list before the release: once released,
+                // the next owner links this mutex into its own list.
+                unlinkHeld(by: me)
+                // Uncontended: one CAS; release ordering publishes the
+                // protected data. It fails if a waiter set hasWaiters since.
+                if word.compareExchange(expected: mine, desired: 0, successOrdering: .releasing,
+                                        failureOrdering: .relaxed).exchanged {
+                    return
+                }
+                releaseSlowPath(me)
+                return
+            }
+        }
+        try unlockSlowPath()
+    }
+
+    /// unlock() when the word is not the bare caller's address: contended,
+    /// not the owner, or outside a green thread.
+    @usableFromInline @inline(never)
+    func unlockSlowPath() throws {
+        guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.unlock") }
+        guard word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) else {
+            throw notOwnerError(me)
+        }
+        unlinkHeld(by: me)
+        releaseSlowPath(me)
+    }
+
+    /// Releases with waiters (or a waiter that just left) under the kernel
+    /// lock. The caller owns the mutex and has unlinked it.
+    @usableFromInline @inline(never)
+    func releaseSlowPath(_ me: UnsafeMutableRawPointer) {
+        let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
+        let kernel = thread.kernel
+        kernel.withCriticalLock {
+            if !cas(UInt(bitPattern: me), 0) { releaseContended(by: thread, kernel) }
+        }
+    }
+
+    /// Unlock with hasWaiters set: hand over to the top waiter. Kernel lock
+    /// held; the caller owns the mutex, has unlinked it from its list, and
+    /// failed to CAS the bare owner word to 0 under the lock, so the bit is
+    /// set and (invariant) a waiter is queued.
+    func releaseContended(by me: GreenThread, _ kernel: KernelCore) {
+        precondition(!waiters.isEmpty, "\(self) marked contended with no waiter (lost wake-up)")
+        handOff(from: me, outcome: .granted, kernel)
+        #if DEBUG
+        kernel.debugVerify(self, caller: me)
+        #endif
+    }
+
+    /// Releases the mutex with the kernel lock already held (condition
+    /// waits). The caller owns it.
+    func releaseHoldingKernelLock(by me: GreenThread, _ kernel: KernelCore) {
+        let opaque = Unmanaged.passUnretained(me).toOpaque()
+        unlinkHeld(by: opaque)
+        if cas(UInt(bitPattern: opaque), 0) { return }
+        releaseContended(by: me, kernel)
+    }
+
+    /// Makes the top waiter the owner and wakes it with `outcome`; moves
+    /// this mutex's weight in priority inheritance from `previous` (the old
+    /// owner: unlocking, or ending) to the new owner. Kernel lock held.
+    func handOff(from previous: GreenThread, outcome: WaitOutcome, _ kernel: KernelCore) {
+        let waiter = waiters.popTop()!
+        let next = waiter.thread
+        let nextWord = UInt(bitPattern: Unmanaged.passUnretained(next).toOpaque())
+            | (waiters.isEmpty ? 0 : GreenMutex.hasWaiters)
+        word.store(nextWord, ordering: .releasing)
+        waiter.outcome = outcome
+        next.syncWaiter = nil
+        if priorityInheritance {
+            // The old owner no longer inherits through this mutex; its
+            // priority drops to what its other mutexes' waiters require.
+            previous.contendedMutexes.removeAll { $0 === self }
+            kernel.recomputeInheritance(of: previous)
+            // The new owner inherits from the waiters left behind.
+            if !waiters.isEmpty { next.contendedMutexes.append(self) }
+            kernel.recomputeInheritance(of: next)
+        }
+        // Waiters left behind now wait for the new owner (deadlock reports,
+        // gt-ps).
+        for w in waiters.inServiceOrder {
+            w.thread.waitRecord?.ownerThreadID = next.id
+            w.thread.waitRecord?.ownerName = next.name
+        }
+        kernel.makeReady(next)
+    }
+
+    private func notOwnerError(_ me: UnsafeMutableRawPointer) -> GreenMutexError {
+        let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
+        let holder = thread.kernel.withCriticalLock { ownerThread.map(ThreadIdentity.init) }
+        return .notOwner(thread: ThreadIdentity(thread), owner: holder, mutex: identity)
+    }
+
+    // MARK: Scoped locking
+
+    /// Runs `body` holding the mutex and releases it afterwards, also when
+    /// `body` throws.
+    ///
+    /// If the previous owner ended holding the mutex, `withLock` releases it
+    /// again without running `body` and throws `.ownerDied`: the mutex is
+    /// never left held after withLock returns. To repair the protected state
+    /// instead, call `lock()`, which keeps the mutex held when it throws
+    /// `.ownerDied`.
+    @inlinable
+    public func withLock<R>(_ body: () throws -> R) throws -> R {
+        do {
+            try lock()
+        } catch let error as GreenMutexError {
+            if case .ownerDied = error { try unlock() }
+            throw error
+        }
+        defer {
+            do { try unlock() } catch {
+                preconditionFailure("GreenMutex.withLock: \(error) (did the body unlock \(self) itself?)")
+            }
+        }
+        return try body()
+    }
+
+    // MARK: The robust list
+
+    /// Links this mutex at the head of the owner's list. Owner's own thread.
+    @inlinable
+    func pushHeld(by me: UnsafeMutableRawPointer) {
+        let this = Unmanaged.passUnretained(self)
+        // _withUnsafeGuaranteedRef: the thread is running this code and the
+        // listed mutexes are alive (see the fields); no retain/release.
+        Unmanaged<GreenThread>.fromOpaque(me)._withUnsafeGuaranteedRef { thread in
+            let head = thread.heldMutexes
+            heldPrev = nil
+            heldNext = head
+            head?._withUnsafeGuaranteedRef { $0.heldPrev = this }
+            thread.heldMutexes = this
+        }
+    }
+
+    /// Unlinks this mutex from the owner's list. Owner's own thread.
+    @inlinable
+    func unlinkHeld(by me: UnsafeMutableRawPointer) {
+        let next = heldNext, prev = heldPrev
+        if let prev {
+            prev._withUnsafeGuaranteedRef { $0.heldNext = next }
+        } else {
+            Unmanaged<GreenThread>.fromOpaque(me)._withUnsafeGuaranteedRef { $0.heldMutexes = next }
+        }
+        next?._withUnsafeGuaranteedRef { $0.heldPrev = prev }
+        heldNext = nil
+        heldPrev = nil
+    }
+}
+
+extension GreenMutex: SyncWaitObject {
+    func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
+    var asMutex: GreenMutex? { self }
+    func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
+}

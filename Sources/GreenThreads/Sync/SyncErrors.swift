@@ -1,0 +1,112 @@
+// SyncErrors: what the synchronization kit throws when a caller misuses it
+// or when a mutex's previous owner died. Every error names the threads and
+// objects involved by id and name (the objects may be gone by the time the
+// error is read, so errors copy identities rather than hold references).
+
+/// A green thread as named in an error: its id and name.
+public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
+    public var id: UInt64
+    public var name: String
+
+    public init(id: UInt64, name: String) {
+        self.id = id
+        self.name = name
+    }
+
+    init(_ thread: GreenThread) {
+        self.init(id: thread.id, name: thread.name)
+    }
+
+    public var description: String { "thread \(id) '\(name)'" }
+}
+
+/// A sync object (mutex, condition, semaphore, channel) as named in an error.
+public struct SyncObjectIdentity: Sendable, Hashable, CustomStringConvertible {
+    public var kind: String
+    public var id: UInt64
+    public var name: String
+
+    public init(kind: String, id: UInt64, name: String) {
+        self.kind = kind
+        self.id = id
+        self.name = name
+    }
+
+    public var description: String { "\(kind) \(id) '\(name)'" }
+}
+
+/// Misuse of a `GreenMutex`, or news that its previous owner died.
+public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
+    /// One link of a wait-for cycle: `thread` waits for `mutex`, which the
+    /// thread of the next link holds (the last link's mutex is held by the
+    /// first link's thread).
+    public struct WaitLink: Sendable, Equatable, CustomStringConvertible {
+        public var thread: ThreadIdentity
+        public var mutex: SyncObjectIdentity
+        public var description: String { "\(thread) waits for \(mutex)" }
+    }
+
+    /// The calling thread already holds the mutex (GreenMutex is not recursive).
+    case alreadyOwned(thread: ThreadIdentity, mutex: SyncObjectIdentity)
+    /// The calling thread tried to release (or wait on a condition with) a
+    /// mutex that `owner` holds, or that nobody holds (`owner` nil).
+    case notOwner(thread: ThreadIdentity, owner: ThreadIdentity?, mutex: SyncObjectIdentity)
+    /// The previous owner ended while holding the mutex. The lock call that
+    /// throws this has acquired the mutex: the caller holds it, should
+    /// repair the state the mutex protects, and then unlocks as usual.
+    case ownerDied(previousOwner: ThreadIdentity, mutex: SyncObjectIdentity)
+    /// Blocking would close a wait-for cycle: every thread in `cycle` would
+    /// wait forever. The lock is not acquired and the caller does not wait.
+    case deadlock(cycle: [WaitLink])
+    /// The chain of owners to walk for priority inheritance and deadlock
+    /// detection is longer than `GreenMutex.maxChainDepth` (Linux's
+    /// `max_lock_depth` plays the same role). The lock is not acquired.
+    case chainTooDeep(limit: Int, mutex: SyncObjectIdentity)
+    /// A blocking call outside a green thread (outside `Kernel.run`).
+    case notInKernel(operation: String)
+
+    public var description: String {
+        switch self {
+        case .alreadyOwned(let thread, let mutex):
+            return "\(thread) tried to lock \(mutex), which it already holds (GreenMutex is not recursive)"
+        case .notOwner(let thread, let owner, let mutex):
+            let holder = owner.map { "it is held by \($0)" } ?? "nobody holds it"
+            return "\(thread) tried to release \(mutex), but \(holder)"
+        case .ownerDied(let previous, let mutex):
+            return "\(previous) ended while holding \(mutex); the caller now holds it: "
+                + "repair the state it protects, then unlock it"
+        case .deadlock(let cycle):
+            guard let first = cycle.first else { return "deadlock" }
+            var parts: [String] = []
+            for (i, link) in cycle.enumerated() {
+                let holder = cycle[(i + 1) % cycle.count].thread
+                parts.append("\(link.thread) waits for \(link.mutex) held by \(holder)")
+            }
+            return "locking \(first.mutex) would deadlock (a cycle of \(cycle.count) threads): "
+                + parts.joined(separator: "; ")
+        case .chainTooDeep(let limit, let mutex):
+            return "locking \(mutex) would make a chain of more than \(limit) blocked owners "
+                + "(GreenMutex.maxChainDepth); refused rather than walked without bound"
+        case .notInKernel(let operation):
+            return "\(operation) needs a green thread: call it inside Kernel.run { ... }"
+        }
+    }
+}
+
+/// Misuse of a `GreenChannel`.
+public enum GreenChannelError: Error, Equatable, CustomStringConvertible {
+    /// `send` on a closed channel (or the channel closed while the sender
+    /// waited): the value was not delivered.
+    case closed
+    /// A send that must wait, outside a green thread (outside `Kernel.run`).
+    case notInKernel(operation: String)
+
+    public var description: String {
+        switch self {
+        case .closed:
+            return "send on a closed channel: the value was not delivered"
+        case .notInKernel(let operation):
+            return "\(operation) would wait, which needs a green thread: call it inside Kernel.run { ... }"
+        }
+    }
+}

@@ -1,0 +1,129 @@
+// SyncKernel: how the sync primitives reach the scheduler. They use only
+// the interface Scheduler.swift offers (withCriticalLock, blockCurrent,
+// makeReady, updateEffectivePriority); this file adds the small glue they
+// share: finding the kernel lock from any thread, the bracket around a
+// blocking call, object identities, and deadlines.
+//
+// Which lock guards a sync object: the kernel lock of the running kernel.
+// One kernel runs at a time in a process, so that is one lock for all
+// objects, the same one that guards the run queue; a wait-queue change and
+// the wake-up it causes are therefore one atomic step (no lost wake-up).
+//
+// Lock order: KernelCore.running (only for callers on OS threads that are
+// not green threads) -> kernel lock.
+//
+// Who may call what: an operation that can finish without waiting (signal,
+// close, tryLock, a send into a buffered channel with room) works from any
+// thread, a plain OS thread included, while a kernel runs. An operation that
+// must wait needs a green thread: the throwing ones throw `notInKernel`, the
+// non-throwing ones (GreenSemaphore.wait, GreenChannel.receive) stop the
+// program with a message saying so, since waiting would hang the OS thread
+// with nobody able to wake it.
+import CGreenCore
+import Synchronization
+
+/// Identities of sync objects: unique for the process's life.
+enum SyncObjectIDs {
+    private static let next = Atomic<UInt64>(1)
+    static func make() -> UInt64 { next.add(1, ordering: .relaxed).oldValue }
+}
+
+/// The green thread running this code, or nil on any other OS thread.
+@inline(__always)
+func currentGreenThread() -> GreenThread? {
+    guard let raw = gt_current_owner() else { return nil }
+    return Unmanaged<GreenThread>.fromOpaque(raw).takeUnretainedValue()
+}
+
+/// CLOCK_MONOTONIC nanoseconds `timeout` from now, saturating.
+func syncDeadline(after timeout: Duration) -> Int64 {
+    let now = gt_clock_monotonic_ns()
+    let ns = timeout.nanosecondsClamped
+    return ns > Int64.max - now ? Int64.max : now + ns
+}
+
+/// Runs `body` with the lock that guards every sync object held, from any
+/// thread. On a green thread: its kernel's lock, in a critical section. On
+/// another OS thread: the running kernel's lock, or, when no kernel runs,
+/// only `KernelCore.running` (no green thread exists to race with, and
+/// holding it keeps a kernel from starting meanwhile). `body` gets the
+/// kernel (nil when none runs) and must not block.
+func withSyncLock<R>(_ body: (KernelCore?) -> R) -> R {
+    if let me = currentGreenThread() {
+        let kernel = me.kernel
+        return kernel.withCriticalLock { body(kernel) }
+    }
+    // Mutex.withLock wants a `sending` result; R leaves through a box that
+    // never escapes this frame.
+    let box = ResultBox<R>()
+    KernelCore.running.withLock { running in
+        if let kernel = running {
+            box.result = kernel.withCriticalLock { body(kernel) }
+        } else {
+            box.result = body(nil)
+        }
+    }
+    return box.result!
+}
+
+private final class ResultBox<R>: @unchecked Sendable {
+    var result: R?
+}
+
+extension KernelCore {
+    /// The bracket around code that may block the current green thread:
+    /// raises the critical count to exactly 1 (callers are never inside a
+    /// critical section: sync primitives are called from thread code) and
+    /// takes the kernel lock, the state `blockCurrent` requires, and undoes
+    /// both afterwards. `body` runs with the lock held and may call
+    /// `blockCurrent` any number of times.
+    @inline(__always)
+    func withBlockingSection<R>(_ body: () -> R) -> R {
+        _ = gt_enter_critical()
+        lock.lock()
+        let result = body()
+        lock.unlock()
+        KernelCore.exitCritical()
+        return result
+    }
+
+    /// Blocks the current thread, queued as `waiter`, until whoever dequeues
+    /// it sets its outcome and makes it ready, or until `deadline`. Kernel
+    /// lock held at critical count 1 (inside `withBlockingSection`); the
+    /// caller has already inserted `waiter` into its object's queue.
+    /// `onTimeout` takes the waiter off that queue (and repairs whatever
+    /// depended on it); it runs on the monitor, under the lock. Untimed
+    /// waits (deadline nil) pass nil.
+    func blockAsWaiter(_ waiter: SyncWaiter, record: WaitRecord, deadline: Int64?,
+                       onTimeout: ((SyncWaiter) -> Void)?) -> WaitOutcome {
+        let thread = waiter.thread
+        thread.syncWaiter = waiter
+        // The timeout action is a closure (an allocation): only for timed waits.
+        let action: ((GreenThread) -> Void)? = deadline == nil ? nil : { _ in
+            waiter.outcome = .timedOut
+            waiter.thread.syncWaiter = nil
+            onTimeout?(waiter)
+        }
+        let reason = blockCurrent(on: record, deadline: deadline, onTimeout: action)
+        precondition(thread.syncWaiter == nil && waiter.outcome != .waiting,
+                     "\(thread) woke (\(reason)) from \(record) still queued, outcome \(waiter.outcome)")
+        return waiter.outcome
+    }
+
+    /// Takes `waiter` off duty with `outcome` and makes its thread ready.
+    /// The caller has removed it from its queue. Kernel lock held.
+    func serve(_ waiter: SyncWaiter, _ outcome: WaitOutcome) {
+        waiter.outcome = outcome
+        waiter.thread.syncWaiter = nil
+        makeReady(waiter.thread)
+    }
+}
+
+extension GreenThread {
+    /// What the thread is blocked on right now (kind, object, owner if
+    /// any), or nil when it is not blocked: a snapshot, read under the
+    /// kernel lock. Sync primitives record it on every blocking call.
+    public var waitingOn: WaitRecord? {
+        withSyncLock { _ in runState == .blocked || runState == .sleeping ? waitRecord : nil }
+    }
+}

@@ -1,0 +1,67 @@
+// Preemption overhead: the same call-free CPU-bound work (xorshift steps, no
+// calls, so every tick lands at a safe point and is taken) run by 2 threads
+// per worker with preemption off, and on at 10 ms and 1 ms slices. The
+// figure is the process's CPU time for the fixed work (wall time is shown in
+// the notes; CPU time does not grow while other processes hold our CPUs).
+// Repetitions interleave the three configurations, so drift in the
+// machine's speed hits all of them alike.
+import GreenThreads
+import Glibc
+
+enum PreemptionBenchmark {
+    static let group = "preemption overhead (fixed CPU-bound work)"
+
+    struct Run {
+        var cpuSeconds: Double
+        var wallSeconds: Double
+        var preemptions: UInt64
+    }
+
+    static func run(workMilliseconds: Double, reps: Int, progress: (String) -> Void) throws -> [Row] {
+        let workers = KernelConfiguration.usableCPUs
+        let threads = 2 * workers
+        let steps = Int(workMilliseconds * 1000 * burnStepsPerMicrosecond / Double(threads) * Double(workers))
+        let configs: [(String, KernelConfiguration)] = [
+            ("preemption off", KernelConfiguration(workers: workers, preemption: false)),
+            ("10 ms slice", KernelConfiguration(workers: workers, timeSlice: .milliseconds(10))),
+            ("1 ms slice", KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))),
+        ]
+        var runs = [[Run]](repeating: [], count: configs.count)
+        _ = try once(configs[0].1, threads: threads, steps: steps / 10)  // warm-up
+        for rep in 0..<reps {
+            progress("preemption rep \(rep + 1)/\(reps)")
+            for (i, config) in configs.enumerated() {
+                runs[i].append(try once(config.1, threads: threads, steps: steps))
+            }
+        }
+        return configs.indices.map { i in
+            let r = runs[i]
+            let wall = Spread(r.map { $0.wallSeconds })
+            let perSecond = Spread(r.map { Double($0.preemptions) / $0.wallSeconds }).median
+            var note = String(format: "wall %.3f s [%.3f-%.3f]", wall.median, wall.min, wall.max)
+            if i > 0 {
+                // The paired overhead of each repetition against the "off" run beside it.
+                let paired = Spread(zip(r, runs[0]).map { ($0.cpuSeconds / $1.cpuSeconds - 1) * 100 })
+                note += String(format: "; paired overhead %+.2f%% [%+.2f..%+.2f]; %.0f preemptions/s",
+                               paired.median, paired.min, paired.max, perSecond)
+            }
+            return Row(group: group, runtime: "GreenThreads, \(configs[i].0), \(threads) threads on \(workers) workers",
+                       metric: "CPU s", values: r.map { $0.cpuSeconds }, reference: i == 0, note: note)
+        }
+    }
+
+    static func once(_ config: KernelConfiguration, threads: Int, steps: Int) throws -> Run {
+        try Kernel.run(config) {
+            let c0 = processCPUNanoseconds()
+            let t0 = monotonicNanoseconds()
+            let handles = try (0..<threads).map { i in
+                try GreenThread.spawn(name: "burn\(i)") { burn(steps, seed: UInt64(i + 1)) }
+            }
+            for h in handles { blackHole(try h.join()) }
+            let t1 = monotonicNanoseconds()
+            let c1 = processCPUNanoseconds()
+            let preemptions = handles.reduce(0) { $0 + $1.thread.statistics.preemptions }
+            return Run(cpuSeconds: Double(c1 - c0) / 1e9, wallSeconds: Double(t1 - t0) / 1e9, preemptions: preemptions)
+        }
+    }
+}

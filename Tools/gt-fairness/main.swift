@@ -1,0 +1,2 @@
+// Entry point; the command is in GTFairness.swift.
+GTFairness.main()

@@ -1,0 +1,2 @@
+// Entry point; the command is in GTPS.swift.
+GTPS.main()
