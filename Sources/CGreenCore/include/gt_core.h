@@ -72,6 +72,12 @@ typedef struct gt_thread_core {
     char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
 } gt_thread_core;
 
+/// Stack-depth measurement: paint `window` bytes starting `gap` bytes below
+/// the caller's stack pointer; later, the bytes from the window's top that
+/// were overwritten (plus `gap`) is the extra depth reached in between.
+void *gt_stack_paint(size_t gap, size_t window);
+size_t gt_stack_paint_depth(const void *bottom, size_t window);
+
 /// Copies `name` (truncated) into the block; NULL leaves it empty, which
 /// messages print as "thread-<id>".
 void gt_thread_core_set_name(gt_thread_core *core, const char *name);
