@@ -266,6 +266,9 @@ gt_sysresult gt_sys_mmap(size_t length, int prot, int flags, void **out);
 gt_sysresult gt_sys_munmap(void *addr, size_t length);
 gt_sysresult gt_sys_madvise(void *addr, size_t length, int advice);
 gt_sysresult gt_sys_mprotect(void *addr, size_t length, int prot);
+/// Installs up to 256 guard regions (`first + i * stride`, `guard` bytes
+/// each) in one process_madvise call; value = guards installed.
+gt_sysresult gt_sys_guard_install_batch(void *first, size_t stride, size_t guard, int count);
 gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count);
 gt_sysresult gt_sys_gettid(void);
