@@ -70,19 +70,21 @@ let preemptionScenarios: [String: () throws -> Void] = [
     },
 
     "fairness": {
+        // N equal spinners on one worker for a while; each counts the loop
+        // iterations it completes, which is the CPU it actually received
+        // (time the OS takes the worker away counts for no one).
         let n = intOption("threads", 4)
         let seconds = intOption("seconds", 2)
         var shares: [Double] = []
         try Kernel.run(preemptive(sliceMs: 1)) {
             let spinners = try (0..<n).map { i in
-                try GreenThread.spawn(name: "spin\(i)") { _ = spinUntilStopped() }
+                try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
             }
             GreenThread.sleep(for: .seconds(seconds))
             stopFlag.store(true, ordering: .relaxed)
-            for s in spinners { try s.join() }
-            let cpu = spinners.map { Double($0.thread.cpuTime.nanoseconds) }
-            let total = cpu.reduce(0, +)
-            shares = cpu.map { $0 / total }
+            let work = try spinners.map { Double(try $0.join()) }
+            let total = work.reduce(0, +)
+            shares = work.map { $0 / total }
             print("preemptions=\(spinners.map { $0.thread.statistics.preemptions })")
         }
         let spread = (shares.max()! - shares.min()!) / (1.0 / Double(n))

@@ -95,8 +95,9 @@ typedef struct gt_worker_state {
     int32_t preempt_pending;       // a preemption was deferred; honour it when safe
     int32_t preemption_enabled;    // the kernel's configuration
     int32_t in_handler_switch;     // a preemption switch is in progress on this thread
-    uint64_t slice_start;          // TSC when the current thread got the CPU
-    uint64_t slice_ticks;          // time slice in TSC ticks
+    uint64_t slice_start;          // TSC when the current thread got the CPU (accounting)
+    uint32_t slice_periods;        // tick periods of CPU time the current thread has used
+    uint32_t periods_per_slice;    // its slice, in tick periods
     uint64_t ticks;                // SIGVTALRM deliveries on this worker
     uint64_t preemptions;          // preemptions taken on this worker
     uint64_t deferrals;            // preemptions deferred on this worker

@@ -60,7 +60,6 @@ final class Worker: @unchecked Sendable {
         ws.pointee = gt_worker_state()
         ws.pointee.worker = Unmanaged.passUnretained(self).toOpaque()
         ws.pointee.tid = Int32(gt_sys_gettid().value)
-        ws.pointee.slice_ticks = kernel.sliceTicks
         ws.pointee.preemption_enabled = kernel.configuration.preemption ? 1 : 0
         state = ws
         var mem: UnsafeMutableRawPointer?
@@ -85,9 +84,13 @@ final class Worker: @unchecked Sendable {
         ws.pointee.is_worker = 1
         if kernel.configuration.preemption {
             let slice = kernel.configuration.timeSlice.nanosecondsClamped
-            // Tick at a quarter slice: a thread switched in mid-period still
-            // gets a whole slice (within a quarter) before it is preempted.
+            // Tick at a quarter slice (at least 1 ms), so a thread switched
+            // in mid-period still gets a whole slice within a quarter. The
+            // kernel checks CPU-time timers on its scheduler tick (4 ms at
+            // 250 Hz); periods that pass between checks arrive as one signal
+            // with an overrun count, which the handler adds up.
             let tick = max(1_000_000, slice / 4)
+            ws.pointee.periods_per_slice = UInt32(max(1, (slice + tick - 1) / tick))
             let retry = kernel.configuration.preemptionRetry.nanosecondsClamped
             if gt_worker_timers_start(ws, tick, retry) != 0 {
                 // The worker stays attached and runs threads, unpreempted.

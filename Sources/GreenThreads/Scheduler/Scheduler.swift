@@ -136,6 +136,7 @@ extension KernelCore {
         let core = current.core!
         core.pointee.switches &+= 1
         ws.pointee.slice_start = gt_tsc()
+        ws.pointee.slice_periods = 0
         ws.pointee.preempt_pending = 0
         ws.pointee.retry_shift = 0
         kernel.lock.unlock()
@@ -179,6 +180,7 @@ extension KernelCore {
             let now = gt_tsc()
             current.core!.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             ws.pointee.slice_start = now
+            ws.pointee.slice_periods = 0
             ws.pointee.retry_shift = 0
             lock.unlock()
             return false
