@@ -131,10 +131,7 @@ final class KernelCore: @unchecked Sendable {
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
         if let core = thread.core {
-            thread.finalStatistics = ThreadStatistics(
-                cpuTicks: core.pointee.cpu_ticks, switches: core.pointee.switches,
-                preemptions: core.pointee.preemptions, deferredPreemptions: core.pointee.deferrals,
-                preemptionRetries: core.pointee.retries)
+            thread.finalStatistics = thread.statistics
             thread.core = nil
         }
         if let stack = thread.stack {

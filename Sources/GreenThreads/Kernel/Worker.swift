@@ -91,6 +91,7 @@ final class Worker: @unchecked Sendable {
             // with an overrun count, which the handler adds up.
             let tick = max(1_000_000, slice / 4)
             ws.pointee.periods_per_slice = UInt32(max(1, (slice + tick - 1) / tick))
+            ws.pointee.tick_ns = tick
             let retry = kernel.configuration.preemptionRetry.nanosecondsClamped
             if gt_worker_timers_start(ws, tick, retry) != 0 {
                 // The worker stays attached and runs threads, unpreempted.
@@ -103,6 +104,7 @@ final class Worker: @unchecked Sendable {
     func detach() {
         let ws = gt_self()!
         if getenv("GT_DEBUG_WORKERS") != nil {
+            gt_hijack_debug()
             gt_write_stderr("worker \(index): ticks=\(ws.pointee.ticks) preemptions=\(ws.pointee.preemptions) deferrals=\(ws.pointee.deferrals) retries=\(ws.pointee.retries)\n")
         }
         gt_worker_timers_stop(ws)
@@ -119,7 +121,7 @@ final class Worker: @unchecked Sendable {
         precondition(ws.pointee.critical == 1, "worker \(index) started inside a critical section")
         kernel.lock.lock()
         while !kernel.shuttingDown {
-            if let next = kernel.runQueue.pop() {
+            if let next = kernel.pickNext(ws) {
                 kernel.switchTo(next, on: self, action: .none)  // returns with the lock released
                 kernel.lock.lock()
                 continue

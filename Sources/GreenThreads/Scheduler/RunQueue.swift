@@ -2,6 +2,14 @@
 // the non-empty levels, so finding the highest ready level is one
 // leading-zero count (O(1)) and push/pop/remove are O(1).
 //
+// Fairness within a level is deficit round-robin: a slice ends on the
+// worker's CPU-time tick, which the kernel checks only at its own tick, so
+// a slice can run long (more so when the OS runs the worker in short
+// bursts). A preempted thread that used more than the worker's average slice
+// carries the excess as debt (in its gt_thread_core); when it reaches the
+// head of its level owing a whole average slice, it repays one by going to
+// the back instead of running. One skip per pick keeps a pick O(1).
+//
 // The FIFOs are intrusive (links live in GreenThread): a million ready
 // threads cost no allocation. Links are unowned(unsafe): a queued thread is
 // kept alive by the kernel's thread registry, and only the kernel lock's
@@ -38,6 +46,19 @@ struct RunQueue {
         guard level >= 0, let thread = heads[level] else { return nil }
         remove(thread)
         return thread
+    }
+
+    /// Like `pop`, but a head that owes a whole `slice` (in tick periods) of
+    /// debt repays it by moving to the back of its level, if it has company.
+    mutating func popFair(slice: Int32) -> GreenThread? {
+        let level = highestLevel
+        guard level >= 0, let head = heads[level] else { return nil }
+        if slice > 0, head.runNext != nil, let core = head.core, core.pointee.debt_periods >= slice {
+            core.pointee.debt_periods -= slice
+            remove(head)
+            push(head)
+        }
+        return pop()
     }
 
     /// Removes `thread` from whichever FIFO holds it (priority changes).
