@@ -378,3 +378,21 @@ let stackScenarios: [String: () throws -> Void] = [
         print("OK")
     },
 ]
+
+let microScenarios: [String: () throws -> Void] = [
+    "yield-pingpong": {
+        // Two threads yielding to each other on one worker: ns per switch.
+        let rounds = intOption("rounds", 2_000_000)
+        var ns = 0.0
+        try Kernel.run(KernelConfiguration(workers: 1, preemption: option("preemption") == "on")) {
+            let a = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
+            let b = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
+            let start = gt_clock_monotonic_ns()
+            try a.join()
+            try b.join()
+            ns = Double(gt_clock_monotonic_ns() - start) / Double(2 * rounds)
+        }
+        print("ns_per_switch=\(ns)")
+        print("OK")
+    },
+]

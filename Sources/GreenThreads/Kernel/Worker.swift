@@ -16,8 +16,11 @@ final class Worker: @unchecked Sendable {
 
     /// This worker's OS-thread state; valid from `attach` to `detach`.
     @exclusivity(unchecked) var state: UnsafeMutablePointer<gt_worker_state>!
-    @exclusivity(unchecked) var current: GreenThread?
-    @exclusivity(unchecked) var previous: GreenThread?
+    // Unowned: the kernel's registry keeps every live thread alive, and a
+    // thread is reaped only after it stopped being current and previous.
+    // (Strong references here cost a retain/release pair per switch.)
+    @exclusivity(unchecked) unowned(unsafe) var current: GreenThread?
+    @exclusivity(unchecked) unowned(unsafe) var previous: GreenThread?
     @exclusivity(unchecked) var previousAction: SwitchAction = .none
     @exclusivity(unchecked) var isIdle = false
     /// Saved stack pointer of the idle context while a green thread runs.
