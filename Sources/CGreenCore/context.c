@@ -54,3 +54,23 @@ void *gt_context_make(void *stack_top, void (*entry)(void *), void *arg) {
 #endif
     return frame;
 }
+
+// Stack-depth measurement (tests and the stack-size documentation): paints
+// `window` bytes starting `gap` bytes below the caller's stack pointer, so a
+// later call to gt_stack_paint_depth can tell how deep code run in between
+// went. The gap keeps this function's own frame out of the painted region.
+#define GT_PAINT 0xA5
+
+__attribute__((noinline)) void *gt_stack_paint(size_t gap, size_t window) {
+    unsigned char *sp = __builtin_frame_address(0);
+    unsigned char *bottom = sp - gap - window;
+    for (size_t i = 0; i < window; i++) ((volatile unsigned char *)bottom)[i] = GT_PAINT;
+    return bottom;
+}
+
+size_t gt_stack_paint_depth(const void *bottom, size_t window) {
+    const unsigned char *b = bottom;
+    size_t i = 0;
+    while (i < window && b[i] == GT_PAINT) i++;
+    return window - i;  // bytes from the top of the painted window that were written
+}

@@ -343,3 +343,56 @@ let foundationScenarios: [String: () throws -> Void] = [
         print("OK")
     },
 ]
+
+/// Measures how much stack a call needs on a green thread: paints the
+/// region below the caller's frame, runs `body`, and finds the deepest byte
+/// it changed. Used to justify the default stack size (docs/architecture.md).
+@inline(never) func measureStackUse(_ body: () -> Void) -> Int {
+    let gap = 512, window = 40 * 1024
+    let bottom = gt_stack_paint(gap, window)!
+    body()
+    return gap + gt_stack_paint_depth(bottom, window)
+}
+
+let stackScenarios: [String: () throws -> Void] = [
+    "stack-depth": {
+        // Cold first use of each operation, on a 128 KiB green stack.
+        var results: [(String, Int)] = []
+        try Kernel.run(cooperative) {
+            try GreenThread.spawn(stackSize: 128 * 1024) {
+                let x = 42, y = 3.5
+                results.append(("print with interpolation", measureStackUse { print("value \(x) and \(y)") }))
+                results.append(("dictionary inserts", measureStackUse {
+                    var d: [String: [Int]] = [:]
+                    for i in 0..<100 { d["k\(i)"] = [i] }
+                    _ = d.count
+                }))
+                results.append(("string sort", measureStackUse {
+                    var a = (0..<200).map { "s\(($0 * 7919) % 200)" }
+                    a.sort()
+                    _ = a.first
+                }))
+            }.join()
+        }
+        for (what, bytes) in results { print("stack_\(String(what.map { $0 == " " ? "_" : $0 }))=\(bytes)") }
+        print("OK")
+    },
+]
+
+let microScenarios: [String: () throws -> Void] = [
+    "yield-pingpong": {
+        // Two threads yielding to each other on one worker: ns per switch.
+        let rounds = intOption("rounds", 2_000_000)
+        var ns = 0.0
+        try Kernel.run(KernelConfiguration(workers: 1, preemption: option("preemption") == "on")) {
+            let a = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
+            let b = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
+            let start = gt_clock_monotonic_ns()
+            try a.join()
+            try b.join()
+            ns = Double(gt_clock_monotonic_ns() - start) / Double(2 * rounds)
+        }
+        print("ns_per_switch=\(ns)")
+        print("OK")
+    },
+]

@@ -70,23 +70,29 @@ let preemptionScenarios: [String: () throws -> Void] = [
     },
 
     "fairness": {
+        // N equal spinners on one worker for a while. Shares are CPU time as
+        // the worker's CPU-time tick attributed it to each thread (time the
+        // OS took the worker away counts for no one); the work each thread
+        // did is printed too, but on a shared machine its rate varies with
+        // what runs on the sibling hardware thread.
         let n = intOption("threads", 4)
         let seconds = intOption("seconds", 2)
         var shares: [Double] = []
+        var work: [Double] = []
         try Kernel.run(preemptive(sliceMs: 1)) {
             let spinners = try (0..<n).map { i in
-                try GreenThread.spawn(name: "spin\(i)") { _ = spinUntilStopped() }
+                try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
             }
             GreenThread.sleep(for: .seconds(seconds))
             stopFlag.store(true, ordering: .relaxed)
-            for s in spinners { try s.join() }
-            let cpu = spinners.map { Double($0.thread.cpuTime.nanoseconds) }
-            let total = cpu.reduce(0, +)
-            shares = cpu.map { $0 / total }
+            work = try spinners.map { Double(try $0.join()) }
+            let cpu = spinners.map { Double($0.thread.statistics.tickedCPUTime.nanoseconds) }
+            shares = cpu.map { $0 / cpu.reduce(0, +) }
             print("preemptions=\(spinners.map { $0.thread.statistics.preemptions })")
         }
         let spread = (shares.max()! - shares.min()!) / (1.0 / Double(n))
         print("shares=\(shares.map { String(format3($0)) }.joined(separator: ","))")
+        print("work_shares=\(work.map { String(format3($0 / work.reduce(0, +))) }.joined(separator: ","))")
         print("jain=\(jain(shares))")
         print("spread=\(spread)")
         check(spread <= 0.05, "CPU shares differ by \(spread * 100)% of a fair share")
@@ -199,6 +205,7 @@ let preemptionScenarios: [String: () throws -> Void] = [
         reader.start()
         var preemptions: UInt64 = 0
         var deferred: UInt64 = 0
+        var onReturn: UInt64 = 0
         var printed = 0
         try Kernel.run(preemptive(workers: 2)) {
             let deadline = ContinuousClock.now + .seconds(seconds)
@@ -206,13 +213,20 @@ let preemptionScenarios: [String: () throws -> Void] = [
                 try GreenThread.spawn(name: "w\(id)") { () -> Int in
                     var lines = 0
                     var table: [String: [Int]] = [:]
+                    var round = 0
                     while ContinuousClock.now < deadline {
                         var items: [Int] = []
-                        for k in 0..<(50 + lines % 50) { items.append(k * id) }
-                        table["k\(lines % 97)"] = items
-                        let payload = String(repeating: "x", count: 10 + lines % 60)
-                        print("T\(id) \(lines) \(payload) \(table.count) END")
-                        lines += 1
+                        for k in 0..<(50 + round % 50) { items.append(k * id) }
+                        table["k\(round % 97)"] = items
+                        let payload = String(repeating: "x", count: 10 + round % 60)
+                        // Print one round in eight: the point is CPU work in
+                        // libc and the runtime, with stdio's lock taken often,
+                        // not a pipe that the reader cannot keep up with.
+                        if round % 8 == 0 {
+                            print("T\(id) \(lines) \(payload) \(table.count) END")
+                            lines += 1
+                        }
+                        round += 1
                     }
                     return lines
                 }
@@ -220,16 +234,42 @@ let preemptionScenarios: [String: () throws -> Void] = [
             printed = try handles.map { try $0.join() }.reduce(0, +)
             preemptions = handles.map { $0.thread.statistics.preemptions }.reduce(0, +)
             deferred = handles.map { $0.thread.statistics.deferredPreemptions }.reduce(0, +)
+            onReturn = handles.map { $0.thread.statistics.preemptionsOnReturn }.reduce(0, +)
         }
         fflush(stdout)
         dup2(savedStdout, 1)
         close(savedStdout)
         let (lines, bad) = reader.finish()
         print("printed=\(printed)\nreceived=\(lines)\nmalformed=\(bad)")
-        print("preemptions=\(preemptions)\ndeferred=\(deferred)")
+        print("preemptions=\(preemptions)\ndeferred=\(deferred)\non_return=\(onReturn)")
         check(bad == 0, "\(bad) malformed lines")
         check(lines == printed, "lines lost: \(printed) printed, \(lines) received")
         check(preemptions >= 100, "too few preemptions to mean anything: \(preemptions)")
+        print("OK")
+    },
+
+    "libc-spinner": {
+        // Two threads that live inside libc (memset of 1 MiB in a loop) on
+        // one worker with 1 ms slices. Almost every tick lands in libc; the
+        // preemption is taken when memset returns to the program (return-
+        // address hijacking), not after dozens of retries.
+        var stats: [ThreadStatistics] = []
+        try Kernel.run(preemptive(sliceMs: 1)) {
+            let buffers = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64) }
+            let deadline = gt_clock_monotonic_ns() + Int64(intOption("ms", 1000)) * 1_000_000
+            let handles = try (0..<2).map { i in
+                try GreenThread.spawn(name: "memset\(i)") {
+                    while gt_clock_monotonic_ns() < deadline { memset(buffers[i], Int32(i), 1 << 20) }
+                }
+            }
+            for h in handles { try h.join() }
+            stats = handles.map { $0.thread.statistics }
+        }
+        let taken = stats.map(\.preemptions).reduce(0, +)
+        let onReturn = stats.map(\.preemptionsOnReturn).reduce(0, +)
+        let retries = stats.map(\.preemptionRetries).reduce(0, +)
+        print("preemptions=\(taken)\non_return=\(onReturn)\nretries=\(retries)")
+        check(taken >= 20, "too few preemptions: \(taken)")
         print("OK")
     },
 

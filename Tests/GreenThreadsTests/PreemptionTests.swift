@@ -4,75 +4,86 @@
 // it can catch the bug it pins.
 import Testing
 
-@Suite("Preemption and its hazards", .serialized)
-struct PreemptionTests {
-    @Test func callFreeSpinnerIsPreemptedWithinAboutOneSlice() throws {
-        let r = try Host.expectOK("preempt-spinner", timeout: .seconds(20))
-        #expect((r.number("elapsed_ms") ?? 1e9) < 2000, "\(r)")
-    }
+extension GreenThreadsTests {
+    @Suite("Preemption and its hazards")
+    struct PreemptionTests {
+        @Test func callFreeSpinnerIsPreemptedWithinAboutOneSlice() throws {
+            let r = try Host.expectOK("preempt-spinner", timeout: .seconds(20))
+            #expect((r.number("elapsed_ms") ?? 1e9) < 2000, "\(r)")
+        }
 
-    @Test func callFreeSpinnerStarvesItsPeerWithoutPreemption() throws {
-        let r = try Host.run("preempt-spinner", ["--preemption", "off"], timeout: .seconds(3))
-        #expect(r.timedOut, "the cooperative kernel should hang here: \(r)")
-    }
+        @Test func callFreeSpinnerStarvesItsPeerWithoutPreemption() throws {
+            let r = try Host.run("preempt-spinner", ["--preemption", "off"], timeout: .seconds(3))
+            #expect(r.timedOut, "the cooperative kernel should hang here: \(r)")
+        }
 
-    @Test func equalSpinnersGetCPUSharesWithinFivePercent() throws {
-        let r = try Host.expectOK("fairness", ["--threads", "4", "--seconds", "2"])
-        #expect((r.number("jain") ?? 0) > 0.99, "\(r)")
-    }
+        @Test func equalSpinnersGetCPUSharesWithinFivePercent() throws {
+            let r = try Host.expectOK("fairness", ["--threads", "4", "--seconds", "2"])
+            #expect((r.number("jain") ?? 0) > 0.99, "\(r)")
+        }
 
-    @Test func errnoSurvivesPreemptionAndSwitches() throws {
-        try Host.expectOK("errno", timeout: .seconds(20))
-        let without = try Host.run("errno", ["--disable-fix", "errno"], timeout: .seconds(20))
-        #expect(!without.succeeded && without.stdout.contains("errno after"), "\(without)")
-    }
+        @Test func errnoSurvivesPreemptionAndSwitches() throws {
+            try Host.expectOK("errno", timeout: .seconds(20))
+            let without = try Host.run("errno", ["--disable-fix", "errno"], timeout: .seconds(20))
+            #expect(!without.succeeded && without.stdout.contains("errno after"), "\(without)")
+        }
 
-    @Test func exclusivityAccessSetIsPerGreenThread() throws {
-        try Host.expectOK("exclusivity-same-property", timeout: .seconds(20))
-        let without = try Host.run("exclusivity-same-property", ["--disable-fix", "exclusivity"], timeout: .seconds(20))
-        #expect(without.signaled && without.stderr.contains("access"), "\(without)")
-    }
+        @Test func exclusivityAccessSetIsPerGreenThread() throws {
+            try Host.expectOK("exclusivity-same-property", timeout: .seconds(20))
+            let without = try Host.run("exclusivity-same-property", ["--disable-fix", "exclusivity"], timeout: .seconds(20))
+            #expect(without.signaled && without.stderr.contains("access"), "\(without)")
+        }
 
-    @Test func exclusivityAccessSetSurvivesMigrationUnderStress() throws {
-        try Host.expectOK("exclusivity-stress", ["--seconds", "2"])
-    }
+        @Test func exclusivityAccessSetSurvivesMigrationUnderStress() throws {
+            try Host.expectOK("exclusivity-stress", ["--seconds", "2"])
+        }
 
-    @Test func lazyGlobalInitializerIsNeverPreempted() throws {
-        try Host.expectOK("lazy-global", timeout: .seconds(20))
-        let without = try Host.run("lazy-global", ["--disable-fix", "swift-once"], timeout: .seconds(4))
-        #expect(without.timedOut, "the worker should livelock without the swift_once wrapper: \(without)")
-    }
+        @Test func lazyGlobalInitializerIsNeverPreempted() throws {
+            try Host.expectOK("lazy-global", timeout: .seconds(20))
+            let without = try Host.run("lazy-global", ["--disable-fix", "swift-once"], timeout: .seconds(4))
+            #expect(without.timedOut, "the worker should livelock without the swift_once wrapper: \(without)")
+        }
 
-    @Test func allocationStringsAndPrintUnderOneMillisecondSlices() throws {
-        let r = try Host.expectOK("libc-locks", ["--threads", "64", "--seconds", "3"], timeout: .seconds(60))
-        #expect((r.number("received") ?? 0) > 1000, "\(r)")
-    }
+        @Test func allocationStringsAndPrintUnderOneMillisecondSlices() throws {
+            let r = try Host.expectOK("libc-locks", ["--threads", "64", "--seconds", "3"], timeout: .seconds(60))
+            #expect((r.number("received") ?? 0) > 1000, "\(r)")
+        }
 
-    @Test func noSpuriousEINTRFromSleepsReadsAndWrites() throws {
-        try Host.expectOK("eintr", timeout: .seconds(30))
-        let without = try Host.run("eintr", ["--disable-fix", "eintr"], timeout: .seconds(30))
-        #expect(!without.succeeded && without.stdout.contains("failed with EINTR"), "\(without)")
-    }
+        @Test func threadLivingInLibcIsPreemptedWhenLibcReturns() throws {
+            let r = try Host.expectOK("libc-spinner", timeout: .seconds(30))
+            #expect((r.number("on_return") ?? 0) > 0, "\(r)")
+            // Without return-address hijacking, retries alone almost never land
+            // outside memset: the slice is not enforced.
+            let without = try Host.run("libc-spinner", ["--disable-fix", "hijack"], timeout: .seconds(30))
+            #expect(!without.succeeded && without.stdout.contains("too few preemptions"), "\(without)")
+        }
 
-    @Test func floatingPointAndSIMDResultsAreBitExactUnderPreemption() throws {
-        try Host.expectOK("fp-simd", ["--steps", "2000000"], timeout: .seconds(60))
-    }
+        @Test func noSpuriousEINTRFromSleepsReadsAndWrites() throws {
+            try Host.expectOK("eintr", timeout: .seconds(30))
+            let without = try Host.run("eintr", ["--disable-fix", "eintr"], timeout: .seconds(30))
+            #expect(!without.succeeded && without.stdout.contains("failed with EINTR"), "\(without)")
+        }
 
-    @Test func wokenHighPriorityThreadPreemptsLowSpinners() throws {
-        let r = try Host.expectOK("wake-latency", ["--rounds", "100"], timeout: .seconds(30))
-        #expect(r.value("p50_us") != nil)
-    }
+        @Test func floatingPointAndSIMDResultsAreBitExactUnderPreemption() throws {
+            try Host.expectOK("fp-simd", ["--steps", "2000000"], timeout: .seconds(60))
+        }
 
-    @Test func withoutPreemptionRegionDefersTheSlice() throws {
-        try Host.expectOK("without-preemption", timeout: .seconds(20))
-    }
+        @Test func wokenHighPriorityThreadPreemptsLowSpinners() throws {
+            let r = try Host.expectOK("wake-latency", ["--rounds", "100"], timeout: .seconds(30))
+            #expect(r.value("p50_us") != nil)
+        }
 
-    @Test func hostThatOwnsSIGVTALRMGetsAClearError() throws {
-        let r = try Host.expectOK("signal-in-use")
-        #expect(r.stdout.contains("already has a handler"))
-    }
+        @Test func withoutPreemptionRegionDefersTheSlice() throws {
+            try Host.expectOK("without-preemption", timeout: .seconds(20))
+        }
 
-    @Test func strayPreemptionSignalsOnOtherThreadsAreIgnored() throws {
-        try Host.expectOK("stray-signal", timeout: .seconds(20))
+        @Test func hostThatOwnsSIGVTALRMGetsAClearError() throws {
+            let r = try Host.expectOK("signal-in-use")
+            #expect(r.stdout.contains("already has a handler"))
+        }
+
+        @Test func strayPreemptionSignalsOnOtherThreadsAreIgnored() throws {
+            try Host.expectOK("stray-signal", timeout: .seconds(20))
+        }
     }
 }

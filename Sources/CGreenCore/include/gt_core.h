@@ -67,10 +67,22 @@ typedef struct gt_thread_core {
     uint64_t preemptions;        // times preempted by the timer
     uint64_t deferrals;          // preemptions deferred (unsafe point)
     uint64_t retries;            // retry timers armed for this thread's deferred preemptions
+    uint64_t hijacks;            // preemptions taken on return from unsafe code (hijack.c)
+    uint64_t cpu_tick_ns;        // CPU time by the worker's CPU-time tick: periods seen x period
+    int32_t debt_periods;        // CPU used beyond the average slice (deficit round-robin)
+    int32_t reserved0;
+    uintptr_t *hijack_slot;      // return-address slot replaced by the trampoline, or NULL
+    uintptr_t hijack_return;     // the original return address in that slot
     void *preempt_context;       // ucontext_t of the signal frame while preempted
     void *owner;                 // opaque: the Swift GreenThread (unretained)
     char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
 } gt_thread_core;
+
+/// Stack-depth measurement: paint `window` bytes starting `gap` bytes below
+/// the caller's stack pointer; later, the bytes from the window's top that
+/// were overwritten (plus `gap`) is the extra depth reached in between.
+void *gt_stack_paint(size_t gap, size_t window);
+size_t gt_stack_paint_depth(const void *bottom, size_t window);
 
 /// Copies `name` (truncated) into the block; NULL leaves it empty, which
 /// messages print as "thread-<id>".
@@ -89,8 +101,11 @@ typedef struct gt_worker_state {
     int32_t preempt_pending;       // a preemption was deferred; honour it when safe
     int32_t preemption_enabled;    // the kernel's configuration
     int32_t in_handler_switch;     // a preemption switch is in progress on this thread
-    uint64_t slice_start;          // TSC when the current thread got the CPU
-    uint64_t slice_ticks;          // time slice in TSC ticks
+    uint64_t slice_start;          // TSC when the current thread got the CPU (accounting)
+    uint32_t slice_periods;        // tick periods of CPU time the current thread has used
+    uint32_t periods_per_slice;    // its slice, in tick periods
+    int64_t tick_ns;               // the tick period
+    int32_t average_periods_x16;   // moving average of preempted slices' periods, x16
     uint64_t ticks;                // SIGVTALRM deliveries on this worker
     uint64_t preemptions;          // preemptions taken on this worker
     uint64_t deferrals;            // preemptions deferred on this worker
@@ -227,10 +242,23 @@ int gt_unsafe_range_count(void);
 
 /// Test hook: 0 disables one hazard fix so a regression test can prove it
 /// fails without it. Names: "errno", "exclusivity", "pc-check", "swift-once",
-/// "eintr". Returns the previous value.
+/// "eintr", "hijack". Returns the previous value.
 int gt_fix_set(const char *name, int enabled);
 int gt_fix_enabled(int which);
-enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_PC_CHECK, GT_FIX_SWIFT_ONCE, GT_FIX_EINTR, GT_FIX_COUNT };
+enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_PC_CHECK, GT_FIX_SWIFT_ONCE, GT_FIX_EINTR, GT_FIX_HIJACK, GT_FIX_COUNT };
+
+/// 1 if `pc` lies in the loader, libunwind or libgcc_s (a stack walk from
+/// there could need the locks the interrupted code holds).
+int gt_pc_in_unwinder(uintptr_t pc);
+
+/// Return-address hijacking (hijack.c): set up once per kernel; try from the
+/// SIGVTALRM handler when a due preemption lands in unsafe code (returns 1 if
+/// the thread will yield on its return to program code); undo when the
+/// thread is preempted by other means first.
+void gt_hijack_init(void);
+int gt_hijack_try(gt_thread_core *t, void *context);
+void gt_hijack_undo(gt_thread_core *t);
+void gt_hijack_debug(void);
 
 
 // ---------------------------------------------------------------------------
@@ -269,6 +297,9 @@ gt_sysresult gt_sys_mmap(size_t length, int prot, int flags, void **out);
 gt_sysresult gt_sys_munmap(void *addr, size_t length);
 gt_sysresult gt_sys_madvise(void *addr, size_t length, int advice);
 gt_sysresult gt_sys_mprotect(void *addr, size_t length, int prot);
+/// Installs up to 256 guard regions (`first + i * stride`, `guard` bytes
+/// each) in one process_madvise call; value = guards installed.
+gt_sysresult gt_sys_guard_install_batch(void *first, size_t stride, size_t guard, int count);
 gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count);
 gt_sysresult gt_sys_gettid(void);

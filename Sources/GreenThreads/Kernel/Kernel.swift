@@ -138,6 +138,7 @@ public enum Kernel {
         kernel.withCriticalLock { kernel.beginShutdown() }
         monitor.join()
         StackPool.shared.trimExcess()
+        kernel.runQueue.deallocate()
 
         if let startError {
             kernel.abandonBlockedThreads()

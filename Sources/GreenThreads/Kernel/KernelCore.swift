@@ -18,8 +18,6 @@ import Synchronization
 final class KernelCore: @unchecked Sendable {
     let configuration: KernelConfiguration
     let lock = KernelLock()
-    /// The time slice in time-stamp-counter ticks.
-    let sliceTicks: UInt64
 
     @exclusivity(unchecked) var runQueue = RunQueue()          // kernel lock
     @exclusivity(unchecked) var workers: [Worker] = []         // set before start, then read-only
@@ -47,9 +45,6 @@ final class KernelCore: @unchecked Sendable {
 
     init(configuration: KernelConfiguration) {
         self.configuration = configuration
-        let hz = Double(gt_tsc_frequency())
-        let sliceSeconds = Double(configuration.timeSlice.nanosecondsClamped) / 1e9
-        sliceTicks = UInt64(max(1, hz * sliceSeconds))
         monitorWord = .allocate(capacity: 1)
         monitorWord.initialize(to: 0)
     }
@@ -136,10 +131,7 @@ final class KernelCore: @unchecked Sendable {
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
         if let core = thread.core {
-            thread.finalStatistics = ThreadStatistics(
-                cpuTicks: core.pointee.cpu_ticks, switches: core.pointee.switches,
-                preemptions: core.pointee.preemptions, deferredPreemptions: core.pointee.deferrals,
-                preemptionRetries: core.pointee.retries)
+            thread.finalStatistics = thread.statistics
             thread.core = nil
         }
         if let stack = thread.stack {

@@ -16,8 +16,11 @@ final class Worker: @unchecked Sendable {
 
     /// This worker's OS-thread state; valid from `attach` to `detach`.
     @exclusivity(unchecked) var state: UnsafeMutablePointer<gt_worker_state>!
-    @exclusivity(unchecked) var current: GreenThread?
-    @exclusivity(unchecked) var previous: GreenThread?
+    // Unowned: the kernel's registry keeps every live thread alive, and a
+    // thread is reaped only after it stopped being current and previous.
+    // (Strong references here cost a retain/release pair per switch.)
+    @exclusivity(unchecked) unowned(unsafe) var current: GreenThread?
+    @exclusivity(unchecked) unowned(unsafe) var previous: GreenThread?
     @exclusivity(unchecked) var previousAction: SwitchAction = .none
     @exclusivity(unchecked) var isIdle = false
     /// Saved stack pointer of the idle context while a green thread runs.
@@ -60,7 +63,6 @@ final class Worker: @unchecked Sendable {
         ws.pointee = gt_worker_state()
         ws.pointee.worker = Unmanaged.passUnretained(self).toOpaque()
         ws.pointee.tid = Int32(gt_sys_gettid().value)
-        ws.pointee.slice_ticks = kernel.sliceTicks
         ws.pointee.preemption_enabled = kernel.configuration.preemption ? 1 : 0
         state = ws
         var mem: UnsafeMutableRawPointer?
@@ -85,9 +87,14 @@ final class Worker: @unchecked Sendable {
         ws.pointee.is_worker = 1
         if kernel.configuration.preemption {
             let slice = kernel.configuration.timeSlice.nanosecondsClamped
-            // Tick at a quarter slice: a thread switched in mid-period still
-            // gets a whole slice (within a quarter) before it is preempted.
+            // Tick at a quarter slice (at least 1 ms), so a thread switched
+            // in mid-period still gets a whole slice within a quarter. The
+            // kernel checks CPU-time timers on its scheduler tick (4 ms at
+            // 250 Hz); periods that pass between checks arrive as one signal
+            // with an overrun count, which the handler adds up.
             let tick = max(1_000_000, slice / 4)
+            ws.pointee.periods_per_slice = UInt32(max(1, (slice + tick - 1) / tick))
+            ws.pointee.tick_ns = tick
             let retry = kernel.configuration.preemptionRetry.nanosecondsClamped
             if gt_worker_timers_start(ws, tick, retry) != 0 {
                 // The worker stays attached and runs threads, unpreempted.
@@ -100,6 +107,7 @@ final class Worker: @unchecked Sendable {
     func detach() {
         let ws = gt_self()!
         if getenv("GT_DEBUG_WORKERS") != nil {
+            gt_hijack_debug()
             gt_write_stderr("worker \(index): ticks=\(ws.pointee.ticks) preemptions=\(ws.pointee.preemptions) deferrals=\(ws.pointee.deferrals) retries=\(ws.pointee.retries)\n")
         }
         gt_worker_timers_stop(ws)
@@ -116,7 +124,7 @@ final class Worker: @unchecked Sendable {
         precondition(ws.pointee.critical == 1, "worker \(index) started inside a critical section")
         kernel.lock.lock()
         while !kernel.shuttingDown {
-            if let next = kernel.runQueue.pop() {
+            if let next = kernel.pickNext(ws) {
                 kernel.switchTo(next, on: self, action: .none)  // returns with the lock released
                 kernel.lock.lock()
                 continue

@@ -27,11 +27,14 @@
 //      lock, the runtime's metadata caches) that the next thread on this
 //      worker could need: preempting there would deadlock the worker.
 // Otherwise the preemption stays pending. It is honoured when the critical
-// section or no-preempt region ends (a cooperative yield then), or by a
-// one-shot CLOCK_MONOTONIC retry timer (default 100 us): CPU-time timers
-// only fire on the kernel's scheduler tick (4 ms at 250 Hz), so without a
-// fine-grained retry a thread that spends most of its time in libc would be
-// preempted once in dozens of ticks.
+// section or no-preempt region ends (a cooperative yield then); when the
+// unsafe code returns to the program (x86-64: the handler replaces the return
+// address into the first program frame with a trampoline that yields,
+// CGreenCore/hijack.c); or by a one-shot CLOCK_MONOTONIC retry timer
+// (50 us, then backing off): CPU-time timers only fire on the kernel's
+// scheduler tick (4 ms at 250 Hz). Measured: two threads calling memset in a
+// loop were preempted once a second with retries alone, 124 times with the
+// return-address hijack.
 //
 // The switch: from inside the handler. When the kernel delivers SIGVTALRM it
 // has already saved the interrupted thread's entire register file (general

@@ -2,17 +2,40 @@
 // the non-empty levels, so finding the highest ready level is one
 // leading-zero count (O(1)) and push/pop/remove are O(1).
 //
+// Fairness within a level is deficit round-robin: a slice ends on the
+// worker's CPU-time tick, which the kernel checks only at its own tick, so
+// a slice can run long (more so when the OS runs the worker in short
+// bursts). A preempted thread that used more than the worker's average slice
+// carries the excess as debt (in its gt_thread_core); when it reaches the
+// head of its level owing a whole average slice, it repays one by going to
+// the back instead of running. One skip per pick keeps a pick O(1).
+//
 // The FIFOs are intrusive (links live in GreenThread): a million ready
-// threads cost no allocation. Links are unowned(unsafe): a queued thread is
-// kept alive by the kernel's thread registry, and only the kernel lock's
-// holder touches a queue (guarded by KernelLock).
+// threads cost no allocation. Links, heads and tails are unowned: a queued
+// thread is kept alive by the kernel's thread registry, and only the kernel
+// lock's holder touches a queue (guarded by KernelLock).
 
 struct RunQueue {
-    private var heads = [GreenThread?](repeating: nil, count: Priority.levelCount)
-    private var tails = [GreenThread?](repeating: nil, count: Priority.levelCount)
+    /// Heads and tails per level, unowned: in a measured yield ping-pong,
+    /// retain/release of strong array elements was half of all the time.
+    private let heads: UnsafeMutablePointer<Unmanaged<GreenThread>?>
+    private let tails: UnsafeMutablePointer<Unmanaged<GreenThread>?>
     /// Bit n is set when level n has a ready thread.
     private(set) var bitmap: UInt32 = 0
     private(set) var count = 0
+
+    init() {
+        heads = .allocate(capacity: Priority.levelCount)
+        heads.initialize(repeating: nil, count: Priority.levelCount)
+        tails = .allocate(capacity: Priority.levelCount)
+        tails.initialize(repeating: nil, count: Priority.levelCount)
+    }
+
+    /// Frees the lists' storage (the kernel calls it once, at its end).
+    func deallocate() {
+        heads.deallocate()
+        tails.deallocate()
+    }
 
     var isEmpty: Bool { bitmap == 0 }
 
@@ -25,9 +48,14 @@ struct RunQueue {
         let level = thread.effectivePriorityLevel
         thread.queuedLevel = level
         thread.runNext = nil
-        thread.runPrev = tails[level]
-        if let tail = tails[level] { tail.runNext = thread } else { heads[level] = thread }
-        tails[level] = thread
+        if let tail = tails[level] {
+            thread.runPrev = tail.takeUnretainedValue()
+            tail._withUnsafeGuaranteedRef { $0.runNext = thread }
+        } else {
+            thread.runPrev = nil
+            heads[level] = Unmanaged.passUnretained(thread)
+        }
+        tails[level] = Unmanaged.passUnretained(thread)
         bitmap |= 1 << UInt32(level)
         count += 1
     }
@@ -35,17 +63,33 @@ struct RunQueue {
     /// Removes and returns the first thread of the highest non-empty level.
     mutating func pop() -> GreenThread? {
         let level = highestLevel
-        guard level >= 0, let thread = heads[level] else { return nil }
+        guard level >= 0, let head = heads[level] else { return nil }
+        let thread = head.takeUnretainedValue()
         remove(thread)
         return thread
+    }
+
+    /// Like `pop`, but a head that owes a whole `slice` (in tick periods) of
+    /// debt repays it by moving to the back of its level, if it has company.
+    mutating func popFair(slice: Int32) -> GreenThread? {
+        let level = highestLevel
+        guard level >= 0, let headRef = heads[level] else { return nil }
+        let head = headRef.takeUnretainedValue()
+        if slice > 0, head.runNext != nil, let core = head.core, core.pointee.debt_periods >= slice {
+            core.pointee.debt_periods -= slice
+            remove(head)
+            push(head)
+        }
+        return pop()
     }
 
     /// Removes `thread` from whichever FIFO holds it (priority changes).
     mutating func remove(_ thread: GreenThread) {
         let level = thread.queuedLevel
         precondition(level >= 0, "green thread \(thread.id) is not in the run queue")
-        if let prev = thread.runPrev { prev.runNext = thread.runNext } else { heads[level] = thread.runNext }
-        if let next = thread.runNext { next.runPrev = thread.runPrev } else { tails[level] = thread.runPrev }
+        let prev = thread.runPrev, next = thread.runNext
+        if let prev { prev.runNext = next } else { heads[level] = next.map { Unmanaged.passUnretained($0) } }
+        if let next { next.runPrev = prev } else { tails[level] = prev.map { Unmanaged.passUnretained($0) } }
         if heads[level] == nil { bitmap &= ~(1 << UInt32(level)) }
         thread.runNext = nil
         thread.runPrev = nil

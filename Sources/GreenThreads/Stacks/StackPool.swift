@@ -60,6 +60,8 @@ final class StackPool: @unchecked Sendable {
         var cold: [GreenStack] = []
         var slabNext: UnsafeMutableRawPointer?
         var slabEnd: UnsafeMutableRawPointer?
+        /// Strides below this address in the current slab have their guard.
+        var guardedEnd: UnsafeMutableRawPointer?
     }
 
     private let lock = KernelLock()
@@ -117,13 +119,16 @@ final class StackPool: @unchecked Sendable {
             }
             sizeClass.slabNext = base
             sizeClass.slabEnd = base + count * stride
+            sizeClass.guardedEnd = base
             slabsMapped += 1
         }
         let base = sizeClass.slabNext!
         sizeClass.slabNext = base + stride
         stacksCarved += 1
-        let stack = GreenStack(base: base, guardSize: installGuard(at: base), size: size)
-        return stack
+        if base >= sizeClass.guardedEnd! {
+            installGuards(from: base, stride: stride, upTo: sizeClass.slabEnd!, sizeClass: sizeClass)
+        }
+        return GreenStack(base: base, guardSize: StackPool.guardSize, size: size)
     }
 
     /// Returns a stack to the pool. Caller is inside a critical section and
@@ -185,29 +190,51 @@ final class StackPool: @unchecked Sendable {
         return s
     }
 
-    /// Installs the guard below a new stack and returns the guard's size. The
-    /// stride keeps its layout even when no protection could be installed.
-    private func installGuard(at base: UnsafeMutableRawPointer) -> Int {
+    /// Guards strides installed per batch: one system call for the next 64
+    /// stacks of a slab (a batch costs ~60 us here, so spawning a few threads
+    /// pays little for it).
+    static let guardBatch = 64
+    private var batchGuardsWork = true  // guarded by lock
+
+    /// Installs guards for the strides from `base` on, in one batch when the
+    /// kernel supports it, else for `base` alone.
+    private func installGuards(from base: UnsafeMutableRawPointer, stride: Int,
+                               upTo end: UnsafeMutableRawPointer, sizeClass: SizeClass) {
+        if case .madvise = guardMode, batchGuardsWork {
+            let count = min(StackPool.guardBatch, (end - base) / stride)
+            let r = gt_sys_guard_install_batch(base, stride, StackPool.guardSize, Int32(count))
+            if r.error == 0 && r.value > 0 {
+                sizeClass.guardedEnd = base + Int(r.value) * stride
+                return
+            }
+            batchGuardsWork = false  // no process_madvise guard support: one call per stack
+        }
+        installGuard(at: base)
+        sizeClass.guardedEnd = base + stride
+    }
+
+    /// Installs the guard below one new stack. The stride keeps its layout
+    /// even when no protection could be installed.
+    private func installGuard(at base: UnsafeMutableRawPointer) {
         switch guardMode {
         case .madvise:
             let r = gt_sys_madvise(base, StackPool.guardSize, GT_MADV_GUARD_INSTALL)
-            if r.error == 0 { return StackPool.guardSize }
+            if r.error == 0 { return }
             // EINVAL: a kernel older than 6.13. Fall back, and say so once.
             guardMode = .mprotect(budget: StackPool.mprotectBudget())
             warnOnce("GreenThreads: MADV_GUARD_INSTALL unavailable (errno \(r.error)); "
                      + "using mprotect guard pages within a budget of mappings\n")
-            return installGuard(at: base)
+            installGuard(at: base)
         case .mprotect(let budget):
             if budget > 0, gt_sys_mprotect(base, StackPool.guardSize, PROT_NONE).error == 0 {
                 guardMode = .mprotect(budget: budget - 1)
-                return StackPool.guardSize
+                return
             }
             guardMode = .none
             warnOnce("GreenThreads: guard-page budget exhausted (vm.max_map_count); "
                      + "new stacks have no overflow guard\n")
-            return StackPool.guardSize
         case .none:
-            return StackPool.guardSize
+            break
         }
     }
 

@@ -149,6 +149,8 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         s.preemptions = core.pointee.preemptions
         s.deferredPreemptions = core.pointee.deferrals
         s.preemptionRetries = core.pointee.retries
+        s.preemptionsOnReturn = core.pointee.hijacks
+        s.tickedCPUTime = .nanoseconds(Int64(core.pointee.cpu_tick_ns))
         return s
     }
 
@@ -255,6 +257,14 @@ public struct ThreadStatistics: Sendable, Equatable {
     public var deferredPreemptions: UInt64 = 0
     /// Retry timers armed while a deferred preemption waited.
     public var preemptionRetries: UInt64 = 0
+    /// Deferred preemptions taken when unsafe code returned to the program
+    /// (return-address hijacking, x86-64).
+    public var preemptionsOnReturn: UInt64 = 0
+
+    /// CPU time as the worker's CPU-time tick saw it (preemptive kernels):
+    /// unlike `cpuTime`, time the OS took the worker away is not included;
+    /// the resolution is the tick period (a quarter slice, at least 1 ms).
+    public var tickedCPUTime: Duration = .zero
 
     /// `cpuTicks` converted with the counter's measured frequency.
     public var cpuTime: Duration {
