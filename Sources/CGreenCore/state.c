@@ -80,18 +80,17 @@ void gt_write_stderr(const char *s) {
 }
 
 // Hazard fixes that regression tests switch off to prove they fail without them.
-static int gt_fixes[GT_FIX_COUNT] = {1, 1, 1, 1, 1, 1};
+int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1, 1, 1};
 static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "pc-check", "swift-once", "eintr", "hijack"};
 
 int gt_fix_set(const char *name, int enabled) {
     for (int i = 0; i < GT_FIX_COUNT; i++) {
         if (strcmp(name, gt_fix_names[i]) == 0) {
-            int old = gt_fixes[i];
-            gt_fixes[i] = enabled;
+            int old = gt_fix_flags[i];
+            gt_fix_flags[i] = enabled;
             return old;
         }
     }
     return -1;
 }
 
-int gt_fix_enabled(int which) { return gt_fixes[which]; }

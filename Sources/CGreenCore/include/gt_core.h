@@ -244,8 +244,10 @@ int gt_unsafe_range_count(void);
 /// fails without it. Names: "errno", "exclusivity", "pc-check", "swift-once",
 /// "eintr", "hijack". Returns the previous value.
 int gt_fix_set(const char *name, int enabled);
-int gt_fix_enabled(int which);
 enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_PC_CHECK, GT_FIX_SWIFT_ONCE, GT_FIX_EINTR, GT_FIX_HIJACK, GT_FIX_COUNT };
+extern int gt_fix_flags[GT_FIX_COUNT];
+/// Inline: the switch path asks three times per switch.
+static inline int gt_fix_enabled(int which) { return gt_fix_flags[which]; }
 
 /// 1 if `pc` lies in the loader, libunwind or libgcc_s (a stack walk from
 /// there could need the locks the interrupted code holds).

@@ -78,9 +78,11 @@ extension KernelCore {
         precondition(ws.pointee.critical == 1,
                      "switch with critical count \(ws.pointee.critical) on worker \(w.index): a switch must be made at count 1")
         let save: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+        // One time-stamp read per switch (about 18 ns on this virtual
+        // machine): it ends the outgoing thread's time and starts the next's.
+        let now = gt_tsc()
         if let prev = w.current {
             let core = prev.core!
-            let now = gt_tsc()
             core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
             if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { core.pointee.saved_errno = gt_errno_get() }
@@ -95,6 +97,7 @@ extension KernelCore {
         }
         w.previous = w.current
         w.previousAction = action
+        ws.pointee.slice_start = now
         let load: UnsafeMutableRawPointer
         if let next {
             next.runState = .running
@@ -136,8 +139,7 @@ extension KernelCore {
         }
         let core = current.core!
         core.pointee.switches &+= 1
-        ws.pointee.slice_start = gt_tsc()
-        ws.pointee.slice_periods = 0
+        ws.pointee.slice_periods = 0  // slice_start was set by the switcher, on this OS thread
         ws.pointee.preempt_pending = 0
         ws.pointee.retry_shift = 0
         kernel.lock.unlock()
