@@ -99,7 +99,14 @@ public enum Kernel {
 
         let monitor = try OSThread.start(name: "gt-monitor", blockingPreemptionSignal: true) {
             gt_set_timer_slack_ns(1)
-            if getenv("GT_MONITOR_FIFO") != nil { _ = gt_raise_to_realtime(1) }
+            // Wake-ups are only as prompt as the monitor gets a CPU: with
+            // workers spinning on every CPU, the OS may run it milliseconds
+            // late. Where permitted (CAP_SYS_NICE or RLIMIT_RTPRIO), it runs
+            // SCHED_FIFO at the lowest real-time priority; it only ever
+            // sleeps on a futex and does microseconds of work per wake-up.
+            // GT_MONITOR_FIFO=0 keeps it an ordinary thread.
+            let optOut = getenv("GT_MONITOR_FIFO").map { String(cString: $0) == "0" } ?? false
+            if !optOut { _ = gt_raise_to_realtime(1) }
             kernel.runMonitor()
         }
         var others: [OSThread] = []
