@@ -27,13 +27,19 @@ final class FairnessWindow: @unchecked Sendable {
     let stop = Atomic<Bool>(false)
 
     /// Run by the coordinator (a green thread above the measured ones):
-    /// opens the window, waits until the process used `cpuMs` of CPU, closes it.
-    func measure(cpuMs: Int) {
+    /// opens the window, waits until the process used `cpuMs` of CPU, closes
+    /// it. It wakes rarely (each sleep is the CPU still to go over the
+    /// `workers`, which cannot use it up sooner): every wake-up of a thread
+    /// that outranks the spinners preempts one of them, and frequent ones
+    /// would skew the shares being measured.
+    func measure(cpuMs: Int, workers: Int) {
         GreenThread.sleep(for: .milliseconds(10))
         start.store(gt_tsc(), ordering: .releasing)
         let cpu0 = processCPUNanoseconds()
-        while processCPUNanoseconds() - cpu0 < Int64(cpuMs) * 1_000_000 {
-            GreenThread.sleep(for: .milliseconds(2))
+        while true {
+            let left = Int64(cpuMs) * 1_000_000 - (processCPUNanoseconds() - cpu0)
+            if left <= 0 { break }
+            GreenThread.sleep(for: .nanoseconds(max(1_000_000, left / Int64(workers))))
         }
         end.store(gt_tsc(), ordering: .releasing)
         stop.store(true, ordering: .releasing)
@@ -112,12 +118,13 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         let window = FairnessWindow()
         var ran: [UInt64] = []
         var preemptions: UInt64 = 0
-        try Kernel.run(fairnessConfiguration(workers: 2)) {
+        let config = fairnessConfiguration(workers: 2)
+        try Kernel.run(config) {
             GreenThread.current.setPriority(.highest)
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { observedSpin(window, seed: UInt64(i)) }
             }
-            window.measure(cpuMs: cpuMs)
+            window.measure(cpuMs: cpuMs, workers: config.workers)
             ran = try spinners.map { try $0.join() }
             preemptions = spinners.reduce(0) { $0 + $1.thread.statistics.preemptions }
         }
@@ -143,7 +150,8 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         let window = FairnessWindow()
         let third = max(1, n / 3)
         var spinnerRan: [UInt64] = [], sleeperRounds: [Int] = [], blockerRounds: [Int] = []
-        try Kernel.run(fairnessConfiguration(workers: 2)) {
+        let config = fairnessConfiguration(workers: 2)
+        try Kernel.run(config) {
             GreenThread.current.setPriority(.highest)
             let ms = gt_tsc_frequency() / 1000
             let spinners = try (0..<third).map { i in
@@ -171,7 +179,7 @@ let benchmarkScenarios: [String: () throws -> Void] = [
                     return rounds
                 }
             }
-            window.measure(cpuMs: cpuMs)
+            window.measure(cpuMs: cpuMs, workers: config.workers)
             spinnerRan = try spinners.map { try $0.join() }
             sleeperRounds = try sleepers.map { try $0.join() }
             blockerRounds = try blockers.map { try $0.join() }

@@ -74,6 +74,9 @@ struct GTFairness: ParsableCommand {
     @Option(help: "Longest window, wall-clock seconds.")
     var maxSeconds = 150.0
 
+    @Option(help: "Largest N run on pthreads: N spinning OS threads take the whole machine from everything else.")
+    var maxOSThreads = 1000
+
     @Option(help: "GreenThreads time slice in milliseconds.")
     var sliceMs = 1
 
@@ -101,6 +104,11 @@ struct GTFairness: ParsableCommand {
                 let plan = ScenarioPlan.make(kind, n: n)
                 let settings = self.settings(for: plan, workers: workers)
                 for runtime in runtimes {
+                    if runtime == .pthread && plan.threads.count > maxOSThreads {
+                        say("\(kind.rawValue) N=\(n) on pthreads skipped: more than --max-os-threads \(maxOSThreads) spinning OS threads "
+                            + "starve every other process on the machine for the whole window")
+                        continue
+                    }
                     say(String(format: "%@ N=%d on %@, window %.2f s of CPU", kind.rawValue, n, runtime.label, settings.cpuSeconds))
                     let outcome = try run(plan, on: runtime, settings)
                     let summary = RunSummary(plan: plan, outcome: outcome)

@@ -88,13 +88,23 @@ final class Window: Sendable {
     /// has used `cpuSeconds` of CPU in it (or `maxSeconds` of wall time),
     /// then closes it. `sleep` parks the coordinator between checks.
     /// `atStart` and `atEnd` run right after the window opens and closes.
-    func measure(cpuSeconds: Double, maxSeconds: Double, sleep: (Double) -> Void,
+    /// The coordinator wakes rarely: each time it sleeps for the CPU time
+    /// still to go divided by the `capacity` (the CPUs the run can use: it
+    /// cannot be used up sooner), so its own wake-ups, which preempt a
+    /// measured thread when it outranks them, stay few (a dozen or so per
+    /// window) and do not skew the shares.
+    func measure(cpuSeconds: Double, maxSeconds: Double, capacity: Int, sleep: (Double) -> Void,
                  atStart: () -> Void = {}, atEnd: () -> Void = {}) {
         open(after: 0.01)
+        sleep(0.01)
         while TSC.now() < start.load(ordering: .relaxed) { sleep(0.001) }
         atStart()
         let cpu0 = processCPUSeconds(), wall0 = TSC.now()
-        while processCPUSeconds() - cpu0 < cpuSeconds && TSC.seconds(TSC.now() - wall0) < maxSeconds { sleep(0.001) }
+        while true {
+            let left = cpuSeconds - (processCPUSeconds() - cpu0), wallLeft = maxSeconds - TSC.seconds(TSC.now() - wall0)
+            if left <= 0 || wallLeft <= 0 { break }
+            sleep(min(wallLeft, max(0.001, left / Double(capacity))))
+        }
         close()
         atEnd()
     }
