@@ -130,7 +130,7 @@ final class KernelCore: @unchecked Sendable {
     /// Frees a finished thread's stack and drops the registry's reference.
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
-        if let core = thread.core {
+        if thread.core != nil {
             thread.finalStatistics = thread.statistics
             thread.core = nil
         }
