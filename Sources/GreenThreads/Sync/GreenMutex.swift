@@ -219,6 +219,11 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         return false
     }
 
+    /// Spins (each a CPU pause, tens of nanoseconds) a contended lock makes
+    /// before it parks, when the kernel has more than one worker: about the
+    /// length of a short critical section, far below a park and wake-up.
+    static let spinsBeforeParking = 100
+
     /// What the contended path decided, under the kernel lock.
     private enum Contended {
         case acquired, acquiredOwnerDied(ThreadIdentity), timedOut, failed(GreenMutexError)
@@ -234,6 +239,22 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             throw GreenMutexError.alreadyOwned(thread: ThreadIdentity(thread), mutex: identity)
         }
         let kernel = thread.kernel
+        // With several workers the owner may be running right now and about
+        // to unlock: spin briefly before parking. Without this, two threads
+        // contending from two workers paid a cross-worker wake-up for every
+        // operation (a handoff convoy: 526 ns/op against pthread_mutex's
+        // 36 ns in gt-bench). The spin reads only the word, never the owner.
+        if kernel.workers.count > 1 {
+            for _ in 0..<GreenMutex.spinsBeforeParking {
+                if word.load(ordering: .relaxed) == 0,
+                   word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                        failureOrdering: .relaxed).exchanged {
+                    pushHeld(by: me)
+                    return true
+                }
+                gt_cpu_relax()
+            }
+        }
         let result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
         switch result {
         case .acquired:
