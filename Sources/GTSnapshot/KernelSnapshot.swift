@@ -114,8 +114,9 @@ public struct ThreadSnapshot: Codable, Sendable {
     public var isBoosted: Bool { effectivePriority > basePriority }
 }
 
-/// What a blocked or sleeping thread waits on.
-public struct WaitSnapshot: Codable, Sendable, Equatable {
+/// What a blocked or sleeping thread waits on. The library keeps the same
+/// value in each thread's control block (`GreenThreads.WaitRecord`).
+public struct WaitSnapshot: Codable, Sendable, Equatable, CustomStringConvertible {
     /// "join", "sleep", "mutex", "condition", ...
     public var kind: String
     /// The object's identity (for a sleep: its deadline on the monotonic clock).
@@ -130,6 +131,12 @@ public struct WaitSnapshot: Codable, Sendable, Equatable {
         self.objectID = objectID
         self.ownerThreadID = ownerThreadID
         self.ownerName = ownerName
+    }
+
+    public var description: String {
+        var s = "\(kind) 0x\(String(objectID, radix: 16))"
+        if let owner = ownerThreadID { s += " held by thread \(owner)" + (ownerName.map { " '\($0)'" } ?? "") }
+        return s
     }
 }
 

@@ -182,8 +182,7 @@ extension KernelCore {
                 effectivePriority: r.effectivePriority, worker: r.worker,
                 cpuTimeNanoseconds: SnapshotCapture.nanoseconds(ticks: r.cpuTicks), switches: r.switches,
                 preemptions: r.preemptions, deferredPreemptions: r.deferrals,
-                wait: r.wait.map { WaitSnapshot(kind: $0.kind, objectID: $0.objectID,
-                                                ownerThreadID: $0.ownerThreadID, ownerName: $0.ownerName) },
+                wait: r.wait,  // WaitRecord is WaitSnapshot
                 stack: r.stack.map(SnapshotCapture.usage) ?? StackUsage(sizeBytes: 0, usedBytes: 0, residentBytes: 0),
                 trace: r.trace?.symbolized())
         }

@@ -34,7 +34,7 @@ extension KernelCore {
             let seq = gt_atomic_load_u32(monitorWord)
             lock.unlock()
             // Housekeeping: return the memory of stacks freed in bulk.
-            if StackPool.shared.hasExcess { StackPool.shared.trimExcess() }
+            StackPool.shared.trimExcess()  // returns at once when nothing is in excess
             _ = gt_sys_futex_wait(monitorWord, seq, min(untilDeadline, KernelCore.housekeepingInterval))
             lock.lock()
         }

@@ -139,13 +139,6 @@ final class StackPool: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Whether some size class holds more hot stacks than `hotLimit`.
-    var hasExcess: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return classes.values.contains { $0.hot.count > StackPool.hotLimit }
-    }
-
     /// Gives back the pages of hot stacks beyond `hotLimit` (MADV_DONTNEED
     /// keeps the addresses and, since Linux 6.13, the guard markers) and moves
     /// them to the cold lists. Called by the monitor thread, which runs no
