@@ -60,14 +60,21 @@ let package = Package(
                 "GreenThreads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "GTToolSupport",
             ],
             path: "Tools/gt-bench"
+        ),
+        // What the benchmark tools record beside their results, shared.
+        .target(
+            name: "GTToolSupport",
+            path: "Tools/GTToolSupport"
         ),
         .executableTarget(
             name: "gt-fairness",
             dependencies: [
                 "GreenThreads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "GTToolSupport",
             ],
             path: "Tools/gt-fairness"
         ),

@@ -11,6 +11,7 @@
 //   gt-bench --peers         also run Tools/peers/run.sh and merge its figures
 import ArgumentParser
 import Foundation
+import GTToolSupport
 import GreenThreads
 
 enum Workload: String, CaseIterable, ExpressibleByArgument {

@@ -6,43 +6,7 @@
 // (marked *). Every metric is lower-is-better, so a ratio above 1 means the
 // reference (GreenThreads, or "preemption off") leads by that factor.
 import Foundation
-
-struct Machine: Codable {
-    var onlineCPUs: Int
-    var usableCPUs: Int
-    var cpuModel: String
-    var kernel: String
-    var swift: String
-
-    static func current(usableCPUs: Int) -> Machine {
-        let cpuinfo = ProcMemory.read("/proc/cpuinfo")
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
-            .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-        var u = utsname()
-        uname(&u)
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return Machine(onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), usableCPUs: usableCPUs,
-                       cpuModel: model, kernel: release, swift: swiftVersion())
-    }
-
-    private static func swiftVersion() -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["swift", "--version"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return "unknown" }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n")
-            .first { $0.contains("Swift version") }.map(String.init) ?? "unknown"
-    }
-
-    var summary: String {
-        "\(onlineCPUs) CPUs online (\(usableCPUs) usable), \(cpuModel), Linux \(kernel), \(swift)"
-    }
-}
+import GTToolSupport
 
 struct Report: Codable {
     var machine: Machine
@@ -137,46 +101,4 @@ struct Report: Codable {
         }
         return md.joined(separator: "\n")
     }
-}
-
-/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`
-/// in a Markdown file (appending the section when it is absent), so that
-/// gt-bench, gt-fairness and hand-written analysis share one file.
-func rewriteMarkdownSection(file: String, name: String, body: String) throws {
-    let begin = "<!-- \(name):begin -->", end = "<!-- \(name):end -->"
-    let section = "\(begin)\n\(body)\n\(end)"
-    var text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "# Benchmarks\n"
-    if let b = text.range(of: begin), let e = text.range(of: end, range: b.upperBound..<text.endIndex) {
-        text.replaceSubrange(b.lowerBound..<e.upperBound, with: section)
-    } else {
-        if !text.hasSuffix("\n") { text += "\n" }
-        text += "\n" + section + "\n"
-    }
-    try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent,
-                                            withIntermediateDirectories: true)
-    try text.write(toFile: file, atomically: true, encoding: .utf8)
-}
-
-/// The command line that reproduces this run, including how it was built
-/// (read off the executable's path: .../<scratch>/<triple>/<config>/gt-bench).
-func reproducingCommand(tool: String) -> String {
-    let args = CommandLine.arguments.dropFirst().joined(separator: " ")
-    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().pathComponents
-    let cwd = FileManager.default.currentDirectoryPath
-    if exe.count >= 4 {
-        let config = exe[exe.count - 2]
-        let scratchPath = exe.dropLast(3).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
-        let scratch = scratchPath.hasPrefix(cwd + "/") ? String(scratchPath.dropFirst(cwd.count + 1)) : scratchPath
-        if config == "release" || config == "debug" {
-            let scratchFlag = scratch == ".build" ? "" : " --scratch-path \(scratch)"
-            return "swift run -c \(config)\(scratchFlag) \(tool)" + (args.isEmpty ? "" : " " + args)
-        }
-    }
-    return tool + (args.isEmpty ? "" : " " + args)
-}
-
-func isoDate() -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: Date())
 }

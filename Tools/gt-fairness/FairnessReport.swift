@@ -1,6 +1,7 @@
 // FairnessReport: the runs as terminal tables, JSON, and the gt-fairness
 // section of docs/benchmarks.md (machine, date, command, the Jain table).
 import Foundation
+import GTToolSupport
 
 struct FairnessReport: Codable {
     var machine: Machine
@@ -98,74 +99,4 @@ struct FairnessReport: Codable {
         }
         return md.joined(separator: "\n")
     }
-}
-
-// The run's provenance, as gt-bench records it (Tools/gt-bench/Report.swift).
-
-struct Machine: Codable {
-    var onlineCPUs: Int
-    var usableCPUs: Int
-    var cpuModel: String
-    var kernel: String
-    var swift: String
-
-    static func current(usableCPUs: Int) -> Machine {
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
-            .map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-        var u = utsname()
-        uname(&u)
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["swift", "--version"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        var swift = "unknown"
-        if (try? p.run()) != nil {
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            swift = String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.contains("Swift version") }.map(String.init) ?? swift
-        }
-        return Machine(onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), usableCPUs: usableCPUs,
-                       cpuModel: model, kernel: release, swift: swift)
-    }
-
-    var summary: String { "\(onlineCPUs) CPUs online (\(usableCPUs) usable), \(cpuModel), Linux \(kernel), \(swift)" }
-}
-
-func isoDate() -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: Date())
-}
-
-/// The command that reproduces this run, with how it was built (read off
-/// the executable's path: .../<scratch>/<triple>/<config>/<tool>).
-func reproducingCommand(tool: String) -> String {
-    let args = CommandLine.arguments.dropFirst().joined(separator: " ")
-    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().pathComponents
-    let cwd = FileManager.default.currentDirectoryPath
-    guard exe.count >= 4, ["release", "debug"].contains(exe[exe.count - 2]) else {
-        return tool + (args.isEmpty ? "" : " " + args)
-    }
-    let scratchPath = exe.dropLast(3).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
-    let scratch = scratchPath.hasPrefix(cwd + "/") ? String(scratchPath.dropFirst(cwd.count + 1)) : scratchPath
-    let scratchFlag = scratch == ".build" ? "" : " --scratch-path \(scratch)"
-    return "swift run -c \(exe[exe.count - 2])\(scratchFlag) \(tool)" + (args.isEmpty ? "" : " " + args)
-}
-
-/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`
-/// (appending the section when absent), leaving the rest of the file alone.
-func rewriteMarkdownSection(file: String, name: String, body: String) throws {
-    let begin = "<!-- \(name):begin -->", end = "<!-- \(name):end -->"
-    var text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "# Benchmarks\n"
-    let section = "\(begin)\n\(body)\n\(end)"
-    if let b = text.range(of: begin), let e = text.range(of: end, range: b.upperBound..<text.endIndex) {
-        text.replaceSubrange(b.lowerBound..<e.upperBound, with: section)
-    } else {
-        text += (text.hasSuffix("\n") ? "\n" : "\n\n") + section + "\n"
-    }
-    try text.write(toFile: file, atomically: true, encoding: .utf8)
 }

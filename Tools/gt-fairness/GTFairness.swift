@@ -13,6 +13,7 @@
 // rounds the same when other processes take our CPUs away.
 import ArgumentParser
 import Foundation
+import GTToolSupport
 import GreenThreads
 
 struct GTFairness: ParsableCommand {
