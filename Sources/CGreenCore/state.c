@@ -1,12 +1,11 @@
 // state.c: the per-OS-thread state (TLS) and the preempt-disable bracket.
 //
-// Why these are out-of-line C functions in the gt_core_text section: a green
-// thread may be preempted between any two instructions outside that section
-// and resumed on another OS thread. Reading "this OS thread's state" and
-// raising its count must therefore happen where no preemption can land; the
-// SIGVTALRM handler defers every PC inside gt_core_text. Being in their own
-// translation unit also keeps callers from caching a TLS address across a
-// switch (each call computes it anew).
+// Why these are out-of-line C functions: a green thread may switch OS
+// threads at any cooperative switch (yield, block), so no caller may cache a
+// TLS address across one; each call computes it anew, and being in their own
+// translation unit keeps the compiler from hoisting it. A preemption between
+// any two instructions here is harmless: a preempted thread keeps its OS
+// thread (park.c), and the handler restores the count it found.
 #include "gt_core.h"
 #include <errno.h>
 #include <stdatomic.h>
@@ -27,12 +26,24 @@ GT_CORE_TEXT gt_worker_state *gt_enter_critical(void) {
     return w;
 }
 
+extern int gt_highest_ready_level;
+
+// A preemption deferred by a critical section or no-preempt region is worth
+// honouring if someone of at least this thread's priority is ready; an M
+// whose processor the monitor took must park whatever is ready.
+static int gt_should_park(gt_worker_state *w) {
+    gt_thread_core *t = w->current;
+    if (t == NULL || !w->is_worker || t->no_preempt != 0) return 0;
+    if (__atomic_load_n(&w->processor, __ATOMIC_ACQUIRE) == NULL) return 1;
+    if (!w->preempt_pending || !w->preemption_enabled) return 0;
+    if (__atomic_load_n(&gt_highest_ready_level, __ATOMIC_RELAXED) >= t->effective_level) return 1;
+    w->preempt_pending = 0;
+    return 0;
+}
+
 GT_CORE_TEXT int gt_exit_critical(void) {
     gt_worker_state *w = &gt_tls_state;
-    if (--w->critical == 0 && w->preempt_pending && w->current != NULL &&
-        w->current->no_preempt == 0 && w->preemption_enabled) {
-        return 1;
-    }
+    if (--w->critical == 0) return gt_should_park(w);
     return 0;
 }
 
@@ -53,9 +64,7 @@ GT_CORE_TEXT void gt_no_preempt_enter(void) {
 GT_CORE_TEXT int gt_no_preempt_exit(void) {
     gt_worker_state *w = &gt_tls_state;
     gt_thread_core *t = w->current;
-    if (t && --t->no_preempt == 0 && w->preempt_pending && w->critical == 0 && w->preemption_enabled) {
-        return 1;
-    }
+    if (t && --t->no_preempt == 0 && w->critical == 0) return gt_should_park(w);
     return 0;
 }
 
@@ -80,8 +89,8 @@ void gt_write_stderr(const char *s) {
 }
 
 // Hazard fixes that regression tests switch off to prove they fail without them.
-int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1, 1, 1};
-static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "pc-check", "swift-once", "eintr", "hijack"};
+int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1};
+static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "eintr", "handoff"};
 
 int gt_fix_set(const char *name, int enabled) {
     for (int i = 0; i < GT_FIX_COUNT; i++) {

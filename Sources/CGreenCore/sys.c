@@ -12,6 +12,9 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <time.h>
 #include <string.h>
 #include <unistd.h>
@@ -167,4 +170,29 @@ gt_sysresult gt_sys_guard_install_batch(void *first, size_t stride, size_t guard
     if (done < 0) { r.error = errno; return r; }
     r.value = done == (long)(count * guard) ? count : (long)(done / (long)guard);
     return r;
+}
+
+int64_t gt_thread_cpu_ns_of(unsigned long thread) {
+    clockid_t clock;
+    if (pthread_getcpuclockid((pthread_t)thread, &clock) != 0) return -1;
+    struct timespec ts;
+    if (clock_gettime(clock, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+char gt_os_thread_state(int tid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    // "tid (comm) S ...": comm may hold spaces and parentheses; the state
+    // follows the last ')'.
+    char *close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || close_paren[1] != ' ') return 0;
+    return close_paren[2];
 }

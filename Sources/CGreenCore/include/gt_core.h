@@ -2,19 +2,22 @@
 //
 // The core owns what Swift cannot express: the context switch, the first frame
 // of a new thread, the per-OS-thread state that signal handlers read, the
-// SIGVTALRM (preemption) and SIGSEGV (stack guard) handlers, the table of code
-// ranges where preemption is unsafe, and the system calls whose errno must be
-// read right after the call. It knows nothing of Swift types: a green thread is
-// a `gt_thread_core` and an opaque pointer; the scheduler lives in Swift and is
-// reached through the hooks registered with `gt_install_hooks`.
+// SIGVTALRM (preemption) and SIGSEGV (stack guard) handlers, parking an OS
+// thread with the green thread it was running when preempted (park.c), and
+// the system calls whose errno must be read right after the call. It knows
+// nothing of Swift types: a green thread is a `gt_thread_core` and an opaque
+// pointer; the scheduler lives in Swift and is reached through the hook
+// registered with `gt_install_hooks`.
 //
 // Invariants (see docs/preemption.md):
 // - A context is switched only while the switching OS thread's `critical`
 //   count is raised; the context that resumes lowers it. So the count is the
 //   single "preemption disabled" bracket for every switch path.
-// - The SIGVTALRM handler runs on the interrupted green thread's own stack
-//   (no SA_ONSTACK), so a preempted thread's whole register file stays in the
-//   signal frame on its stack until it is resumed by returning through it.
+// - No green thread runs on an OS thread whose state belongs to an
+//   asynchronously preempted one: a preempted thread keeps its OS thread,
+//   which parks (inside the handler, on the thread's own stack) and gives its
+//   processor to a spare OS thread. Only cooperative switches (yield, block,
+//   exit) switch green threads on one OS thread.
 #ifndef GT_CORE_H
 #define GT_CORE_H
 
@@ -65,15 +68,12 @@ typedef struct gt_thread_core {
     uint64_t cpu_ticks;          // time-stamp counter ticks spent running
     uint64_t switches;           // times switched in
     uint64_t preemptions;        // times preempted by the timer
-    uint64_t deferrals;          // preemptions deferred (unsafe point)
-    uint64_t retries;            // retry timers armed for this thread's deferred preemptions
-    uint64_t hijacks;            // preemptions taken on return from unsafe code (hijack.c)
-    uint64_t cpu_tick_ns;        // CPU time by the worker's CPU-time tick: periods seen x period
+    uint64_t deferrals;          // preemptions deferred (critical section, withoutPreemption)
+    uint64_t cpu_tick_ns;        // CPU time by the OS thread's CPU-time tick: periods seen x period
     int32_t debt_periods;        // CPU used beyond the average slice (deficit round-robin)
-    int32_t reserved0;
-    uintptr_t *hijack_slot;      // return-address slot replaced by the trampoline, or NULL
-    uintptr_t hijack_return;     // the original return address in that slot
-    void *preempt_context;       // ucontext_t of the signal frame while preempted
+    int32_t effective_level;     // effective priority, mirrored for the handler's quick check
+    uint64_t parked_periods;     // slice periods used before its last preemption (park.c -> Swift)
+    void *preempt_context;       // ucontext_t saved when it parked with its OS thread (park.c)
     void *owner;                 // opaque: the Swift GreenThread (unretained)
     char name[GT_NAME_CAPACITY]; // NUL-terminated copy, for async-signal-safe messages
 } gt_thread_core;
@@ -89,35 +89,45 @@ size_t gt_stack_paint_depth(const void *bottom, size_t window);
 void gt_thread_core_set_name(gt_thread_core *core, const char *name);
 
 // ---------------------------------------------------------------------------
-// Per-OS-thread state. One instance per OS thread in TLS; a worker's is read
-// by its own signal handlers, and `preempt_requested` by other threads.
+// Per-OS-thread state: one instance per OS thread, in TLS. For an OS thread
+// of the kernel (an "M", Go's name) it says which green thread the M runs,
+// which processor (P: the right to run green threads) it holds, and its
+// timers; its own signal handlers read it, and other threads read the
+// fields marked atomic. See park.c for the protocol that moves processors
+// between Ms.
 
 typedef struct gt_worker_state {
-    gt_thread_core *current;       // running green thread, NULL in the idle context
-    void *worker;                  // opaque: the Swift Worker (unretained)
-    int32_t is_worker;             // 1 while this OS thread is a kernel worker
+    gt_thread_core *current;       // green thread this M runs, NULL in its scheduling context
+    void *machine;                 // opaque: the Swift Machine of this OS thread (unretained)
+    void *processor;               // atomic: the Swift Processor this M holds, or NULL (park.c)
+    int32_t is_worker;             // 1 while this OS thread is an M of the running kernel
     int32_t critical;              // kernel preempt-disable count (see invariants)
-    int32_t sigvt_blocked;         // SIGVTALRM left blocked by a switch out of a handler
-    int32_t preempt_pending;       // a preemption was deferred; honour it when safe
+    int32_t preempt_pending;       // a preemption came due while deferred; honour it when safe
     int32_t preemption_enabled;    // the kernel's configuration
-    int32_t in_handler_switch;     // a preemption switch is in progress on this thread
     uint64_t slice_start;          // TSC when the current thread got the CPU (accounting)
     uint32_t slice_periods;        // tick periods of CPU time the current thread has used
     uint32_t periods_per_slice;    // its slice, in tick periods
     int64_t tick_ns;               // the tick period
-    int32_t average_periods_x16;   // moving average of preempted slices' periods, x16
-    uint64_t ticks;                // SIGVTALRM deliveries on this worker
-    uint64_t preemptions;          // preemptions taken on this worker
-    uint64_t deferrals;            // preemptions deferred on this worker
-    uint64_t retries;              // one-shot retry timers armed on this worker
+    uint64_t ticks;                // SIGVTALRM deliveries on this M
+    uint64_t preemptions;          // preemptions taken on this M
+    uint64_t deferrals;            // preemptions deferred on this M
+    uint64_t parks;                // times this M parked with a preempted thread
+    uint64_t no_spare;             // preemptions put off because no spare M was ready
     timer_t tick_timer;            // periodic, CLOCK_THREAD_CPUTIME_ID
-    timer_t retry_timer;           // one-shot, CLOCK_MONOTONIC
     int32_t timers_armed;
-    int32_t tid;                   // kernel thread id, for tgkill
+    int32_t tid;                   // kernel thread id, for tgkill (atomic)
     int32_t preempt_requested;     // set (atomically) by wakers on other threads
-    int32_t retry_shift;           // retries of the pending preemption; reset at each switch
+    // park.c: futex word this M sleeps on while parked or spare; bumped by
+    // whoever hands it a processor or wakes it.
+    uint32_t park_word;
+    int32_t parked;                // atomic: 1 while parked with its preempted thread
+    // A spare M woken by a parking M finds that M here: it must requeue the
+    // parked thread (in Swift) before it schedules. Written before the wake.
+    struct gt_worker_state *handoff_from;
+    struct gt_worker_state *next_spare;   // link in the spare stack (park.c lock)
+    struct gt_worker_state *next_returned; // link in the returned list (park.c lock)
     // Issue 6 (stack traces): a gt_trace_request another thread posted for
-    // this worker's running thread (gt_unwind.h); taken, atomically, by the
+    // this M's running thread (gt_unwind.h); taken, atomically, by the
     // SIGVTALRM handler, which passes it to the trace hook.
     void *trace_request;
 } gt_worker_state;
@@ -193,27 +203,13 @@ void *gt_current_owner(void);
 uint64_t gt_tsc_frequency(void);
 
 // ---------------------------------------------------------------------------
-// Preemption: handlers, timers, the unsafe-PC table.
+// Preemption: the handler, the timers, and parking (park.c).
 
-typedef struct gt_hooks {
-    /// Called from the SIGVTALRM handler on the interrupted green thread's
-    /// stack, with `critical` raised, when a preemption is due and the point
-    /// is safe. May switch to another thread; returns when this one resumes.
-    /// Returns nonzero when it switched.
-    int (*preempt)(void);
-    /// Called outside any handler when a deferred preemption may be honoured
-    /// (a no-preempt region in C, such as swift_once, just ended).
-    void (*yield_pending)(void);
-} gt_hooks;
-
-void gt_install_hooks(gt_hooks hooks);
-/// Issue 6: the hook the SIGVTALRM handler calls first when this worker's
+/// Issue 6: the hook the SIGVTALRM handler calls first when this M's
 /// `trace_request` is set (registered by unwind.c). It only walks the
 /// interrupted context into the request's buffer: async-signal-safe.
 typedef void (*gt_trace_hook)(gt_worker_state *w, void *request, void *ucontext);
 void gt_set_trace_hook(gt_trace_hook hook);
-/// Calls the yield_pending hook, if installed.
-void gt_yield_pending(void);
 
 /// Installs the SIGVTALRM handler. Returns 0, or -1 with errno EBUSY when the
 /// host program already handles SIGVTALRM (we never take a signal over
@@ -222,46 +218,81 @@ int gt_preemption_install(void);
 /// Restores the previous SIGVTALRM disposition.
 void gt_preemption_uninstall(void);
 
-/// Creates and arms this worker's timers: a periodic CPU-time tick of
-/// `tick_ns` and an unarmed one-shot retry of `retry_ns` (CLOCK_MONOTONIC).
-/// Returns 0 or -1 with errno set.
-int gt_worker_timers_start(gt_worker_state *w, int64_t tick_ns, int64_t retry_ns);
+/// Creates and arms this M's CPU-time tick of `tick_ns`. Returns 0 or -1
+/// with errno set.
+int gt_worker_timers_start(gt_worker_state *w, int64_t tick_ns);
+/// CPU time consumed so far by the OS thread `thread` (a pthread_t), in ns,
+/// or -1: the monitor's test for an M blocked in the OS.
+int64_t gt_thread_cpu_ns_of(unsigned long thread);
+/// The scheduler state letter of OS thread `tid` in /proc ('R' running or
+/// runnable, 'S' sleeping, 'D' uninterruptible, ...), or 0 if unknown.
+char gt_os_thread_state(int tid);
 void gt_worker_timers_stop(gt_worker_state *w);
 
-/// Unblocks SIGVTALRM if a preemption switch left it blocked on this thread.
-void gt_after_switch_signals(gt_worker_state *w);
+// ---------------------------------------------------------------------------
+// Parking (park.c): the protocol that keeps a preempted thread on its OS
+// thread and moves processors between OS threads. Async-signal-safe: the
+// handler uses it.
 
-/// Rebuilds the sorted table of code ranges where preemption must be
-/// deferred (libc, the loader, vdso, Swift runtime, Foundation, Dispatch,
-/// libunwind, libstdc++). Returns the number of ranges.
-int gt_unsafe_ranges_build(void);
-/// 1 if `pc` lies in an unsafe range or in the core's own no-preempt section.
-int gt_pc_is_unsafe(uintptr_t pc);
-/// Number of ranges and the name of the image holding `pc` (for tests/docs).
-int gt_unsafe_range_count(void);
+/// The kernel-wide part: the stack of spare Ms, the list of Ms that parked
+/// after losing their processor, and the monitor's futex word. One kernel
+/// runs at a time; `gt_park_setup` starts each.
+void gt_park_setup(uint32_t *monitor_word);
+
+/// Parks the calling M with its current thread: gives its processor to a
+/// spare M (which requeues the thread), or, if the monitor already took the
+/// processor away, posts itself to the returned list for the monitor; then
+/// sleeps until a processor is handed back (`gt_park_resume`). `context` is
+/// the signal frame's ucontext, or NULL (park.c then captures one). Call
+/// with `critical` raised to 1 by the caller. Returns 1 if it parked, 0 if
+/// no spare M was ready (the preemption stays pending; the monitor is asked
+/// for more spares).
+int gt_park(gt_worker_state *w, void *context);
+
+/// Honours a preemption that was deferred (critical section, no-preempt
+/// region) or a lost processor, outside any handler: raises `critical`,
+/// parks, lowers it. Called when gt_exit_critical / gt_no_preempt_exit
+/// returned 1.
+void gt_park_pending(void);
+
+/// Hands processor `p` to the parked or spare M `w`: stores it and wakes
+/// `w`. The caller (Swift, kernel lock held) has set up everything `w`
+/// needs first; the release store publishes it.
+void gt_park_resume(gt_worker_state *w, void *p);
+
+/// Spare Ms: a spare M pushes itself and sleeps; a parking M pops one. The
+/// stack is guarded by a spin lock taken only with preemption deferred.
+void gt_spare_push(gt_worker_state *w);
+/// Removes `w` from the spare stack if it is there (retiring it); 1 if removed.
+int gt_spare_remove(gt_worker_state *w);
+int gt_spare_count(void);
+/// Takes a spare M off the stack (the monitor hands it a retaken processor).
+gt_worker_state *gt_spare_pop(void);
+/// Sleeps until `w->park_word` differs from `seen` (or `timeout_ns` passes,
+/// if >= 0).
+void gt_park_wait(gt_worker_state *w, uint32_t seen, int64_t timeout_ns);
+/// Wakes `w` without handing it anything (retire, shut down).
+void gt_park_wake(gt_worker_state *w);
+/// Takes the next M that parked after losing its processor, or NULL.
+gt_worker_state *gt_returned_pop(void);
+/// Atomically takes the processor away from `w` if it still holds `p`;
+/// 1 on success (the monitor's hand-off of a blocked M).
+int gt_processor_retake(gt_worker_state *w, void *p);
+/// Whether the calling M still holds a processor (Swift reads it inside a
+/// critical section).
+void *gt_held_processor(gt_worker_state *w);
+/// The highest priority level with a ready thread, mirrored by the Swift run
+/// queue for the handler's quick "is anyone waiting" check (-1: none).
+void gt_set_highest_ready(int level);
 
 /// Test hook: 0 disables one hazard fix so a regression test can prove it
-/// fails without it. Names: "errno", "exclusivity", "pc-check", "swift-once",
-/// "eintr", "hijack". Returns the previous value.
+/// fails without it. Names: "errno", "exclusivity", "eintr", "handoff".
+/// Returns the previous value.
 int gt_fix_set(const char *name, int enabled);
-enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_PC_CHECK, GT_FIX_SWIFT_ONCE, GT_FIX_EINTR, GT_FIX_HIJACK, GT_FIX_COUNT };
+enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_COUNT };
 extern int gt_fix_flags[GT_FIX_COUNT];
-/// Inline: the switch path asks three times per switch.
+/// Inline: the switch path asks twice per switch.
 static inline int gt_fix_enabled(int which) { return gt_fix_flags[which]; }
-
-/// 1 if `pc` lies in the loader, libunwind or libgcc_s (a stack walk from
-/// there could need the locks the interrupted code holds).
-int gt_pc_in_unwinder(uintptr_t pc);
-
-/// Return-address hijacking (hijack.c): set up once per kernel; try from the
-/// SIGVTALRM handler when a due preemption lands in unsafe code (returns 1 if
-/// the thread will yield on its return to program code); undo when the
-/// thread is preempted by other means first.
-void gt_hijack_init(void);
-int gt_hijack_try(gt_thread_core *t, void *context);
-void gt_hijack_undo(gt_thread_core *t);
-void gt_hijack_debug(void);
-
 
 // ---------------------------------------------------------------------------
 // Swift runtime entry points we call (exported by libswiftCore).

@@ -46,7 +46,7 @@ enum CrashDump {
         entry.state = stateCode(thread.runState)
         entry.base_priority = Int32(truncatingIfNeeded: thread.basePriorityLevel)
         entry.effective_priority = Int32(truncatingIfNeeded: thread.effectivePriorityLevel)
-        unowned(unsafe) let worker: Worker? = thread.runningOn
+        unowned(unsafe) let worker: Machine? = thread.runningOn
         entry.worker = Int32(truncatingIfNeeded: worker?.index ?? -1)
         entry.worker_state = worker?.state
         guard let wait = thread.waitRecord else { return }

@@ -218,10 +218,10 @@ extension KernelCore {
             records.append(r)
             threads.append(t)
         }
-        let workerList = workers.map { w -> WorkerSnapshot in
+        let workerList = processors.map { p -> WorkerSnapshot in
             var c = gt_worker_counters()
-            if let ws = w.state, !shuttingDown { gt_worker_counters_read(ws, &c) }
-            return WorkerSnapshot(index: w.index, osThreadID: c.tid, currentThreadID: w.current?.id, isIdle: w.isIdle,
+            if let ws = p.heldBy?.state, !shuttingDown { gt_worker_counters_read(ws, &c) }
+            return WorkerSnapshot(index: p.index, osThreadID: c.tid, currentThreadID: p.current?.id, isIdle: p.isIdle,
                                   ticks: c.ticks, preemptions: c.preemptions, deferrals: c.deferrals, retries: c.retries)
         }
         return (records.reversed(), threads.reversed(), workerList)
@@ -237,7 +237,7 @@ extension KernelCore {
             return RawTrace(origin: .unavailable, note: "finished while the snapshot was taken")
         }
         guard let w = t.runningOn else { return TraceCapture.switchedOut(core) }
-        return traceRunning ? nil : RawTrace(origin: .unavailable, note: "running on worker \(w.index)")
+        return traceRunning ? nil : RawTrace(origin: .unavailable, note: "running on worker \(w.index ?? -1)")
     }
 
     /// A running thread's trace: a request posted under the kernel lock
@@ -258,7 +258,7 @@ extension KernelCore {
                 lock.unlock()
                 return RawTrace(origin: .unavailable, note: "the kernel is shutting down")
             }
-            index = w.index
+            index = w.index ?? -1
             let tid = ws.pointee.tid
             let request = TraceCapture.request  // awaitRunning may replace it
             outcome = gt_trace_request_post(request, ws, core)

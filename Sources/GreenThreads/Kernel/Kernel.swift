@@ -1,6 +1,7 @@
-// Kernel: the public entry point. `Kernel.run` turns the calling OS thread
-// into worker 0, starts the other workers and the monitor, runs the body as
-// the main green thread, and returns once every green thread has finished.
+// Kernel: the public entry point. `Kernel.run` makes the calling OS thread
+// the first of the kernel's OS threads (holding processor 0), starts one
+// for each other processor and the monitor, runs the body as the main green
+// thread, and returns once every green thread has finished.
 //
 // One kernel runs at a time in a process (the signal handlers and the
 // per-OS-thread state are process-wide); kernels may run one after another.
@@ -83,7 +84,9 @@ public enum Kernel {
         defer { Preemption.uninstall() }
 
         let kernel = KernelCore(configuration: configuration)
-        kernel.workers = (0..<configuration.workers).map { Worker(index: $0, kernel: kernel) }
+        kernel.processors = (0..<configuration.workers).map { Processor(index: $0, kernel: kernel) }
+        kernel.reserveSchedulerStorage()
+        gt_park_setup(kernel.monitorWord)
         KernelCore.running.withLock { $0 = kernel }
         defer { KernelCore.running.withLock { $0 = nil } }
         let completion = JoinCompletion<T>()
@@ -109,41 +112,56 @@ public enum Kernel {
             if !optOut { _ = gt_raise_to_realtime(1) }
             kernel.runMonitor()
         }
-        var others: [OSThread] = []
+        let keeper = try OSThread.start(name: "gt-keeper", blockingPreemptionSignal: true) { kernel.runKeeper() }
+        // The calling OS thread becomes the first Machine, holding processor
+        // 0; the others get Machines of their own; the monitor starts spares.
+        let caller = Machine(kernel: kernel)
+        kernel.withCriticalLock { kernel.register(caller) }
         var startError: (any Error)?
-        for worker in kernel.workers.dropFirst() {
-            do {
-                others.append(try OSThread.start(name: "gt-worker-\(worker.index)", blockingPreemptionSignal: false) {
-                    do { try worker.attach() } catch {
-                        // Without its timers this worker still runs threads,
-                        // unpreempted; say so rather than stop the kernel.
-                        gt_write_stderr("GreenThreads: worker \(worker.index): \(error)\n")
-                    }
-                    worker.runLoop()
-                    worker.detach()
-                })
-            } catch {
+        for p in kernel.processors.dropFirst() {
+            do { try kernel.startMachine(holding: p) } catch {
                 startError = error
                 break
             }
         }
-        let worker0 = kernel.workers[0]
+        // One spare per processor from the start, so that the first
+        // preemptions need not wait for the monitor to start them.
+        if startError == nil && configuration.preemption {
+            for _ in kernel.processors {
+                kernel.withCriticalLock { kernel.startingMachines += 1 }
+                kernel.startSpareMachine()
+            }
+            // Until they are in the pool (microseconds; bounded at 100 ms).
+            for _ in 0..<1000 where Int(gt_spare_count()) < kernel.processors.count {
+                _ = gt_sys_nanosleep(100_000)
+            }
+        }
         if startError == nil {
-            do { try worker0.attach() } catch {
+            do { try caller.attach() } catch {
                 startError = error
-                worker0.detach()
+                caller.detach()
             }
         }
         if startError != nil {
             // Too few OS threads to run as configured: shut down cleanly.
             kernel.withCriticalLock { kernel.beginShutdown() }
         } else {
-            worker0.runLoop()
-            worker0.detach()
+            kernel.withCriticalLock { kernel.hand(kernel.processors[0], to: caller) }
+            caller.runLoop()
+            caller.detach()
         }
-        for t in others { t.join() }
-        kernel.withCriticalLock { kernel.beginShutdown() }
+        kernel.withCriticalLock {
+            caller.exited = true
+            kernel.exitedMachines += 1
+            kernel.beginShutdown()
+        }
         monitor.join()
+        keeper.join()
+        // The keeper joined the Machines that exited before it stopped;
+        // the rest are joined here.
+        while let m = kernel.withCriticalLock({ kernel.machines.popLast() }) {
+            if m !== caller { kernel.joinMachine(m) }
+        }
         StackPool.shared.trimExcess()
         kernel.runQueue.deallocate()
 

@@ -27,9 +27,31 @@ public struct KernelConfiguration: Sendable {
     /// Whether time slices are enforced by SIGVTALRM. `false` gives a
     /// cooperative kernel: threads switch only when they yield or block.
     public var preemption: Bool
-    /// Delay before retrying a preemption that landed at an unsafe point
-    /// (inside libc or the Swift runtime). See docs/preemption.md.
-    public var preemptionRetry: Duration
+    /// No longer used: a preempted thread keeps its OS thread, so every
+    /// point outside the kernel's own critical sections is safe and no
+    /// preemption is retried (docs/preemption.md). Kept so programs that
+    /// set it still build.
+    @available(*, deprecated, message: "preemptions are no longer deferred for unsafe code; this has no effect")
+    public var preemptionRetry: Duration {
+        get { .microseconds(50) }
+        set {}
+    }
+    /// How long a processor's OS thread may stay blocked in the OS (a
+    /// blocking system call, a pthread lock held by a preempted thread, a
+    /// semaphore) before the monitor gives the processor to another OS
+    /// thread, so the other green threads keep running. Default 2 ms: the
+    /// monitor looks at busy processors every half of it, which costs about
+    /// 0.1% of a CPU here (docs/preemption.md); Go's sysmon retakes after
+    /// 20 us to 10 ms.
+    public var blockedHandoffAfter: Duration = .milliseconds(2)
+    /// Most OS threads the kernel runs at once. A green thread preempted
+    /// while others wait keeps its OS thread until it runs again, so CPU-bound
+    /// threads cost one OS thread each (about 16 KiB of kernel memory and a
+    /// page or two of stack). Past the cap, a preemption that needs a spare OS
+    /// thread waits until one is free (the running thread keeps the CPU).
+    /// Default 16,384: enough for gt-fairness's 10,000 spinners, far below
+    /// this machine's threads-max.
+    public var maxOSThreads: Int = 16_384
     /// Whether the kernel serves snapshots to `gt-ps` on a Unix domain
     /// socket ($XDG_RUNTIME_DIR/gt/<pid>.sock, else /tmp/gt-<uid>/), from an
     /// OS thread of its own (docs/gt-ps.md). Default true; the environment
@@ -47,7 +69,6 @@ public struct KernelConfiguration: Sendable {
         self.timeSlice = timeSlice
         self.defaultStackSize = defaultStackSize
         self.preemption = preemption
-        self.preemptionRetry = .microseconds(50)
     }
 
     /// The CPUs this process may use: its affinity mask, capped by a cgroup
@@ -61,8 +82,11 @@ public struct KernelConfiguration: Sendable {
         guard timeSlice > .zero else {
             throw KernelError.invalidConfiguration("timeSlice must be positive, got \(timeSlice)")
         }
-        guard preemptionRetry > .zero else {
-            throw KernelError.invalidConfiguration("preemptionRetry must be positive, got \(preemptionRetry)")
+        guard blockedHandoffAfter > .zero else {
+            throw KernelError.invalidConfiguration("blockedHandoffAfter must be positive, got \(blockedHandoffAfter)")
+        }
+        guard maxOSThreads >= workers + 1 else {
+            throw KernelError.invalidConfiguration("maxOSThreads must exceed workers (\(workers)), got \(maxOSThreads)")
         }
         guard defaultStackSize >= GreenThread.minimumStackSize else {
             throw GreenThreadError.invalidStackSize(defaultStackSize, minimum: GreenThread.minimumStackSize)

@@ -1,11 +1,23 @@
-// KernelCore: the state of one running kernel: its workers, the ready
-// threads, the sleepers' timer heap, the registry of live threads, and the
-// bookkeeping that ends the run (last thread finished, or deadlock).
+// KernelCore: the state of one running kernel: its processors and OS
+// threads (Machines), the ready threads, the sleepers' timer heap, the
+// registry of live threads, and the bookkeeping that ends the run (last
+// thread finished, or deadlock).
 //
-// Lock order: KernelLock (this file's `lock`) -> StackPool's lock. Every
-// field marked "kernel lock" is read and written only with `lock` held, and
-// `lock` is only taken inside a critical section (preemption disabled), or
-// on the monitor thread, which runs no green threads.
+// Lock order: KernelLock (this file's `lock`) -> StackPool's lock -> the
+// park lock (CGreenCore/park.c). Every field marked "kernel lock" is read
+// and written only with `lock` held, and `lock` is only taken inside a
+// critical section (preemption disabled), or on the monitor thread, which
+// runs no green threads.
+//
+// The kernel lock's holder waits for nothing outside the kernel. A thread
+// may be parked (preempted) anywhere in the program, holding any lock the
+// program or its libraries use: malloc's arena locks, stdio's, the Swift
+// runtime's. A lock holder that waited for one of those would wait for a
+// thread that only the lock holder can resume: every OS thread of the
+// kernel would stop. So on the scheduler's paths nothing allocates or frees
+// memory with the lock held (storage is reserved ahead: Kernel.run's
+// `reserveSchedulerStorage`, the timer heap grown by the monitor outside the
+// lock, each thread's first joiner slot), and no user code runs under it.
 //
 // The switch protocol (Scheduler.swift) hands the held lock across a
 // context switch: the context that resumes releases it, after the outgoing
@@ -20,8 +32,20 @@ final class KernelCore: @unchecked Sendable {
     let lock = KernelLock()
 
     @exclusivity(unchecked) var runQueue = RunQueue()          // kernel lock
-    @exclusivity(unchecked) var workers: [Worker] = []         // set before start, then read-only
-    @exclusivity(unchecked) var idleWorkers: [Worker] = []     // kernel lock
+    @exclusivity(unchecked) var processors: [Processor] = []   // set before start, then read-only
+    @exclusivity(unchecked) var idleProcessors: [Processor] = [] // kernel lock
+    /// Every Machine started and not yet joined (kernel lock).
+    @exclusivity(unchecked) var machines: [Machine] = []
+    @exclusivity(unchecked) var nextMachineID = 0              // kernel lock
+    /// Machines the monitor is starting (kernel lock).
+    @exclusivity(unchecked) var startingMachines = 0
+    /// Processors retaken or never held, waiting for a new Machine (kernel lock).
+    @exclusivity(unchecked) var pendingProcessors: [Processor] = []
+    /// Machines whose processor the monitor took while they were blocked (monitor, kernel lock).
+    @exclusivity(unchecked) var blockedMachines: [BlockedMachine] = []
+    /// The monitor sleeps past the blocked-Machine poll: no processor was
+    /// busy at its last look (kernel lock).
+    @exclusivity(unchecked) var monitorSleepsLong = true
     @exclusivity(unchecked) var liveThreads = 0                // kernel lock
     @exclusivity(unchecked) var threadsSpawned: UInt64 = 0     // kernel lock
     @exclusivity(unchecked) var timers = TimerHeap()           // kernel lock
@@ -34,6 +58,12 @@ final class KernelCore: @unchecked Sendable {
     /// Futex word the monitor sleeps on; bumped when an earlier deadline
     /// arrives or the kernel shuts down.
     let monitorWord: UnsafeMutablePointer<UInt32>
+    /// Futex word the keeper sleeps on (Monitor.swift).
+    let keeperWord: UnsafeMutablePointer<UInt32>
+    /// Spare Machines the monitor asked the keeper to start (kernel lock).
+    @exclusivity(unchecked) var keeperMachinesToStart = 0
+    /// Machines whose loop returned, not yet joined by the keeper (kernel lock).
+    @exclusivity(unchecked) var exitedMachines = 0
 
     /// Thread ids are unique for the process's life, across kernels.
     static let nextThreadID = Atomic<UInt64>(1)
@@ -47,9 +77,26 @@ final class KernelCore: @unchecked Sendable {
         self.configuration = configuration
         monitorWord = .allocate(capacity: 1)
         monitorWord.initialize(to: 0)
+        keeperWord = .allocate(capacity: 1)
+        keeperWord.initialize(to: 0)
     }
 
-    deinit { monitorWord.deallocate() }
+    deinit {
+        monitorWord.deallocate()
+        keeperWord.deallocate()
+    }
+
+    /// The kernel lock's holder never allocates on the scheduler's paths:
+    /// a parked thread may have been preempted inside malloc holding its
+    /// arena's lock, and a lock holder that waited for it would stop every
+    /// OS thread (resuming the parked one needs the kernel lock). So the
+    /// scheduler's arrays get their whole capacity up front.
+    func reserveSchedulerStorage() {
+        idleProcessors.reserveCapacity(processors.count)
+        pendingProcessors.reserveCapacity(processors.count)
+        blockedMachines.reserveCapacity(4 * processors.count)
+        machines.reserveCapacity(configuration.maxOSThreads + 1)
+    }
 
     // MARK: Critical sections
 
@@ -67,17 +114,11 @@ final class KernelCore: @unchecked Sendable {
     }
 
     /// Leaves a critical section, honouring a preemption that came due
-    /// inside it.
+    /// inside it: the thread parks with its OS thread, as in the handler
+    /// (the caller may hold OS locks: this is not a cooperative switch).
     @inline(__always)
     static func exitCritical() {
-        if gt_exit_critical() != 0 { yieldCurrent(preempting: true) }
-    }
-
-    /// The worker whose OS thread is running this code. Only meaningful
-    /// inside a critical section (outside one the caller could migrate).
-    @inline(__always)
-    static func worker(of state: UnsafeMutablePointer<gt_worker_state>) -> Worker {
-        Unmanaged<Worker>.fromOpaque(state.pointee.worker).takeUnretainedValue()
+        if gt_exit_critical() != 0 { gt_park_pending() }
     }
 
     // MARK: Thread creation and the registry
@@ -104,6 +145,7 @@ final class KernelCore: @unchecked Sendable {
         } else {
             gt_thread_core_set_name(core, nil)
         }
+        core.pointee.effective_level = Int32(thread.effectivePriorityLevel)
         core.pointee.stack_low = stack.low
         core.pointee.stack_high = blockRaw
         core.pointee.guard_low = stack.base
@@ -163,8 +205,10 @@ final class KernelCore: @unchecked Sendable {
     /// Stops the workers and the monitor. Kernel lock held.
     func beginShutdown() {
         shuttingDown = true
-        while let w = idleWorkers.popLast() { w.wake() }
+        while let p = idleProcessors.popLast() { wake(p) }
+        for m in machines where m.state != nil { gt_park_wake(m.state) }
         wakeMonitor()
+        wakeKeeper()
     }
 
     func wakeMonitor() {
@@ -176,7 +220,8 @@ final class KernelCore: @unchecked Sendable {
     /// sleeps or waits with a timeout, and threads are still alive, nothing
     /// can ever wake them. Kernel lock held.
     func checkForDeadlock() -> Bool {
-        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty else {
+        guard !shuttingDown, idleProcessors.count == processors.count, liveThreads > 0, runQueue.isEmpty,
+              !machines.contains(where: { $0.current != nil }) else {
             return false
         }
         timers.dropStale()

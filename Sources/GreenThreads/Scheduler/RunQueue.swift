@@ -15,6 +15,8 @@
 // thread is kept alive by the kernel's thread registry, and only the kernel
 // lock's holder touches a queue (guarded by KernelLock).
 
+import CGreenCore
+
 struct RunQueue {
     /// Heads and tails per level, unowned: in a measured yield ping-pong,
     /// retain/release of strong array elements was half of all the time.
@@ -58,6 +60,7 @@ struct RunQueue {
         tails[level] = Unmanaged.passUnretained(thread)
         bitmap |= 1 << UInt32(level)
         count += 1
+        gt_set_highest_ready(Int32(highestLevel))
     }
 
     /// Removes and returns the first thread of the highest non-empty level.
@@ -83,6 +86,26 @@ struct RunQueue {
         return pop()
     }
 
+    /// The most recently queued thread of the highest ready level that is
+    /// parked with its OS thread, looking at most `limit` threads back from
+    /// the tail; removed. (The monitor's guess at the holder of the lock a
+    /// blocked OS thread waits for: Monitor.swift.)
+    mutating func removeLatestParked(limit: Int) -> GreenThread? {
+        let level = highestLevel
+        guard level >= 0 else { return nil }
+        var t = tails[level]?.takeUnretainedValue()
+        var looked = 0
+        while let thread = t, looked < limit {
+            if thread.boundMachine != nil {
+                remove(thread)
+                return thread
+            }
+            t = thread.runPrev
+            looked += 1
+        }
+        return nil
+    }
+
     /// Removes `thread` from whichever FIFO holds it (priority changes).
     mutating func remove(_ thread: GreenThread) {
         let level = thread.queuedLevel
@@ -90,7 +113,10 @@ struct RunQueue {
         let prev = thread.runPrev, next = thread.runNext
         if let prev { prev.runNext = next } else { heads[level] = next.map { Unmanaged.passUnretained($0) } }
         if let next { next.runPrev = prev } else { tails[level] = prev.map { Unmanaged.passUnretained($0) } }
-        if heads[level] == nil { bitmap &= ~(1 << UInt32(level)) }
+        if heads[level] == nil {
+            bitmap &= ~(1 << UInt32(level))
+            gt_set_highest_ready(Int32(highestLevel))
+        }
         thread.runNext = nil
         thread.runPrev = nil
         thread.queuedLevel = -1

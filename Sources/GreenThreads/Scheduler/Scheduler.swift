@@ -1,19 +1,26 @@
-// Scheduler: every path that switches a worker from one context to another,
-// and the small interface that the rest of the library (sleep, join, sync
-// primitives) uses: block the current thread, make a thread ready, change a
-// priority.
+// Scheduler: every path that switches an OS thread (Machine) from one
+// context to another, and the small interface that the rest of the library
+// (sleep, join, sync primitives) uses: block the current thread, make a
+// thread ready, change a priority.
 //
 // The switch protocol. A context switch happens only
 //   - with the kernel lock held, and
 //   - with this OS thread's critical count at exactly 1 (preemption off).
 // The outgoing context records what should happen to it (`SwitchAction`) in
-// its worker, then `gt_switch`es. The resumed context, on the same OS thread,
-// runs `finishSwitch`: it completes the outgoing context's action (requeue a
-// yielded thread, reap a finished one), releases the kernel lock, restores
-// its own errno and exclusivity access set, and unblocks SIGVTALRM if a
-// switch out of a signal handler left it blocked. Then it lowers the count
+// its Machine, then `gt_switch`es. The resumed context, on the same OS
+// thread, runs `finishSwitch`: it completes the outgoing context's action
+// (requeue a yielded thread, reap a finished one), releases the kernel lock,
+// restores its own errno and exclusivity access set. Then it lowers the count
 // it raised before it switched out. Because a yielded thread is requeued only
-// after its context is saved, no other worker can pick it up half-saved.
+// after its context is saved, no other Machine can pick it up half-saved.
+//
+// Only cooperative switches come here (yield, block, exit, and the
+// scheduling loop starting a thread). A preempted thread never switches: its
+// Machine parks with it (CGreenCore/park.c) and the thread waits in the run
+// queue "bound" to that Machine (`boundMachine`). Picking a bound thread
+// hands the processor to its Machine instead of switching to it; from a
+// green thread that takes a detour through the scheduling context
+// (`resumeNext`), since the handing Machine must leave the green stack first.
 //
 // Scheduling policy: strict priority across the 32 levels, FIFO within a
 // level. A yield or an expired time slice gives the CPU to the first ready
@@ -57,31 +64,49 @@ private func runThreadBody(_ argument: UnsafeMutableRawPointer) {
 extension KernelCore {
     // MARK: The switch
 
-    /// Switches worker `w` from its current context to `next` (nil: the
-    /// worker's idle context). Requires the kernel lock and a critical count
+    /// Switches Machine `m` from its current context to `next` (nil: its
+    /// scheduling context). Requires the kernel lock and a critical count
     /// of 1; returns when the outgoing context is resumed, with the lock
     /// released (see the protocol above).
-    func switchTo(_ next: GreenThread?, on w: Worker, action: SwitchAction) {
-        let (save, load) = prepareSwitch(to: next, on: w, action: action)
+    func switchTo(_ next: GreenThread?, on m: Machine, action: SwitchAction) {
+        let (save, load) = prepareSwitch(to: next, on: m, action: action)
         gt_switch(save, load)
         KernelCore.finishSwitch()
     }
 
+    /// Picks what the current thread of `m` switches to when it stops
+    /// running: the next unbound ready thread, or the scheduling context
+    /// (which hands the processor to a picked parked thread's Machine, or
+    /// waits as a spare when the monitor took the processor away).
+    func switchAway(from m: Machine, action: SwitchAction) {
+        switchTo(pickSwitchTarget(m), on: m, action: action)
+    }
+
+    @inline(__always)
+    func pickSwitchTarget(_ m: Machine) -> GreenThread? {
+        guard let p = m.processor, let next = pickNext(p) else { return nil }
+        if next.boundMachine != nil {
+            m.resumeNext = next
+            return nil
+        }
+        return next
+    }
+
     /// Everything before the switch instruction: account the outgoing
     /// thread's CPU time, save its errno and exclusivity access set, and
-    /// install `next` as the worker's current context.
+    /// install `next` as the Machine's current context.
     @inline(__always)
-    func prepareSwitch(to next: GreenThread?, on w: Worker, action: SwitchAction)
+    func prepareSwitch(to next: GreenThread?, on m: Machine, action: SwitchAction)
         -> (UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafeMutableRawPointer)
     {
-        let ws: UnsafeMutablePointer<gt_worker_state> = w.state
+        let ws: UnsafeMutablePointer<gt_worker_state> = m.state
         precondition(ws.pointee.critical == 1,
-                     "switch with critical count \(ws.pointee.critical) on worker \(w.index): a switch must be made at count 1")
+                     "switch with critical count \(ws.pointee.critical) on OS thread \(m.id): a switch must be made at count 1")
         let save: UnsafeMutablePointer<UnsafeMutableRawPointer?>
         // One time-stamp read per switch (about 18 ns on this virtual
         // machine): it ends the outgoing thread's time and starts the next's.
         let now = gt_tsc()
-        if let prev = w.current {
+        if let prev = m.current {
             let core = prev.core!
             core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
@@ -93,22 +118,26 @@ extension KernelCore {
             // sp is the block's first field (static-asserted in context.c).
             save = UnsafeMutableRawPointer(core).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         } else {
-            save = w.idleContext
+            save = m.idleContext
         }
-        w.previous = w.current
-        w.previousAction = action
+        m.previous = m.current
+        m.previousAction = action
         ws.pointee.slice_start = now
+        let p = m.processor
         let load: UnsafeMutableRawPointer
         if let next {
             next.runState = .running
-            next.runningOn = w
-            w.current = next
+            next.runningOn = m
+            m.current = next
+            p?.current = next
+            p?.switches &+= 1
             ws.pointee.current = next.core
             load = next.core!.pointee.sp!
         } else {
-            w.current = nil
+            m.current = nil
+            if let p, p.heldBy === m { p.current = nil }
             ws.pointee.current = nil
-            load = w.idleContext.pointee!
+            load = m.idleContext.pointee!
         }
         return (save, load)
     }
@@ -121,106 +150,155 @@ extension KernelCore {
     /// Runs in the context that was just switched to (see the protocol).
     static func finishSwitch() {
         let ws = gt_self()!  // critical count is raised: this OS thread stays ours
-        let w = worker(of: ws)
-        let kernel = w.kernel
-        if let previous = w.previous {
-            switch w.previousAction {
-            case .requeue: kernel.runQueue.push(previous)
+        let m = Machine.from(ws)
+        let kernel = m.kernel
+        if let previous = m.previous {
+            switch m.previousAction {
+            case .requeue:
+                // With its processor gone (retaken while it was blocked in
+                // the OS), no one here will look at the queue: wake someone.
+                if m.processor == nil { kernel.makeReady(previous) } else { kernel.runQueue.push(previous) }
             case .exit: kernel.reap(previous)
             case .none: break
             }
-            w.previous = nil
+            m.previous = nil
         }
-        w.previousAction = .none
-        guard let current = w.current else {
+        m.previousAction = .none
+        guard let current = m.current else {
             kernel.lock.unlock()
-            gt_after_switch_signals(ws)
             return
         }
         let core = current.core!
         core.pointee.switches &+= 1
         ws.pointee.slice_periods = 0  // slice_start was set by the switcher, on this OS thread
         ws.pointee.preempt_pending = 0
-        ws.pointee.retry_shift = 0
         kernel.lock.unlock()
         if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
             swift_task_enterThreadLocalContext(exclusivityState(core))
         }
-        if core.pointee.preempt_context == nil {
-            gt_after_switch_signals(ws)
-        } else {
-            ws.pointee.sigvt_blocked = 0  // it resumes in its handler; sigreturn restores its mask
-        }
         if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { gt_errno_set(core.pointee.saved_errno) }
     }
 
-    /// The next thread to run on the worker whose state is `ws`. Kernel lock held.
+    /// The next thread to run on processor `p`. Kernel lock held.
     @inline(__always)
-    func pickNext(_ ws: UnsafeMutablePointer<gt_worker_state>) -> GreenThread? {
-        runQueue.popFair(slice: (ws.pointee.average_periods_x16 + 8) / 16)
+    func pickNext(_ p: Processor) -> GreenThread? {
+        runQueue.popFair(slice: (p.averagePeriodsX16 + 8) / 16)
     }
 
     /// Deficit round-robin (RunQueue.swift): a thread preempted after using
-    /// more tick periods than the worker's average slice owes the excess;
+    /// more tick periods than the processor's average slice owes the excess;
     /// one that used less is forgiven what it owed, up to the difference.
     /// Debt is capped at sixteen average slices (measured under a load
     /// average of 6: a cap of four left 7-16% spreads between equal
     /// spinners, sixteen none above 5% in ten runs), so even a slice the OS
     /// stretched a lot is repaid over turns rather than by starving anyone.
-    static func chargePreemptedSlice(_ core: UnsafeMutablePointer<gt_thread_core>,
-                                     _ ws: UnsafeMutablePointer<gt_worker_state>) {
-        let used = Int32(ws.pointee.slice_periods)
-        var average16 = ws.pointee.average_periods_x16
+    static func chargePreemptedSlice(_ core: UnsafeMutablePointer<gt_thread_core>, periods: UInt64,
+                                     on p: Processor) {
+        let used = Int32(clamping: periods)
+        var average16 = p.averagePeriodsX16
         if average16 == 0 { average16 = used * 16 }
         average16 += (used * 16 - average16) / 8  // moving average over ~8 slices
-        ws.pointee.average_periods_x16 = average16
+        p.averagePeriodsX16 = average16
         let average = max(1, (average16 + 8) / 16)
         core.pointee.debt_periods = min(16 * average, max(0, core.pointee.debt_periods + used - average))
     }
 
-    // MARK: Yield and preemption
+    // MARK: Parked threads
+
+    /// A Machine parked with its preempted thread and handed processor `p`
+    /// to `by` (a spare, now in its scheduling context): the thread goes to
+    /// the run queue bound to its Machine. Kernel lock held.
+    func requeueParked(_ parked: Machine, on p: Processor, by m: Machine) {
+        let thread = parked.current!
+        p.heldBy = m
+        p.current = nil
+        p.preemptions &+= 1
+        p.parkHandoffs &+= 1
+        KernelCore.chargePreemptedSlice(thread.core!, periods: thread.core!.pointee.parked_periods, on: p)
+        thread.runningOn = nil
+        thread.runState = .ready
+        thread.boundMachine = parked
+        runQueue.push(thread)
+    }
+
+    /// A Machine parked after the monitor took its processor (it was blocked
+    /// in the OS): the thread waits for any processor. Kernel lock held.
+    func requeueReturned(_ machine: Machine) {
+        let thread = machine.current!
+        thread.runningOn = nil
+        thread.boundMachine = machine
+        makeReady(thread)
+    }
+
+    /// Hands the processor of `m` (in its scheduling context) to the Machine
+    /// parked with `thread`, which resumes it; `m` is left without one.
+    /// Kernel lock held.
+    func resumeParked(_ thread: GreenThread, from m: Machine) {
+        guard let p = m.processor else {
+            // Lost meanwhile (cannot happen with the lock held by a Machine
+            // in its scheduling context, which the monitor never retakes).
+            preconditionFailure("OS thread \(m.id) handing off a processor it does not hold")
+        }
+        _ = gt_processor_retake(m.state, p.opaque)
+        hand(p, toParked: thread)
+    }
+
+    /// Gives processor `p`, held by no one, to the Machine parked with
+    /// `thread`, which resumes it. Kernel lock held.
+    func hand(_ p: Processor, toParked thread: GreenThread) {
+        let target = thread.boundMachine!
+        thread.boundMachine = nil
+        let ts: UnsafeMutablePointer<gt_worker_state> = target.state
+        p.heldBy = target
+        p.current = thread
+        p.resumeHandoffs &+= 1
+        p.switches &+= 1
+        thread.runState = .running
+        thread.runningOn = target
+        thread.core!.pointee.switches &+= 1
+        // Its fresh slice starts now; these are read by `target` only after
+        // it sees the processor (release store in gt_park_resume).
+        ts.pointee.slice_start = gt_tsc()
+        ts.pointee.slice_periods = 0
+        ts.pointee.preempt_pending = 0
+        gt_park_resume(ts, p.opaque)
+    }
+
+    // MARK: Yield
 
     /// Gives the CPU to the first ready thread of the same or a higher
-    /// level. `preempting`: the time slice ended (counts as a preemption).
-    static func yieldCurrent(preempting: Bool) {
+    /// level, or keeps it with a fresh slice if there is none.
+    static func yieldCurrent() {
         let ws = gt_enter_critical()!
         guard ws.pointee.is_worker != 0, ws.pointee.current != nil else {
             _ = gt_exit_critical()
             return
         }
-        let w = worker(of: ws)
-        w.kernel.lock.lock()
-        if preempting { ws.pointee.preempt_pending = 0 }
-        _ = w.kernel.switchToReadyPeer(on: w, preempting: preempting)
+        let m = Machine.from(ws)
+        m.kernel.lock.lock()
+        m.kernel.switchToReadyPeer(on: m)
         exitCritical()
     }
 
     /// With the lock held and the critical count at 1: switches to the first
     /// ready thread whose level is at least the current thread's, or, if
     /// there is none, starts a fresh time slice. Returns with the lock
-    /// released; true if it switched.
-    func switchToReadyPeer(on w: Worker, preempting: Bool) -> Bool {
-        let ws: UnsafeMutablePointer<gt_worker_state> = w.state
-        let current = w.current!
-        guard runQueue.highestLevel >= current.effectivePriorityLevel, let next = pickNext(ws) else {
+    /// released.
+    func switchToReadyPeer(on m: Machine) {
+        let ws: UnsafeMutablePointer<gt_worker_state> = m.state
+        let current = m.current!
+        if m.processor != nil && runQueue.highestLevel < current.effectivePriorityLevel {
             // Nothing of equal or higher priority is ready: keep running.
             let now = gt_tsc()
             current.core!.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             current.core!.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
             ws.pointee.slice_start = now
             ws.pointee.slice_periods = 0
-            ws.pointee.retry_shift = 0
             lock.unlock()
-            return false
-        }
-        if preempting {
-            current.core!.pointee.preemptions &+= 1
-            ws.pointee.preemptions &+= 1
-            KernelCore.chargePreemptedSlice(current.core!, ws)
+            return
         }
         current.runState = .ready
-        switchTo(next, on: w, action: .requeue)
-        return true
+        switchAway(from: m, action: .requeue)
     }
 
     // MARK: Blocking and waking
@@ -233,9 +311,8 @@ extension KernelCore {
     func blockCurrent(on record: WaitRecord, state: GreenThread.State = .blocked,
                       deadline: Int64? = nil,
                       onTimeout: ((GreenThread) -> Void)? = nil) -> WakeReason {
-        let ws = gt_self()!
-        let w = KernelCore.worker(of: ws)
-        let current = w.current!
+        let m = Machine.from(gt_self()!)
+        let current = m.current!
         current.runState = state
         current.waitRecord = record
         current.wakeReason = .none
@@ -246,7 +323,7 @@ extension KernelCore {
                 wakeMonitor()  // a new earliest deadline
             }
         }
-        switchTo(pickNext(ws), on: w, action: .none)
+        switchAway(from: m, action: .none)
         lock.lock()
         current.timeoutAction = nil
         if deadline != nil { current.timerGeneration &+= 1 }  // invalidates a pending timer entry
@@ -259,33 +336,50 @@ extension KernelCore {
         thread.waitRecord = nil
         thread.wakeReason = reason
         runQueue.push(thread)
-        if let idle = idleWorkers.popLast() {
-            idle.wake()
+        if let idle = idleProcessors.popLast() {
+            wake(idle)
             return
         }
         preemptLowerIfNeeded(for: thread.effectivePriorityLevel)
     }
 
-    /// A thread of `level` is ready and no worker is idle: if some worker
-    /// runs a lower-priority thread, preempt the lowest one now rather than
-    /// at its next tick. Kernel lock held.
+    /// Wakes an idle processor's Machine from its idle sleep. Kernel lock held.
+    func wake(_ p: Processor) {
+        p.isIdle = false
+        if let m = p.heldBy { gt_park_wake(m.state) }
+        if monitorSleepsLong {
+            // It now runs a thread that may block in the OS: the monitor
+            // should watch it (one wake-up per long sleep).
+            monitorSleepsLong = false
+            wakeMonitor()
+        }
+    }
+
+    /// A thread of `level` is ready and no processor is idle: if some
+    /// processor runs a lower-priority thread, preempt the lowest one now
+    /// rather than at its next tick. Kernel lock held.
     func preemptLowerIfNeeded(for level: Int) {
-        var victim: Worker?
+        var victim: Processor?
         var lowest = level
-        for w in workers {
-            if let running = w.current, running.effectivePriorityLevel < lowest {
+        for p in processors {
+            if let running = p.current, running.effectivePriorityLevel < lowest {
                 lowest = running.effectivePriorityLevel
-                victim = w
+                victim = p
             }
         }
-        guard let victim else { return }
+        if let victim { preempt(victim) }
+    }
+
+    /// Asks the Machine running on `p` to preempt its thread: at once by
+    /// signal, or, when the asker is that Machine itself (inside a critical
+    /// section), when the section ends (gt_exit_critical parks it).
+    private func preempt(_ p: Processor) {
+        guard let m = p.heldBy, let ms = m.state else { return }
         let ws = gt_self()!
-        if ws.pointee.is_worker != 0 && ws.pointee.worker == Unmanaged.passUnretained(victim).toOpaque() {
-            // The waker runs on the victim's worker: switch when it leaves
-            // its critical section (gt_exit_critical sees the pending flag).
+        if ws == ms {
             ws.pointee.preempt_pending = 1
         } else if configuration.preemption {
-            gt_request_preemption(victim.state)
+            gt_request_preemption(ms)
         }
     }
 
@@ -312,14 +406,7 @@ extension KernelCore {
             if level > old { preemptLowerIfNeeded(for: level) }
         case .running where level < old && runQueue.highestLevel > level:
             // It now ranks below a ready thread: give way.
-            if let w = thread.runningOn {
-                let ws = gt_self()!
-                if ws.pointee.is_worker != 0 && ws.pointee.worker == Unmanaged.passUnretained(w).toOpaque() {
-                    ws.pointee.preempt_pending = 1
-                } else if configuration.preemption {
-                    gt_request_preemption(w.state)
-                }
-            }
+            if let p = thread.runningOn?.processor, p.current === thread { preempt(p) }
         case .blocked where thread.syncWaiter != nil:
             // Sync hook: a thread queued on a mutex, condition, semaphore or
             // channel moves to its new place in that queue, and for a mutex
@@ -368,34 +455,16 @@ extension KernelCore {
     /// pointers so the never-returning frame above holds none.
     @inline(never)
     private static func prepareExit() -> (UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafeMutableRawPointer) {
-        let ws = gt_enter_critical()!
-        let w = worker(of: ws)
-        let kernel = w.kernel
+        let m = Machine.from(gt_enter_critical()!)
+        let kernel = m.kernel
         kernel.lock.lock()
-        let current = w.current!
+        let current = m.current!
         kernel.releaseHeldObjects(of: current)
         current.runState = .finished
         for joiner in current.joiners { kernel.makeReady(joiner) }
-        current.joiners = []
+        current.joiners.removeAll(keepingCapacity: true)  // freed with the thread, not under the lock
         kernel.liveThreads -= 1
         if kernel.liveThreads == 0 { kernel.beginShutdown() }
-        return kernel.prepareSwitch(to: kernel.pickNext(ws), on: w, action: .exit)
+        return kernel.prepareSwitch(to: kernel.pickSwitchTarget(m), on: m, action: .exit)
     }
-}
-
-// MARK: Hooks called from the C core
-
-/// The SIGVTALRM handler's decision to preempt, made safe: runs on the
-/// interrupted thread's stack with the critical count at 1.
-let preemptionHook: @convention(c) () -> Int32 = {
-    let ws = gt_self()!
-    let w = KernelCore.worker(of: ws)
-    guard w.current != nil else { return 0 }
-    w.kernel.lock.lock()
-    return w.kernel.switchToReadyPeer(on: w, preempting: true) ? 1 : 0
-}
-
-/// A no-preempt region in C (swift_once) ended with a preemption pending.
-let yieldPendingHook: @convention(c) () -> Void = {
-    KernelCore.yieldCurrent(preempting: true)
 }

@@ -3,6 +3,11 @@
 // a thread woken before its deadline bumps its timerGeneration, and the
 // monitor skips entries whose generation no longer matches. Guarded by the
 // kernel lock.
+//
+// No allocation under the lock (KernelCore.swift explains why): the storage
+// is reserved ahead, and the monitor grows it outside the lock when it is
+// half full (`growIfNeeded`), swapping the entries into the new storage
+// under the lock and freeing the old one after.
 
 struct TimerHeap {
     struct Entry {
@@ -11,7 +16,28 @@ struct TimerHeap {
         var thread: GreenThread
     }
 
-    private var entries: [Entry] = []
+    private var entries: [Entry]
+
+    init(capacity: Int = 1024) {
+        entries = []
+        entries.reserveCapacity(capacity)
+    }
+
+    /// More than half the reserved storage is in use: the monitor should
+    /// grow it before an insert has to allocate under the lock.
+    var wantsGrowth: Bool { entries.count * 2 >= entries.capacity }
+    var capacity: Int { entries.capacity }
+
+    /// Moves the entries into `storage` (reserved by the caller outside the
+    /// lock, empty, at least twice as large) and returns the old storage for
+    /// the caller to free outside the lock. Kernel lock held.
+    mutating func adopt(_ storage: [Entry]) -> [Entry] {
+        var fresh = storage
+        precondition(fresh.isEmpty && fresh.capacity >= entries.count, "timer storage too small")
+        fresh.append(contentsOf: entries)
+        swap(&fresh, &entries)
+        return fresh
+    }
 
     var isEmpty: Bool { entries.isEmpty }
     var count: Int { entries.count }
@@ -51,9 +77,21 @@ struct TimerHeap {
     /// Drops entries whose thread no longer waits on them, so that
     /// `isEmpty` means "no thread will ever be woken by a timer".
     mutating func dropStale() {
-        entries.removeAll { $0.generation != $0.thread.timerGeneration }
-        let old = entries
-        entries = []
-        for e in old { _ = insert(deadline: e.deadline, generation: e.generation, thread: e.thread) }
+        entries.removeAll { $0.generation != $0.thread.timerGeneration }  // in place
+        // Heapify in place, bottom-up.
+        var start = entries.count / 2 - 1
+        while start >= 0 {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < entries.count && entries[l].deadline < entries[m].deadline { m = l }
+                if r < entries.count && entries[r].deadline < entries[m].deadline { m = r }
+                if m == i { break }
+                entries.swapAt(i, m)
+                i = m
+            }
+            start -= 1
+        }
     }
 }

@@ -244,7 +244,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         // contending from two workers paid a cross-worker wake-up for every
         // operation (a handoff convoy: 526 ns/op against pthread_mutex's
         // 36 ns in gt-bench). The spin reads only the word, never the owner.
-        if kernel.workers.count > 1 {
+        if kernel.processors.count > 1 {
             for _ in 0..<GreenMutex.spinsBeforeParking {
                 if word.load(ordering: .relaxed) == 0,
                    word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,

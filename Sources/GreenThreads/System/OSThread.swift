@@ -1,6 +1,9 @@
-// OSThread: a plain pthread running a Swift closure, for the workers and the
-// monitor. Their stacks are the OS default (8 MiB reserved): there are only
-// a handful of them.
+// OSThread: a plain pthread running a Swift closure, for the kernel's OS
+// threads (Machines), the monitor and the debug server. The monitor and the
+// debug server get the OS default stack (8 MiB reserved: there is one of
+// each); Machines, which may number thousands (one per preempted CPU-bound
+// thread), get a small stack from the library's guarded slabs, which costs
+// neither a mapping of its own nor RSS beyond the pages it touches.
 import CGreenCore
 import Glibc
 
@@ -17,10 +20,28 @@ final class OSThread: @unchecked Sendable {
     }
 
     static func start(name: String, blockingPreemptionSignal: Bool,
+                      stack: GreenStack? = nil,
                       _ body: @escaping () -> Void) throws -> OSThread {
         let t = OSThread(name: name, blocks: blockingPreemptionSignal, body: body)
         let context = Unmanaged.passRetained(t).toOpaque()
-        let rc = pthread_create(&t.handle, nil, { raw in
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        // Explicit, ordinary scheduling: threads inherit their creator's
+        // policy by default, and the monitor (which starts spare Machines)
+        // runs SCHED_FIFO where permitted; a FIFO Machine running a spinner
+        // would starve the monitor and every ordinary thread on its CPU.
+        var param = sched_param()
+        pthread_attr_setinheritsched(&attr, Int32(PTHREAD_EXPLICIT_SCHED))
+        pthread_attr_setschedpolicy(&attr, Int32(SCHED_OTHER))
+        pthread_attr_setschedparam(&attr, &param)
+        if let stack {
+            // glibc puts the thread's control block and static TLS at the
+            // top of a caller-provided stack and never frees it: the stack
+            // goes back to the pool only after pthread_join.
+            pthread_attr_setstack(&attr, stack.low, stack.high - stack.low)
+        }
+        let rc = pthread_create(&t.handle, &attr, { raw in
             let t = Unmanaged<OSThread>.fromOpaque(raw!).takeRetainedValue()
             t.run()
             return nil

@@ -38,14 +38,21 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var basePriorityLevel: Int
     /// Highest priority inherited from waiters (priority inheritance), or -1.
     @exclusivity(unchecked) var inheritedPriorityLevel = -1
-    @exclusivity(unchecked) var effectivePriorityLevel: Int
+    @exclusivity(unchecked) var effectivePriorityLevel: Int {
+        // Mirrored for the SIGVTALRM handler's "is anyone of my level
+        // waiting" check (preempt.c), which cannot take the kernel lock.
+        didSet { core?.pointee.effective_level = Int32(effectivePriorityLevel) }
+    }
     @exclusivity(unchecked) var runState: State = .ready
     @exclusivity(unchecked) unowned(unsafe) var runNext: GreenThread?
     @exclusivity(unchecked) unowned(unsafe) var runPrev: GreenThread?
     /// The run-queue level this thread is queued at, or -1 when not queued.
     @exclusivity(unchecked) var queuedLevel = -1
-    /// The worker running this thread, while it runs.
-    @exclusivity(unchecked) unowned(unsafe) var runningOn: Worker?
+    /// The OS thread running this thread, while it runs.
+    @exclusivity(unchecked) unowned(unsafe) var runningOn: Machine?
+    /// While preempted: the OS thread parked with it, which must get the
+    /// processor when the thread is picked again (Scheduler.swift).
+    @exclusivity(unchecked) unowned(unsafe) var boundMachine: Machine?
 
     // --- registry of live threads (kernel lock) ---
     @exclusivity(unchecked) unowned(unsafe) var registryNext: GreenThread?
@@ -95,6 +102,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
         self.kernel = kernel
+        // The first joiner is appended under the kernel lock, which must
+        // not allocate (KernelCore.swift): reserve its slot now.
+        joiners.reserveCapacity(1)
     }
 
     public var description: String { "green thread \(id) '\(name)'" }
@@ -148,8 +158,6 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         s.switches = core.pointee.switches
         s.preemptions = core.pointee.preemptions
         s.deferredPreemptions = core.pointee.deferrals
-        s.preemptionRetries = core.pointee.retries
-        s.preemptionsOnReturn = core.pointee.hijacks
         s.tickedCPUTime = .nanoseconds(Int64(core.pointee.cpu_tick_ns))
         return s
     }
@@ -217,7 +225,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
             _ = gt_sys_sched_yield()
             return
         }
-        KernelCore.yieldCurrent(preempting: false)
+        KernelCore.yieldCurrent()
     }
 
     /// Suspends the calling thread for at least `duration` without occupying
@@ -239,7 +247,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
         gt_no_preempt_enter()
         defer {
-            if gt_no_preempt_exit() != 0 { KernelCore.yieldCurrent(preempting: true) }
+            if gt_no_preempt_exit() != 0 { gt_park_pending() }
         }
         return try body()
     }
@@ -251,15 +259,12 @@ public struct ThreadStatistics: Sendable, Equatable {
     public var cpuTicks: UInt64 = 0
     /// Times the thread was switched in.
     public var switches: UInt64 = 0
-    /// Times its time slice was ended by the timer.
+    /// Times it was preempted (time slice, or a higher-priority thread
+    /// became ready); each time its OS thread parked with it.
     public var preemptions: UInt64 = 0
-    /// Times a due preemption had to wait for a safe point.
+    /// Times a due preemption waited for the end of a kernel critical
+    /// section or a `withoutPreemption` region.
     public var deferredPreemptions: UInt64 = 0
-    /// Retry timers armed while a deferred preemption waited.
-    public var preemptionRetries: UInt64 = 0
-    /// Deferred preemptions taken when unsafe code returned to the program
-    /// (return-address hijacking, x86-64).
-    public var preemptionsOnReturn: UInt64 = 0
 
     /// CPU time as the worker's CPU-time tick saw it (preemptive kernels):
     /// unlike `cpuTime`, time the OS took the worker away is not included;

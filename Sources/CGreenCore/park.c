@@ -1,0 +1,221 @@
+// park.c: a preempted green thread keeps its OS thread.
+//
+// The rule (BRIEF.md, "Processors and OS threads"): no green thread runs on
+// an OS thread whose state belongs to an asynchronously preempted one. That
+// state is whatever the program's code left there, seen or unseen by us: the
+// owner of a Synchronization.Mutex or pthread mutex (the tid), a recursive
+// lock's count, flockfile, swift_once's lock, errno, the exclusivity access
+// set, any library's thread-locals. So a preemption never switches green
+// threads on the interrupted OS thread ("M"). Instead the M parks, inside
+// the SIGVTALRM handler on the thread's own stack, and hands its processor
+// ("P": the right to run green threads) to a spare M, which goes on
+// scheduling. When the scheduler picks the preempted thread again, the P is
+// handed back to that thread's own M, which wakes, returns from the handler,
+// and sigreturn restores every register. Cooperative switches (yield, block,
+// exit) are well-defined points and stay user-space switches on one M.
+//
+// Who writes what:
+//   - `processor` of an M: set by whoever hands it a P (gt_park_resume, or
+//     gt_park for a spare), cleared by its own M when it parks or gives the
+//     P away, or by the monitor when it retakes the P of an M blocked in the
+//     OS (gt_processor_retake, a compare-and-swap, so a retake and a park
+//     never both succeed). Release stores / acquire loads: the fields the
+//     giver prepared for the M are visible once the M sees its processor.
+//   - the spare stack and the returned list: the park lock below.
+//   - `park_word`: bumped by whoever wakes the M; the M sleeps on it.
+//
+// Async-signal safety: the handler parks through gt_park, which touches only
+// atomics, the park lock and futexes. The park lock is a spin lock that is
+// only ever taken with preemption deferred on the taking M (in the handler,
+// SIGVTALRM is blocked; in Swift, the critical count is raised; the monitor
+// blocks SIGVTALRM), so no M can interrupt itself while holding it. Holders
+// keep it for a few instructions.
+//
+// The Swift scheduler does the rest outside any handler: the spare M that
+// received a P requeues the parked thread (Kernel/Machine.swift), the
+// monitor requeues threads whose M parked after losing its P and keeps the
+// stack of spare Ms topped up (Kernel/Monitor.swift).
+#include "gt_core.h"
+#include <errno.h>
+#include <ucontext.h>
+
+extern __thread gt_worker_state gt_tls_state;
+
+static int gt_park_lock_word;
+static gt_worker_state *gt_spares;       // park lock
+static int gt_spare_total;               // park lock
+static gt_worker_state *gt_returned;     // park lock
+static uint32_t *gt_monitor_word;        // set before any M starts
+int gt_highest_ready_level = -1;
+
+static void gt_park_lock(void) {
+    int spins = 0;
+    while (__atomic_exchange_n(&gt_park_lock_word, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&gt_park_lock_word, __ATOMIC_RELAXED)) {
+            // A holder the OS descheduled: give it the CPU rather than spin.
+            if (++spins > 200) { gt_sys_sched_yield(); spins = 0; } else gt_cpu_relax();
+        }
+    }
+}
+
+static void gt_park_unlock(void) { __atomic_store_n(&gt_park_lock_word, 0, __ATOMIC_RELEASE); }
+
+void gt_park_setup(uint32_t *monitor_word) {
+    gt_park_lock();
+    gt_monitor_word = monitor_word;
+    gt_spares = NULL;
+    gt_spare_total = 0;
+    gt_returned = NULL;
+    gt_park_unlock();
+    __atomic_store_n(&gt_highest_ready_level, -1, __ATOMIC_RELAXED);
+}
+
+static void gt_wake_word(uint32_t *word) {
+    __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
+    gt_sys_futex_wake(word, 1);
+}
+
+static void gt_wake_monitor(void) {
+    uint32_t *m = gt_monitor_word;
+    if (m != NULL) gt_wake_word(m);
+}
+
+void gt_park_wait(gt_worker_state *w, uint32_t seen, int64_t timeout_ns) {
+    gt_sys_futex_wait(&w->park_word, seen, timeout_ns);
+}
+
+void gt_park_wake(gt_worker_state *w) { gt_wake_word(&w->park_word); }
+
+void gt_park_resume(gt_worker_state *w, void *p) {
+    __atomic_store_n(&w->processor, p, __ATOMIC_RELEASE);
+    gt_wake_word(&w->park_word);
+}
+
+void *gt_held_processor(gt_worker_state *w) { return __atomic_load_n(&w->processor, __ATOMIC_ACQUIRE); }
+
+int gt_processor_retake(gt_worker_state *w, void *p) {
+    void *expected = p;
+    return __atomic_compare_exchange_n(&w->processor, &expected, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void gt_set_highest_ready(int level) { __atomic_store_n(&gt_highest_ready_level, level, __ATOMIC_RELAXED); }
+
+void gt_spare_push(gt_worker_state *w) {
+    gt_park_lock();
+    w->next_spare = gt_spares;
+    gt_spares = w;
+    gt_spare_total++;
+    gt_park_unlock();
+}
+
+int gt_spare_remove(gt_worker_state *w) {
+    gt_park_lock();
+    int removed = 0;
+    for (gt_worker_state **link = &gt_spares; *link != NULL; link = &(*link)->next_spare) {
+        if (*link == w) {
+            *link = w->next_spare;
+            w->next_spare = NULL;
+            gt_spare_total--;
+            removed = 1;
+            break;
+        }
+    }
+    gt_park_unlock();
+    return removed;
+}
+
+int gt_spare_count(void) { return __atomic_load_n(&gt_spare_total, __ATOMIC_RELAXED); }
+
+gt_worker_state *gt_returned_pop(void) {
+    gt_park_lock();
+    gt_worker_state *w = gt_returned;
+    if (w != NULL) {
+        gt_returned = w->next_returned;
+        w->next_returned = NULL;
+    }
+    gt_park_unlock();
+    return w;
+}
+
+int gt_park(gt_worker_state *w, void *context) {
+    gt_thread_core *t = w->current;
+    // Step 1: find who takes over. With our processor: a spare M (none ready:
+    // the preemption waits, and the monitor is asked for spares). Without
+    // one (the monitor took it while we were blocked in the OS): nobody; the
+    // monitor requeues the thread.
+    gt_park_lock();
+    void *p = __atomic_exchange_n(&w->processor, NULL, __ATOMIC_ACQ_REL);
+    gt_worker_state *spare = NULL;
+    if (p != NULL) {
+        spare = gt_spares;
+        if (spare == NULL) {
+            __atomic_store_n(&w->processor, p, __ATOMIC_RELEASE);
+            gt_park_unlock();
+            w->no_spare++;
+            gt_wake_monitor();
+            return 0;
+        }
+        gt_spares = spare->next_spare;
+        spare->next_spare = NULL;
+        gt_spare_total--;
+    } else {
+        w->next_returned = gt_returned;
+        gt_returned = w;
+    }
+    // Step 2: account the slice and leave a context for stack traces. A
+    // deferred preemption (not in a handler) has no signal frame: capture one.
+    ucontext_t here;
+    if (context == NULL) {
+        getcontext(&here);
+        context = &here;
+    }
+    uint64_t now = gt_tsc();
+    t->cpu_ticks += now - w->slice_start;
+    t->cpu_tick_ns += (uint64_t)w->slice_periods * (uint64_t)w->tick_ns;
+    t->parked_periods = w->slice_periods;
+    t->preempt_context = context;
+    __atomic_store_n(&w->parked, 1, __ATOMIC_RELEASE);
+    gt_park_unlock();
+    // Step 3: hand over. The spare reads `handoff_from` after it sees its
+    // processor (release/acquire on `processor`).
+    if (spare != NULL) {
+        spare->handoff_from = w;
+        gt_park_resume(spare, p);
+    } else {
+        gt_wake_monitor();
+    }
+    w->parks++;
+    // Step 4: sleep until a processor is handed back. The word is read
+    // before the check, so a hand-off between the two wakes the wait.
+    for (;;) {
+        uint32_t seen = __atomic_load_n(&w->park_word, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&w->processor, __ATOMIC_ACQUIRE) != NULL) break;
+        gt_sys_futex_wait(&w->park_word, seen, -1);
+    }
+    t->preempt_context = NULL;
+    __atomic_store_n(&w->parked, 0, __ATOMIC_RELEASE);
+    return 1;
+}
+
+void gt_park_pending(void) {
+    gt_worker_state *w = &gt_tls_state;
+    if (!w->is_worker || w->current == NULL) return;
+    int saved_errno = errno;  // the caller's errno: it is the thread's own
+    w->critical++;
+    w->preempt_pending = 0;
+    if (!gt_park(w, NULL)) w->preempt_pending = 1;
+    w->critical--;
+    errno = saved_errno;
+}
+
+gt_worker_state *gt_spare_pop(void) {
+    gt_park_lock();
+    gt_worker_state *w = gt_spares;
+    if (w != NULL) {
+        gt_spares = w->next_spare;
+        w->next_spare = NULL;
+        gt_spare_total--;
+    }
+    gt_park_unlock();
+    return w;
+}

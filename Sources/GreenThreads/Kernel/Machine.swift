@@ -1,0 +1,254 @@
+// Machine: one OS thread of the kernel (Go's M). It runs green threads while
+// it holds a Processor; its own OS stack is its scheduling context, where
+// the loop below picks the next ready thread, hands its processor to a
+// parked thread's Machine, idles, or waits as a spare. Its per-OS-thread C
+// state (gt_worker_state, in TLS) is what the signal handlers read.
+//
+// Roles, all visible in snapshots:
+//   running  holds a processor and runs a green thread (or idles on it);
+//   parked   sleeps inside the SIGVTALRM handler of the green thread it was
+//            running when preempted, until the scheduler picks that thread
+//            again and hands it a processor (park.c): the thread keeps its
+//            OS thread, so nothing the thread left in OS-thread state
+//            (lock owners, thread-locals) is ever seen by another thread;
+//   spare    holds nothing and waits to be handed a processor by a parking
+//            Machine (the monitor keeps a few ready, Monitor.swift);
+//   blocked  the monitor took its processor while it was blocked in the OS;
+//            it runs its green thread without a processor until it parks
+//            (at its next tick, library entry, or the monitor's signal).
+//
+// Field guards: `current`, `previous`, `previousAction` and `resumeNext` are
+// touched by this Machine's OS thread with the kernel lock held (others read
+// `current` under the lock). `idleContext` is touched only by this OS
+// thread, inside critical sections. `retiring` and `exited` take the lock.
+import CGreenCore
+import Glibc
+
+final class Machine: @unchecked Sendable {
+    /// Set when registered with the kernel (kernel lock).
+    @exclusivity(unchecked) var id = -1
+    unowned(unsafe) let kernel: KernelCore
+
+    /// This Machine's OS-thread state; valid from `attach` to `detach`.
+    @exclusivity(unchecked) var state: UnsafeMutablePointer<gt_worker_state>!
+    // Unowned: the kernel's registry keeps every live thread alive, and a
+    // thread is reaped only after it stopped being current and previous.
+    // (Strong references here cost a retain/release pair per switch.)
+    @exclusivity(unchecked) unowned(unsafe) var current: GreenThread?
+    @exclusivity(unchecked) unowned(unsafe) var previous: GreenThread?
+    @exclusivity(unchecked) var previousAction: SwitchAction = .none
+    /// A parked thread picked by a cooperative switch: once this Machine is
+    /// back in its scheduling context, its processor goes to that thread's
+    /// own Machine.
+    @exclusivity(unchecked) unowned(unsafe) var resumeNext: GreenThread?
+    /// Saved stack pointer of the scheduling context while a green thread runs.
+    let idleContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    /// Asked by the monitor to leave the spare pool (kernel lock).
+    @exclusivity(unchecked) var retiring = false
+    /// Its scheduling loop has returned; the OS thread may be joined (kernel lock).
+    @exclusivity(unchecked) var exited = false
+
+    /// The pthread the kernel started for it; nil for Kernel.run's caller.
+    var osThread: OSThread?
+    /// Its pthread_t, for its CPU-time clock (set by `attach`).
+    @exclusivity(unchecked) var pthread: UInt = 0
+    /// Its OS stack, from the library's guarded slabs; nil for the caller.
+    var stack: GreenStack?
+    private var altStack: UnsafeMutableRawPointer?
+    private var altStackSize = 0
+    private var previousAltStack = stack_t()
+    private var savedState = gt_worker_state()
+
+    init(kernel: KernelCore) {
+        self.kernel = kernel
+        idleContext = .allocate(capacity: 1)
+        idleContext.initialize(to: nil)
+    }
+
+    deinit { idleContext.deallocate() }
+
+    var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    static func from(_ state: UnsafeMutablePointer<gt_worker_state>) -> Machine {
+        Unmanaged<Machine>.fromOpaque(state.pointee.machine).takeUnretainedValue()
+    }
+
+    /// The processor this Machine holds (park.c keeps the authoritative
+    /// word). Stable while the kernel lock is held by this Machine.
+    var processor: Processor? {
+        guard let state, let raw = gt_held_processor(state) else { return nil }
+        return Processor.from(raw)
+    }
+
+    /// The index of the processor it holds, for snapshots.
+    var index: Int? { processor?.index }
+
+    /// Whether it is parked with a preempted thread (atomic read).
+    var isParked: Bool {
+        guard let state else { return false }
+        return gt_atomic_load_u32(UnsafeMutableRawPointer(state).advanced(by: Machine.parkedOffset)
+            .assumingMemoryBound(to: UInt32.self)) != 0
+    }
+
+    private static let parkedOffset = MemoryLayout<gt_worker_state>.offset(of: \gt_worker_state.parked)!
+
+    // MARK: Attaching the OS thread
+
+    /// Makes the calling OS thread this Machine: TLS state, alternate signal
+    /// stack, Swift's exclusivity TLS, and the preemption tick.
+    func attach() throws {
+        let ws = gt_self()!
+        savedState = ws.pointee
+        ws.pointee = gt_worker_state()
+        ws.pointee.machine = opaque
+        ws.pointee.tid = Int32(gt_sys_gettid().value)
+        pthread = UInt(pthread_self())
+        ws.pointee.preemption_enabled = kernel.configuration.preemption ? 1 : 0
+        state = ws
+        var mem: UnsafeMutableRawPointer?
+        var size = 0
+        if gt_altstack_setup(&mem, &size, &previousAltStack) == 0 {
+            altStack = mem
+            altStackSize = size
+        }
+        // Allocate the runtime's exclusivity TLS now, outside any signal
+        // handler (the first access allocates it).
+        var empty: (UInt, UInt) = (0, 0)
+        withUnsafeMutableBytes(of: &empty) { raw in
+            let p = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
+            swift_task_enterThreadLocalContext(p)
+            swift_task_exitThreadLocalContext(p)
+        }
+        // SIGVTALRM must reach this thread (a host thread may block it).
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGVTALRM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        ws.pointee.is_worker = 1
+        if kernel.configuration.preemption {
+            let slice = kernel.configuration.timeSlice.nanosecondsClamped
+            // Tick at a quarter slice (at least 1 ms), so a thread switched
+            // in mid-period still gets a whole slice within a quarter. The
+            // kernel checks CPU-time timers on its scheduler tick (4 ms at
+            // 250 Hz); periods that pass between checks arrive as one signal
+            // with an overrun count, which the handler adds up.
+            let tick = max(1_000_000, slice / 4)
+            ws.pointee.periods_per_slice = UInt32(max(1, (slice + tick - 1) / tick))
+            ws.pointee.tick_ns = tick
+            if gt_worker_timers_start(ws, tick) != 0 {
+                // The Machine stays attached and runs threads, unpreempted.
+                throw KernelError.system(call: "timer_create", errno: gt_errno_get())
+            }
+        }
+    }
+
+    /// Undoes `attach` on the calling OS thread.
+    func detach() {
+        let ws = gt_self()!
+        if getenv("GT_DEBUG_WORKERS") != nil {
+            gt_write_stderr("machine \(id): ticks=\(ws.pointee.ticks) preemptions=\(ws.pointee.preemptions) deferrals=\(ws.pointee.deferrals) parks=\(ws.pointee.parks) no_spare=\(ws.pointee.no_spare)\n")
+        }
+        gt_worker_timers_stop(ws)
+        ws.pointee.is_worker = 0
+        gt_altstack_teardown(altStack, altStackSize, &previousAltStack)
+        altStack = nil
+        ws.pointee = savedState
+        state = nil
+    }
+
+    /// Runs the Machine on the calling OS thread until the kernel shuts down
+    /// or the monitor retires it as a spare. `handing` runs once attached,
+    /// to give it a processor (or none: it starts as a spare).
+    func attachAndRun(handing: () -> Void) {
+        do { try attach() } catch {
+            // Without its tick this Machine still runs threads, unpreempted;
+            // say so rather than stop the kernel.
+            gt_write_stderr("GreenThreads: OS thread \(id): \(error)\n")
+        }
+        handing()
+        runLoop()
+        detach()
+        kernel.withCriticalLock {
+            exited = true
+            kernel.exitedMachines += 1
+        }
+        kernel.wakeMonitor()  // to be joined
+    }
+
+    // MARK: The scheduling context
+
+    /// The scheduling context's loop. Holds one critical count throughout.
+    func runLoop() {
+        let ws = gt_enter_critical()!
+        precondition(ws.pointee.critical == 1, "OS thread \(id) started inside a critical section")
+        kernel.lock.lock()
+        while !kernel.shuttingDown {
+            if let resume = resumeNext {
+                // A cooperative switch picked a parked thread: give it our processor.
+                resumeNext = nil
+                kernel.resumeParked(resume, from: self)
+                continue
+            }
+            guard let p = processor else {
+                if !waitAsSpare() { break }
+                continue
+            }
+            if let from = ws.pointee.handoff_from {
+                // A Machine parked with its preempted thread and gave us its processor.
+                ws.pointee.handoff_from = nil
+                kernel.requeueParked(Machine.from(from), on: p, by: self)
+            }
+            if let next = kernel.pickNext(p) {
+                if next.boundMachine != nil {
+                    kernel.resumeParked(next, from: self)
+                } else {
+                    kernel.switchTo(next, on: self, action: .none)  // returns with the lock released
+                    kernel.lock.lock()
+                }
+                continue
+            }
+            idle(on: p, ws)
+        }
+        kernel.lock.unlock()
+        _ = gt_exit_critical()
+    }
+
+    /// Nothing is ready: sleep on the processor until `makeReady` wakes it,
+    /// the monitor retakes nothing (an idle processor is never retaken), or
+    /// the kernel stops. Kernel lock held; returns with it held.
+    private func idle(on p: Processor, _ ws: UnsafeMutablePointer<gt_worker_state>) {
+        p.isIdle = true
+        kernel.idleProcessors.append(p)
+        if kernel.checkForDeadlock() { return }
+        while p.isIdle && !kernel.shuttingDown {
+            let seq = gt_atomic_load_u32(&ws.pointee.park_word)
+            kernel.lock.unlock()
+            gt_park_wait(ws, seq, -1)
+            kernel.lock.lock()
+        }
+        if p.isIdle {  // shutting down while idle
+            p.isIdle = false
+            kernel.idleProcessors.removeAll { $0 === p }
+        }
+    }
+
+    /// Waits in the spare pool until a parking Machine hands this one a
+    /// processor (true) or the monitor retires it or the kernel stops
+    /// (false). Kernel lock held; returns with it held.
+    private func waitAsSpare() -> Bool {
+        let ws: UnsafeMutablePointer<gt_worker_state> = state
+        gt_spare_push(ws)
+        while true {
+            let seq = gt_atomic_load_u32(&ws.pointee.park_word)
+            if processor != nil { return true }
+            if retiring || kernel.shuttingDown {
+                if gt_spare_remove(ws) != 0 { return false }
+                // A parking Machine popped us just now: its processor is on the way.
+                retiring = false
+            }
+            kernel.lock.unlock()
+            gt_park_wait(ws, seq, -1)
+            kernel.lock.lock()
+        }
+    }
+}

@@ -1,0 +1,227 @@
+// Scenarios for locks and blocking calls that belong to the OS thread
+// (BRIEF.md "Foreign locks", hazards 7 and 11): a preempted green thread
+// must keep its OS thread, and a processor whose OS thread blocks in the OS
+// must be handed on. Run with `--workers 1|2`; `--disable-fix handoff` turns
+// off the monitor's hand-off to show the blocking scenarios fail without it.
+import CGreenCore
+import Dispatch
+import GreenThreads
+import Glibc
+import Synchronization
+
+/// One kind of lock the program's own code may hold when preemption strikes.
+private protocol ForeignLock: AnyObject {
+    func withLock(_ body: () -> Void)
+}
+
+private final class SwiftMutexLock: ForeignLock {
+    let mutex = Mutex<Int>(0)
+    func withLock(_ body: () -> Void) { mutex.withLock { value in value += 1; body() } }
+}
+
+private final class PthreadMutexLock: ForeignLock {
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init(recursive: Bool) {
+        mutex = .allocate(capacity: 1)
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        if recursive { pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE)) }
+        pthread_mutex_init(mutex, &attr)
+        pthread_mutexattr_destroy(&attr)
+        self.recursive = recursive
+    }
+    let recursive: Bool
+    func withLock(_ body: () -> Void) {
+        pthread_mutex_lock(mutex)
+        if recursive { pthread_mutex_lock(mutex) }  // nested, as recursive users do
+        body()
+        if recursive { pthread_mutex_unlock(mutex) }
+        pthread_mutex_unlock(mutex)
+    }
+}
+
+private final class PthreadRWLock: ForeignLock {
+    let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    init() {
+        lock = .allocate(capacity: 1)
+        pthread_rwlock_init(lock, nil)
+    }
+    func withLock(_ body: () -> Void) {
+        pthread_rwlock_wrlock(lock)
+        body()
+        pthread_rwlock_unlock(lock)
+    }
+}
+
+private final class FileLock: ForeignLock {
+    let file: UnsafeMutablePointer<FILE> = fopen("/dev/null", "w")!
+    func withLock(_ body: () -> Void) {
+        flockfile(file)
+        body()
+        funlockfile(file)
+    }
+}
+
+private func foreignLock(_ kind: String) -> ForeignLock {
+    switch kind {
+    case "swift-mutex": return SwiftMutexLock()
+    case "pthread-mutex": return PthreadMutexLock(recursive: false)
+    case "recursive-mutex": return PthreadMutexLock(recursive: true)
+    case "rwlock": return PthreadRWLock()
+    case "flockfile": return FileLock()
+    default:
+        check(false, "unknown lock kind \(kind)")
+        fatalError()
+    }
+}
+
+/// Threads inside the critical section right now: more than one is a
+/// broken mutual exclusion.
+private let insideLock = Atomic<Int>(0)
+private let exclusionBroken = Atomic<Int>(0)
+
+let foreignLockScenarios: [String: () throws -> Void] = [
+    "foreign-lock": {
+        // Eight green threads, 1 ms slices, each repeatedly taking the lock
+        // and computing ~30 us inside it (a call-free spin, so ticks land
+        // inside the critical section). Preemption must never let a second
+        // green thread onto the holder's OS thread: with the first design
+        // (an in-place switch) Synchronization.Mutex trapped ("Recursive
+        // call to lock Mutex"), pthread mutexes and rwlocks hung, and
+        // recursive mutexes and flockfile let two threads in at once.
+        let kind = option("kind") ?? "pthread-mutex"
+        let lock = foreignLock(kind)
+        let millis = intOption("ms", 1500)
+        var acquisitions = 0
+        var preemptions: UInt64 = 0
+        var preemptedInside = 0
+        try Kernel.run(KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(1))) {
+            let deadline = gt_clock_monotonic_ns() + Int64(millis) * 1_000_000
+            let handles = try (0..<8).map { i in
+                try GreenThread.spawn(name: "locker\(i)") { () -> (Int, Int) in
+                    var count = 0, inside = 0
+                    let me = GreenThread.current
+                    while gt_clock_monotonic_ns() < deadline {
+                        lock.withLock {
+                            if insideLock.add(1, ordering: .acquiringAndReleasing).newValue != 1 {
+                                exclusionBroken.add(1, ordering: .relaxed)
+                            }
+                            let before = me.statistics.preemptions
+                            spin(nanoseconds: 30_000)
+                            if me.statistics.preemptions != before { inside += 1 }
+                            insideLock.subtract(1, ordering: .acquiringAndReleasing)
+                        }
+                        count += 1
+                    }
+                    return (count, inside)
+                }
+            }
+            let results = try handles.map { try $0.join() }
+            acquisitions = results.map(\.0).reduce(0, +)
+            preemptedInside = results.map(\.1).reduce(0, +)
+            preemptions = handles.map { $0.thread.statistics.preemptions }.reduce(0, +)
+        }
+        print("kind=\(kind)\nacquisitions=\(acquisitions)\npreemptions=\(preemptions)")
+        print("preempted_inside=\(preemptedInside)\nexclusion_broken=\(exclusionBroken.load(ordering: .relaxed))")
+        check(exclusionBroken.load(ordering: .relaxed) == 0, "two green threads were inside the \(kind) at once")
+        check(preemptedInside > 0, "no preemption landed inside the lock: the scenario proves nothing")
+        print("OK")
+    },
+
+    "blocking-handoff": {
+        // One processor. A ticker sleeps 1 ms at a time while another green
+        // thread blocks its OS thread in the OS for 300 ms: a plain read of
+        // an empty pipe, a DispatchSemaphore signalled by a third green
+        // thread, or a pthread mutex held across usleep by one thread and
+        // wanted by another. The monitor must hand the processor on, so the
+        // ticker keeps ticking (without the hand-off it stops for the whole
+        // block, or the kernel hangs).
+        let kind = option("kind") ?? "read"
+        let blockMs = intOption("ms", 300)
+        var ticksDuringBlock = 0
+        try Kernel.run(KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(10))) {
+            let blocking = Atomic<Bool>(false)
+            let done = Atomic<Bool>(false)
+            // Same priority as the blocked thread: a higher one would get
+            // the processor by its wake-up's preemption signal, which also
+            // knocks the blocked OS thread out of its call; only the
+            // monitor's hand-off helps an equal.
+            let ticker = try GreenThread.spawn(name: "ticker") { () -> Int in
+                var ticks = 0
+                while !done.load(ordering: .acquiring) {
+                    GreenThread.sleep(for: .milliseconds(1))
+                    if blocking.load(ordering: .acquiring) { ticks += 1 }
+                }
+                return ticks
+            }
+            switch kind {
+            case "read":
+                var fds: [Int32] = [0, 0]
+                check(pipe(&fds) == 0, "pipe")
+                let writer = fds[1]
+                var attr = pthread_attr_t()
+                pthread_attr_init(&attr)
+                var t = pthread_t()
+                let delay = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+                delay[0] = writer
+                delay[1] = Int32(blockMs)
+                pthread_create(&t, &attr, { raw in
+                    let p = raw!.assumingMemoryBound(to: Int32.self)
+                    usleep(UInt32(p[1]) * 1000)
+                    var byte: UInt8 = 1
+                    _ = write(p[0], &byte, 1)
+                    return nil
+                }, delay)
+                let reader = try GreenThread.spawn(name: "reader") { () -> Int in
+                    blocking.store(true, ordering: .releasing)
+                    var byte: UInt8 = 0
+                    let n = read(fds[0], &byte, 1)  // blocks this OS thread
+                    blocking.store(false, ordering: .releasing)
+                    return n
+                }
+                let got = try reader.join()
+                check(got == 1, "read returned \(got)")
+                pthread_join(t, nil)
+            case "semaphore":
+                let semaphore = DispatchSemaphore(value: 0)
+                let waiter = try GreenThread.spawn(name: "waiter") {
+                    blocking.store(true, ordering: .releasing)
+                    semaphore.wait()  // blocks this OS thread
+                    blocking.store(false, ordering: .releasing)
+                }
+                let signaller = try GreenThread.spawn(name: "signaller") {
+                    GreenThread.sleep(for: .milliseconds(blockMs))
+                    semaphore.signal()
+                }
+                try signaller.join()
+                try waiter.join()
+            case "pthread-sleep":
+                let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+                pthread_mutex_init(mutex, nil)
+                let holder = try GreenThread.spawn(name: "holder") {
+                    pthread_mutex_lock(mutex)
+                    blocking.store(true, ordering: .releasing)
+                    usleep(UInt32(blockMs) * 1000)  // blocks this OS thread holding the lock
+                    blocking.store(false, ordering: .releasing)
+                    pthread_mutex_unlock(mutex)
+                }
+                let wanter = try GreenThread.spawn(name: "wanter") {
+                    GreenThread.sleep(for: .milliseconds(20))
+                    pthread_mutex_lock(mutex)  // blocks another OS thread until the holder is done
+                    pthread_mutex_unlock(mutex)
+                }
+                try holder.join()
+                try wanter.join()
+            default:
+                check(false, "unknown kind \(kind)")
+            }
+            done.store(true, ordering: .releasing)
+            ticksDuringBlock = try ticker.join()
+        }
+        print("kind=\(kind)\nticks_during_block=\(ticksDuringBlock)")
+        // A 1 ms ticker across a 300 ms block: a hand-off within a few ms
+        // leaves well over a third of the ticks; without one, none.
+        check(ticksDuringBlock >= blockMs / 3, "the ticker stopped while a thread was blocked: \(ticksDuringBlock) ticks")
+        print("OK")
+    },
+]
