@@ -131,7 +131,7 @@ final class KernelCore: @unchecked Sendable {
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
         if thread.core != nil {
-            thread.finalStatistics = thread.statistics
+            thread.finalStatistics = thread.statisticsKernelLocked
             thread.core = nil
         }
         if let stack = thread.stack {

@@ -306,7 +306,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         let waiter = SyncWaiter(thread: me, object: self)
         waiters.insert(waiter)
         me.syncWaiter = waiter
-        kernel.mutexWaitersChanged(self)
+        kernel.mutexWaitersChanged(self, owner: owner)
         #if DEBUG
         kernel.debugVerify(self, caller: me)
         #endif
@@ -314,14 +314,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         //    the deadline passes.
         let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
         let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
-            // Timed out (monitor, kernel lock): leave the queue; the owner's
-            // priority drops to what the remaining waiters require.
-            waiters.remove(waiter)
-            clearHasWaitersIfIdle()
-            kernel.mutexWaitersChanged(self)
-            #if DEBUG
-            kernel.debugVerify(self, caller: nil)
-            #endif
+            timedOut(waiter, kernel)
         }
         let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, onTimeout: onTimeout)
         switch outcome {
@@ -330,6 +323,31 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         case .timedOut: return .timedOut
         case .waiting, .closed: preconditionFailure("\(me) woke from \(self) with outcome \(outcome)")
         }
+    }
+
+    /// `waiter`'s deadline passed before a handoff (monitor, kernel lock):
+    /// it leaves the queue, and the owner's priority drops to what the
+    /// remaining waiters require. The order is the point (issue 10): the
+    /// owner is read and recomputed while hasWaiters is still set, because
+    /// only then is the owner word stable; once the bit is clear the owner
+    /// may unlock lock-free (and another thread lock) at any moment, and an
+    /// owner found by reading the word afterwards may not be the one that
+    /// inherited from this waiter.
+    private func timedOut(_ waiter: SyncWaiter, _ kernel: KernelCore) {
+        // The waiter was queued until now, so the bit is set and the mutex
+        // has an owner (a mutex with waiters is held).
+        let owner = ownerThread!
+        waiters.remove(waiter)
+        SyncTestHooks.mutexTimeout?(.waiterRemoved)
+        kernel.mutexWaitersChanged(self, owner: owner)
+        clearHasWaitersIfIdle()
+        SyncTestHooks.mutexTimeout?(.hasWaitersCleared)
+        #if DEBUG
+        // The old owner's invariants too: after the bit is cleared the
+        // word may name somebody else, and the old owner is the thread
+        // whose inherited level this timeout had to lower.
+        kernel.debugVerify(self, caller: nil, previousOwner: owner)
+        #endif
     }
 
     @inline(__always)

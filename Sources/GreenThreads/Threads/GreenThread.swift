@@ -115,18 +115,26 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Whether the calling code runs on a green thread.
     public static var isInKernel: Bool { gt_on_green_thread() != 0 }
 
+    // The getters below read fields that the kernel lock guards, so they
+    // take it (withSyncLock: this kernel's lock from a green thread, the
+    // running kernel's from an OS thread, none once no kernel runs). A
+    // plain read would race with the scheduler on another worker (a data
+    // race ThreadSanitizer reports), and `isBoosted` would compare a base
+    // and an effective level from two different moments. Each is a
+    // snapshot: it may change right after the read.
+
     /// The base priority, as given at spawn or by `setPriority(_:)`.
-    public var priority: Priority { Priority(unchecked: basePriorityLevel) }
+    public var priority: Priority { withSyncLock { _ in Priority(unchecked: basePriorityLevel) } }
 
     /// The priority the scheduler uses: the base priority, raised while the
     /// thread holds a mutex that a higher-priority thread waits for.
-    public var effectivePriority: Priority { Priority(unchecked: effectivePriorityLevel) }
+    public var effectivePriority: Priority { withSyncLock { _ in Priority(unchecked: effectivePriorityLevel) } }
 
     /// Whether `effectivePriority` is raised above `priority` by inheritance.
-    public var isBoosted: Bool { effectivePriorityLevel > basePriorityLevel }
+    public var isBoosted: Bool { withSyncLock { _ in effectivePriorityLevel > basePriorityLevel } }
 
-    /// The thread's state. A snapshot: it may change right after the read.
-    public var state: State { runState }
+    /// The thread's state.
+    public var state: State { withSyncLock { _ in runState } }
 
     /// Changes the base priority. Takes effect at once: a ready thread moves
     /// to its new run-queue level, a running thread that now ranks below a
@@ -140,8 +148,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// switch (no system call on the switch path).
     public var cpuTime: Duration { statistics.cpuTime }
 
-    /// Counters of this thread's scheduling history.
-    public var statistics: ThreadStatistics {
+    /// Counters of this thread's scheduling history (a snapshot, read
+    /// under the kernel lock: the counters live in the C control block at
+    /// the top of the stack, which is freed when the thread is reaped).
+    public var statistics: ThreadStatistics { withSyncLock { _ in statisticsKernelLocked } }
+
+    /// `statistics` for callers that hold the kernel lock.
+    var statisticsKernelLocked: ThreadStatistics {
         guard let core else { return finalStatistics }
         var s = ThreadStatistics()
         s.cpuTicks = core.pointee.cpu_ticks
