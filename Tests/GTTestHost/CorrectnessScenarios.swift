@@ -143,4 +143,232 @@ let correctnessScenarios: [String: () throws -> Void] = [
         check(stale.load(ordering: .relaxed) == 0, "\(stale.load(ordering: .relaxed)) stale boosts; first: \(firstStale)")
         print("OK")
     },
+
+    "deadlock-report-while-an-os-thread-uses-the-sync-kit": {
+        // Story (2 workers): two threads join each other, so the kernel declares a deadlock, while a
+        // plain OS thread keeps reading a semaphore's value (withSyncLock: KernelCore.running, then
+        // the kernel lock). The hook holds the kernel lock 50 ms as the report starts, so the OS
+        // thread is surely waiting for it while holding `running`. The report must not take
+        // `running` under the kernel lock (the bug: both threads hung). Fails by timeout otherwise.
+        let stop = Atomic<Bool>(false)
+        let probe = GreenSemaphore(value: 0)
+        let reads = Atomic<Int>(0)
+        let hammer = OSWorker {
+            while !stop.load(ordering: .relaxed) {
+                _ = probe.value
+                reads.add(1, ordering: .relaxed)
+            }
+        }
+        SyncTestHooks.deadlockDetected = { usleep(50_000) }
+        defer { SyncTestHooks.deadlockDetected = nil }
+        var cycles: [[UInt64]] = []
+        do {
+            try Kernel.run(KernelConfiguration(workers: 2)) {
+                var second: JoinHandle<Void>?
+                let first = try GreenThread.spawn(name: "first") {
+                    GreenThread.sleep(for: .milliseconds(10))
+                    try second!.join()
+                }
+                second = try GreenThread.spawn(name: "second") { try first.join() }
+                try first.join()
+            }
+            check(false, "deadlock not detected")
+        } catch let KernelError.deadlock(report) {
+            cycles = report.cycles
+        }
+        stop.store(true, ordering: .relaxed)
+        hammer.join()
+        print("cycles=\(cycles.count)\nos_thread_reads=\(reads.load(ordering: .relaxed))")
+        check(cycles.count == 1, "one cycle: \(cycles)")
+        check(reads.load(ordering: .relaxed) > 0, "the OS thread never read the semaphore")
+        print("OK")
+    },
+
+    "no-deadlock-while-an-os-thread-may-signal": {
+        // Story (2 workers): main waits on a semaphore that only a plain OS thread signals, 300 ms
+        // later, then receives from a channel that the OS thread sends on 100 ms after that. Every
+        // green thread is blocked meanwhile, but the kernel is not deadlocked: docs/sync.md lets an
+        // OS thread signal and send. The bug: KernelError.deadlock after a few milliseconds.
+        let sem = GreenSemaphore(value: 0, name: "from-os-thread")
+        let ch = GreenChannel<Int>(capacity: 1, name: "from-os-thread")
+        var got: Int?
+        var waitedMs: Int64 = 0
+        let helper = OSWorker {
+            usleepOS(300_000)
+            sem.signal()
+            usleepOS(100_000)
+            do { try ch.send(7) } catch { print("send failed: \(error)") }
+        }
+        do {
+            try Kernel.run(KernelConfiguration(workers: 2)) {
+                let t0 = gt_clock_monotonic_ns()
+                sem.wait()
+                got = ch.receive()
+                waitedMs = (gt_clock_monotonic_ns() - t0) / 1_000_000
+            }
+        } catch {
+            helper.join()
+            check(false, "Kernel.run threw \(error)")
+        }
+        helper.join()
+        print("got=\(String(describing: got))\nwaited_ms=\(waitedMs)")
+        check(got == 7, "main received \(String(describing: got))")
+        check(waitedMs >= 350, "main waited only \(waitedMs) ms")
+        print("OK")
+    },
+
+    "deadlock-on-a-semaphore-reported-once-outside-threads-end": {
+        // Story (2 workers): main waits on a semaphore nobody will signal. A plain OS thread exists
+        // for 300 ms and ends without signalling. While it exists the kernel cannot know it will
+        // not signal, so the deadlock is reported only after it ended (within the monitor's 100 ms
+        // check interval, and well under 3 s); a join cycle (green threads only) is reported at once
+        // even while an OS thread exists.
+        let sem = GreenSemaphore(value: 0, name: "never-signalled")
+        let helper = OSWorker { usleepOS(300_000) }
+        let t0 = gt_clock_monotonic_ns()
+        var elapsedMs: Int64 = -1
+        do {
+            try Kernel.run(KernelConfiguration(workers: 2)) { sem.wait() }
+            check(false, "deadlock not detected")
+        } catch let KernelError.deadlock(report) {
+            elapsedMs = (gt_clock_monotonic_ns() - t0) / 1_000_000
+            check(report.threads.count == 1, "one live thread: \(report.threads.count)")
+        }
+        helper.join()
+        print("semaphore_deadlock_ms=\(elapsedMs)")
+        check(elapsedMs >= 300 && elapsedMs < 3000, "reported after \(elapsedMs) ms; the OS thread lived 300 ms")
+
+        let bystander = OSWorker { usleepOS(2_000_000) }
+        let t1 = gt_clock_monotonic_ns()
+        var joinMs: Int64 = -1
+        do {
+            try Kernel.run(KernelConfiguration(workers: 2)) {
+                var b: JoinHandle<Void>?
+                let a = try GreenThread.spawn(name: "a") { GreenThread.sleep(for: .milliseconds(10)); try b!.join() }
+                b = try GreenThread.spawn(name: "b") { try a.join() }
+                try a.join()
+            }
+            check(false, "join deadlock not detected")
+        } catch KernelError.deadlock {
+            joinMs = (gt_clock_monotonic_ns() - t1) / 1_000_000
+        }
+        bystander.join()
+        print("join_deadlock_ms=\(joinMs)")
+        check(joinMs >= 0 && joinMs < 1000, "a join cycle reported after \(joinMs) ms with an OS thread alive")
+        print("OK")
+    },
+
+    "thread-local-deinit-may-use-the-sync-kit": {
+        // Story (2 workers): a thread sets a GreenThreadLocal to an object whose deinit locks a
+        // GreenMutex and signals a semaphore, then ends; nobody keeps its JoinHandle. --via registry:
+        // the registry holds the thread's last reference, dropped at reap under the kernel lock.
+        // --via timer: the thread was woken early from a timed wait, so a stale timer entry holds its
+        // last reference, dropped by the monitor under the kernel lock at the old deadline. Either
+        // way the deinit must run (on the thread, when its body returns), and main must see the
+        // signal. The bug: the deinit ran under the non-recursive kernel lock and hung the kernel.
+        final class UsesSyncKitOnDeinit {
+            let dropped: GreenSemaphore, m: GreenMutex
+            init(_ dropped: GreenSemaphore, _ m: GreenMutex) { self.dropped = dropped; self.m = m }
+            deinit {
+                try? m.withLock {}
+                dropped.signal()
+            }
+        }
+        let via = option("via") ?? "registry"
+        check(via == "registry" || via == "timer", "--via registry|timer, not \(via)")
+        let local = try GreenThreadLocal<UsesSyncKitOnDeinit?>(default: nil)
+        var seen = false
+        try Kernel.run(KernelConfiguration(workers: 2)) {
+            let dropped = GreenSemaphore(value: 0), wake = GreenSemaphore(value: 0)
+            let m = GreenMutex(name: "used-by-deinit")
+            _ = try GreenThread.spawn(name: "local-holder") {
+                local.value = UsesSyncKitOnDeinit(dropped, m)
+                if via == "timer" { _ = wake.wait(timeout: .milliseconds(300)) }
+            }
+            if via == "timer" {
+                GreenThread.sleep(for: .milliseconds(20))
+                wake.signal()
+            }
+            seen = dropped.wait(timeout: .seconds(5))
+            // Past the stale entry's deadline: the monitor has dropped it.
+            if via == "timer" { GreenThread.sleep(for: .milliseconds(500)) }
+        }
+        print("via=\(via)\ndeinit_signalled=\(seen)")
+        check(seen, "the local's deinit never signalled")
+        print("OK")
+    },
+
+    "thread-local-keys-exhausted-throws": {
+        // Story: GreenThreadLocals are created until the OS has no thread-local key left (glibc:
+        // PTHREAD_KEYS_MAX, 1024, minus what the process already uses). The next one must throw
+        // GreenThreadError.threadLocalKeyUnavailable, not silently share key 0 with another library.
+        var locals: [GreenThreadLocal<Int>] = []
+        var thrown: GreenThreadError?
+        for i in 0..<4096 {
+            do {
+                locals.append(try GreenThreadLocal<Int>(default: i))
+            } catch let error as GreenThreadError {
+                thrown = error
+                break
+            }
+        }
+        print("created=\(locals.count)\nerror=\(thrown.map { "\($0)" } ?? "none")")
+        guard case .threadLocalKeyUnavailable(let e)? = thrown else {
+            check(false, "no error after \(locals.count) locals")
+            return
+        }
+        check(e == EAGAIN, "errno \(e), want EAGAIN")
+        // The locals that were created still work, each with its own value.
+        locals[0].value = 10
+        locals[locals.count - 1].value = 20
+        check(locals[0].value == 10 && locals[locals.count - 1].value == 20, "values alias")
+        print("OK")
+    },
+
+    "clock-nanosleep-eintr-table": {
+        // Story (1 worker, no preemption, so only the program's own signal interrupts): main sleeps
+        // with clock_nanosleep, and a plain OS thread sends the worker SIGUSR1 (a handler without
+        // SA_RESTART) 100 ms into it. Cases: relative and absolute (TIMER_ABSTIME), each with
+        // `remain` preset to a marker. EINTR reaches the program either way (its own signal); a
+        // relative sleep reports the time left (0 < left < 2 s); an absolute one leaves `remain`
+        // alone (the bug: it received uninitialized stack bytes).
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: the sleep fails with EINTR
+        check(sigaction(SIGUSR1, &action, nil) == 0, "sigaction")
+        let marker = timespec(tv_sec: 12345, tv_nsec: 678)
+        var results: [String] = []
+        try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) {
+            let worker = pthread_self()
+            for absolute in [false, true] {
+                let sender = OSWorker {
+                    usleepOS(100_000)
+                    pthread_kill(worker, SIGUSR1)
+                }
+                var request = timespec(tv_sec: 2, tv_nsec: 0)
+                if absolute {
+                    var now = timespec()
+                    clock_gettime(CLOCK_MONOTONIC, &now)
+                    request.tv_sec += now.tv_sec
+                    request.tv_nsec = now.tv_nsec
+                }
+                var remain = marker
+                let rc = clock_nanosleep(CLOCK_MONOTONIC, absolute ? TIMER_ABSTIME : 0, &request, &remain)
+                sender.join()
+                let name = absolute ? "absolute" : "relative"
+                results.append("\(name): rc=\(rc) remain=\(remain.tv_sec).\(remain.tv_nsec)")
+                check(rc == EINTR, "\(name): rc \(rc), want EINTR")
+                if absolute {
+                    check(remain.tv_sec == marker.tv_sec && remain.tv_nsec == marker.tv_nsec,
+                          "absolute sleep wrote remain = \(remain.tv_sec) s \(remain.tv_nsec) ns")
+                } else {
+                    let left = Int64(remain.tv_sec) * 1_000_000_000 + Int64(remain.tv_nsec)
+                    check(left > 0 && left < 2_000_000_000, "relative sleep left \(left) ns")
+                }
+            }
+        }
+        print(results.joined(separator: "\n"))
+        print("OK")
+    },
 ]

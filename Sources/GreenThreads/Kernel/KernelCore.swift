@@ -181,26 +181,39 @@ final class KernelCore: @unchecked Sendable {
         }
         timers.dropStale()
         guard timers.isEmpty else { return false }
+        // A wait an OS thread outside the kernel may still end is not
+        // hopeless while such a thread exists (Sync/DeadlockRule.swift).
+        guard !someWaitMayEndFromOutside() else { return false }
+        SyncTestHooks.deadlockDetected?()
         var threads: [DeadlockReport.Entry] = []
         forEachLiveThread { t in
             threads.append(.init(threadID: t.id, name: t.name, state: t.runState,
                                  priority: t.basePriorityLevel, waitingOn: t.waitRecord))
         }
-        deadlockReport = DeadlockReport(threads: threads.reversed())
+        deadlockReport = DeadlockReport(threads: threads.reversed(), kernel: self)
         beginShutdown()
         return true
     }
 
     /// After a deadlock: the blocked threads can never run; give their
     /// stacks back and drop them. Objects their frames referenced leak.
+    /// The thread objects (their locals, their wait entries with channel
+    /// values) and the timer heap are dropped after the lock is released:
+    /// those deinits may be a program's code.
     func abandonBlockedThreads() {
-        withCriticalLock {
+        let (abandoned, oldTimers) = withCriticalLock { () -> ([GreenThread], TimerHeap) in
+            var threads: [GreenThread] = []
             while let t = registryHead {
+                threads.append(t)
                 t.runState = .finished
                 reap(t)
             }
             liveThreads = 0
-            timers = TimerHeap()
+            var heap = TimerHeap()
+            swap(&heap, &timers)
+            return (threads, heap)
         }
+        _ = consume abandoned
+        _ = consume oldTimers
     }
 }

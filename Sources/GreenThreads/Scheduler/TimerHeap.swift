@@ -3,6 +3,14 @@
 // a thread woken before its deadline bumps its timerGeneration, and the
 // monitor skips entries whose generation no longer matches. Guarded by the
 // kernel lock.
+//
+// An entry keeps its thread alive, so a stale entry may hold the last
+// reference to a finished thread, and dropping it (pop, dropStale) frees
+// the thread under the kernel lock. That runs no program code: a thread's
+// GreenThreadLocal values are dropped when its body returns
+// (GreenThread.tearDownLocals), and its body closure before that. A heap of
+// abandoned threads (after a deadlock) is dropped outside the lock
+// (KernelCore.abandonBlockedThreads).
 
 struct TimerHeap {
     struct Entry {

@@ -85,7 +85,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     // --- own thread ---
     @exclusivity(unchecked) var body: (() -> Void)?
+    /// GreenThreadLocal values, by slot. Emptied by `tearDownLocals` when
+    /// the body returns, so that dropping the thread object (at reap, under
+    /// the kernel lock, or wherever its last reference goes: a JoinHandle,
+    /// a stale timer entry) runs no deinit of a program's value.
     @exclusivity(unchecked) var locals: [UInt64: Any] = [:]
+    /// Set once the locals are torn down: a value set after that (by a
+    /// local's own deinit) is dropped at once instead of stored.
+    @exclusivity(unchecked) var localsTornDown = false
 
     unowned(unsafe) let kernel: KernelCore
 
@@ -98,6 +105,28 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "green thread \(id) '\(name)'" }
+
+    /// Rounds of `tearDownLocals`, as POSIX's PTHREAD_DESTRUCTOR_ITERATIONS
+    /// (4 in glibc): a deinit that keeps setting locals cannot loop forever.
+    static let localTeardownRounds = 4
+
+    /// Drops this thread's GreenThreadLocal values, on the thread itself,
+    /// once its body has returned (Scheduler's runThreadBody), outside the
+    /// kernel lock: their deinits may use any green primitive. A deinit
+    /// may set a local again; those values are dropped in the next round,
+    /// and after the last round as soon as they are set. Own thread.
+    func tearDownLocals() {
+        for round in 0..<GreenThread.localTeardownRounds {
+            if round == GreenThread.localTeardownRounds - 1 { localsTornDown = true }
+            guard !locals.isEmpty else { break }
+            // Swap out first: a deinit that runs below then finds an empty
+            // table, not the one being destroyed.
+            var dropped: [UInt64: Any] = [:]
+            swap(&dropped, &locals)
+            dropped.removeAll()
+        }
+        localsTornDown = true
+    }
 
     // MARK: Identity and state
 
