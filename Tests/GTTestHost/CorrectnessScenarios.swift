@@ -281,10 +281,16 @@ let correctnessScenarios: [String: () throws -> Void] = [
         try Kernel.run(KernelConfiguration(workers: 2)) {
             let dropped = GreenSemaphore(value: 0), wake = GreenSemaphore(value: 0)
             let m = GreenMutex(name: "used-by-deinit")
-            _ = try GreenThread.spawn(name: "local-holder") {
-                local.value = UsesSyncKitOnDeinit(dropped, m)
-                if via == "timer" { _ = wake.wait(timeout: .milliseconds(300)) }
+            // In a function of its own, so that the JoinHandle is released
+            // when it returns (a debug build keeps `_ =` results to the end
+            // of the enclosing scope).
+            @inline(never) func startHolder() throws {
+                _ = try GreenThread.spawn(name: "local-holder") {
+                    local.value = UsesSyncKitOnDeinit(dropped, m)
+                    if via == "timer" { _ = wake.wait(timeout: .milliseconds(300)) }
+                }
             }
+            try startHolder()
             if via == "timer" {
                 GreenThread.sleep(for: .milliseconds(20))
                 wake.signal()
@@ -369,6 +375,61 @@ let correctnessScenarios: [String: () throws -> Void] = [
             }
         }
         print(results.joined(separator: "\n"))
+        print("OK")
+    },
+
+    "mutex-contended-cas-retries-are-bounded": {
+        // Story (2 workers, no preemption ticks): owner (16) holds M and spins on worker A, calling
+        // nothing but M's lock-free fast paths. locker (16) calls M.lock() on worker B and takes the
+        // kernel lock. The hook runs between its read of the word and its CAS, and each time makes
+        // owner toggle M (unlock, or lock again) without the kernel lock, so every CAS fails: --toggles
+        // (1000) times in a row. The attempts under one hold of the kernel lock must stay within
+        // GreenMutex's bound (64), the lock being let go in between; then owner stops toggling, ends
+        // holding or not, and locker gets M. The bug: one hold of the kernel lock for all 1000.
+        let toggles = intOption("toggles", 1000)
+        let requested = Atomic<Int>(0), done = Atomic<Int>(0), maxAttempt = Atomic<Int>(0)
+        let ownerSpinning = Atomic<Bool>(false)
+        SyncTestHooks.contendedLockAttempt = { attempt in
+            if attempt > maxAttempt.load(ordering: .relaxed) { maxAttempt.store(attempt, ordering: .relaxed) }
+            guard ownerSpinning.load(ordering: .acquiring), requested.load(ordering: .relaxed) < toggles else { return }
+            let n = requested.add(1, ordering: .releasing).newValue
+            _ = spinOS(seconds: 5) { done.load(ordering: .acquiring) >= n }
+        }
+        defer { SyncTestHooks.contendedLockAttempt = nil }
+        var lockerGot = false
+        try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) {
+            let m = GreenMutex(name: "M")
+            let owner = try GreenThread.spawn(name: "owner") {
+                try m.lock()
+                var held = true
+                ownerSpinning.store(true, ordering: .releasing)
+                while done.load(ordering: .relaxed) < toggles {
+                    let target = requested.load(ordering: .acquiring)
+                    if target > done.load(ordering: .relaxed) {
+                        if held { try m.unlock() } else { check(m.tryLock(), "owner could not retake M") }
+                        held.toggle()
+                        done.add(1, ordering: .releasing)
+                    } else {
+                        gt_cpu_relax()
+                    }
+                }
+                ownerSpinning.store(false, ordering: .releasing)
+                if held { try m.unlock() }
+            }
+            waitUntil("owner holds M") { ownerSpinning.load(ordering: .acquiring) }
+            let locker = try GreenThread.spawn(name: "locker") {
+                try m.lock()
+                lockerGot = true
+                try m.unlock()
+            }
+            try locker.join()
+            try owner.join()
+        }
+        print("toggles=\(done.load(ordering: .relaxed))\nmax_attempts_per_kernel_lock=\(maxAttempt.load(ordering: .relaxed))")
+        check(lockerGot, "locker never got M")
+        check(done.load(ordering: .relaxed) == toggles, "owner toggled \(done.load(ordering: .relaxed)) times")
+        check(maxAttempt.load(ordering: .relaxed) <= 64,
+              "\(maxAttempt.load(ordering: .relaxed)) CAS attempts under one hold of the kernel lock")
         print("OK")
     },
 ]

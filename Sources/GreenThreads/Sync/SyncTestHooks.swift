@@ -5,7 +5,8 @@
 // Only the test host sets them (`@_spi(TestHooks) import GreenThreads`);
 // everybody else leaves them nil, and a hook point then costs one load and
 // a branch, on paths that are already slow (a timed-out wait, a deadlock
-// being declared), never on a fast path.
+// being declared, a lock that found the mutex held and took the kernel
+// lock), never on an uncontended path.
 //
 // Guard: written before `Kernel.run` starts (so before the kernel's OS
 // threads exist: pthread_create orders the write before their reads), and
@@ -27,6 +28,11 @@ public enum SyncTestHooks {
 
     /// Called at each step of a mutex wait's timeout, kernel lock held.
     nonisolated(unsafe) public static var mutexTimeout: ((MutexTimeoutStep) -> Void)?
+
+    /// Called in the contended lock path under the kernel lock, between
+    /// reading the owner word and the CAS on it, with the attempt's number
+    /// since the kernel lock was taken (1, 2, ...).
+    nonisolated(unsafe) public static var contendedLockAttempt: ((Int) -> Void)?
 
     /// Called when the kernel has found every thread blocked, before it
     /// builds the deadlock report, kernel lock held.
