@@ -261,11 +261,13 @@ let correctnessScenarios: [String: () throws -> Void] = [
     "thread-local-deinit-may-use-the-sync-kit": {
         // Story (2 workers): a thread sets a GreenThreadLocal to an object whose deinit locks a
         // GreenMutex and signals a semaphore, then ends; nobody keeps its JoinHandle. --via registry:
-        // the registry holds the thread's last reference, dropped at reap under the kernel lock.
-        // --via timer: the thread was woken early from a timed wait, so a stale timer entry holds its
-        // last reference, dropped by the monitor under the kernel lock at the old deadline. Either
-        // way the deinit must run (on the thread, when its body returns), and main must see the
-        // signal. The bug: the deinit ran under the non-recursive kernel lock and hung the kernel.
+        // the kernel's own references to the finished thread go last (registry, worker), under the
+        // kernel lock. --via timer: the thread was woken early from a timed wait, so a stale timer
+        // entry holds it until the monitor drops it under the kernel lock at the old deadline.
+        // Either way the deinit must run on the thread when its body returns, and main must see the
+        // signal within 5 s. The bug: the values lived as long as the thread object; the timer
+        // variant hung the kernel (deinit under the non-recursive kernel lock), the registry variant
+        // never saw the signal.
         final class UsesSyncKitOnDeinit {
             let dropped: GreenSemaphore, m: GreenMutex
             init(_ dropped: GreenSemaphore, _ m: GreenMutex) { self.dropped = dropped; self.m = m }
