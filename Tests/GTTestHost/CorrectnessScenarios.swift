@@ -345,6 +345,12 @@ let correctnessScenarios: [String: () throws -> Void] = [
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0  // no SA_RESTART: the sleep fails with EINTR
         check(sigaction(SIGUSR1, &action, nil) == 0, "sigaction")
+        // A test runner may start us with SIGUSR1 blocked; this OS thread
+        // becomes worker 0, where the sleeps run.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGUSR1)
+        check(pthread_sigmask(SIG_UNBLOCK, &unblock, nil) == 0, "pthread_sigmask")
         let marker = timespec(tv_sec: 12345, tv_nsec: 678)
         var results: [String] = []
         try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) {
