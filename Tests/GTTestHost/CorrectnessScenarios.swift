@@ -22,6 +22,18 @@ func spinOS(seconds: Int64, until condition: () -> Bool) -> Bool {
     return true
 }
 
+/// A kernel body that deadlocks through green threads only: two threads
+/// join each other (after a 10 ms sleep, so both exist), and main joins one.
+func joinEachOther() throws {
+    var second: JoinHandle<Void>?
+    let first = try GreenThread.spawn(name: "first") {
+        GreenThread.sleep(for: .milliseconds(10))
+        try second!.join()
+    }
+    second = try GreenThread.spawn(name: "second") { try first.join() }
+    try first.join()
+}
+
 let correctnessScenarios: [String: () throws -> Void] = [
     "mutex-timeout-stale-boost-replay": {
         // Story (2 workers, no preemption ticks, so only the hook decides the interleaving):
@@ -163,15 +175,7 @@ let correctnessScenarios: [String: () throws -> Void] = [
         defer { SyncTestHooks.deadlockDetected = nil }
         var cycles: [[UInt64]] = []
         do {
-            try Kernel.run(KernelConfiguration(workers: 2)) {
-                var second: JoinHandle<Void>?
-                let first = try GreenThread.spawn(name: "first") {
-                    GreenThread.sleep(for: .milliseconds(10))
-                    try second!.join()
-                }
-                second = try GreenThread.spawn(name: "second") { try first.join() }
-                try first.join()
-            }
+            try Kernel.run(KernelConfiguration(workers: 2)) { try joinEachOther() }
             check(false, "deadlock not detected")
         } catch let KernelError.deadlock(report) {
             cycles = report.cycles
@@ -242,12 +246,7 @@ let correctnessScenarios: [String: () throws -> Void] = [
         let t1 = gt_clock_monotonic_ns()
         var joinMs: Int64 = -1
         do {
-            try Kernel.run(KernelConfiguration(workers: 2)) {
-                var b: JoinHandle<Void>?
-                let a = try GreenThread.spawn(name: "a") { GreenThread.sleep(for: .milliseconds(10)); try b!.join() }
-                b = try GreenThread.spawn(name: "b") { try a.join() }
-                try a.join()
-            }
+            try Kernel.run(KernelConfiguration(workers: 2)) { try joinEachOther() }
             check(false, "join deadlock not detected")
         } catch KernelError.deadlock {
             joinMs = (gt_clock_monotonic_ns() - t1) / 1_000_000
