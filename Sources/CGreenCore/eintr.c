@@ -54,22 +54,27 @@ static int gt_absorbs_eintr(void) {
 GT_CORE_TEXT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *request, struct timespec *remain) {
     gt_clock_nanosleep_fn real = gt_real_clock_nanosleep();
     if (!gt_absorbs_eintr()) return real(clock, flags, request, remain);
-    struct timespec left = *request, rest;
+    // An absolute sleep has no remainder: the kernel never writes `rest`
+    // for it, and POSIX leaves the caller's `remain` unused, so it is only
+    // copied out for relative sleeps (copying it for TIMER_ABSTIME handed
+    // the caller uninitialized stack bytes).
+    const int absolute = (flags & TIMER_ABSTIME) != 0;
+    struct timespec left = *request, rest = {0, 0};
     for (;;) {
         uint64_t ticks = gt_tls_state.ticks;
         int rc = real(clock, flags, &left, &rest);
         if (rc != EINTR || gt_tls_state.ticks == ticks) {
-            if (rc == EINTR && remain) *remain = rest;
+            if (rc == EINTR && remain && !absolute) *remain = rest;
             return rc;
         }
-        if (!(flags & TIMER_ABSTIME)) left = rest;  // absolute deadlines stay as they are
+        if (!absolute) left = rest;  // absolute deadlines stay as they are
     }
 }
 
 GT_CORE_TEXT int nanosleep(const struct timespec *request, struct timespec *remain) {
     gt_nanosleep_fn real = gt_real_nanosleep();
     if (!gt_absorbs_eintr()) return real(request, remain);
-    struct timespec left = *request, rest;
+    struct timespec left = *request, rest = {0, 0};
     for (;;) {
         uint64_t ticks = gt_tls_state.ticks;
         int rc = real(&left, &rest);

@@ -94,8 +94,10 @@ static void gt_on_sigvtalrm(int sig, siginfo_t *info, void *context) {
     }
 
     // Step 3: allowed here? Inside our critical sections or a no-preempt
-    // region it waits for the section's end.
-    if (w->critical > 0 || t->no_preempt > 0) {
+    // region it waits for the section's end; inside the allocator, for the
+    // next tick.
+    if (w->critical > 0 || t->no_preempt > 0 ||
+        (gt_fix_enabled(GT_FIX_ALLOCATOR) && gt_allocator_busy(context))) {
         if (!w->preempt_pending) { t->deferrals++; w->deferrals++; }
         w->preempt_pending = 1;
         goto out;

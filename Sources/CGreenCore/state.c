@@ -89,8 +89,8 @@ void gt_write_stderr(const char *s) {
 }
 
 // Hazard fixes that regression tests switch off to prove they fail without them.
-int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1};
-static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "eintr", "handoff"};
+int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1, 1};
+static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "eintr", "handoff", "allocator"};
 
 int gt_fix_set(const char *name, int enabled) {
     for (int i = 0; i < GT_FIX_COUNT; i++) {

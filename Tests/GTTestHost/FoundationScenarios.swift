@@ -285,7 +285,7 @@ let foundationScenarios: [String: () throws -> Void] = [
     },
 
     "thread-local": {
-        let local = GreenThreadLocal<Int>(default: -1)
+        let local = try GreenThreadLocal<Int>(default: -1)
         local.value = 99  // this OS thread's own value
         try Kernel.run(KernelConfiguration(workers: 2)) {
             check(local.value == -1, "main starts at the default")

@@ -90,7 +90,9 @@ struct SplitMix64: RandomNumberGenerator {
 
 // MARK: Scenarios
 
-let syncScenarios: [String: () throws -> Void] = [mutexScenarios, primitiveScenarios, syncMeasurementScenarios]
+let syncScenarios: [String: () throws -> Void] = [
+    mutexScenarios, primitiveScenarios, syncMeasurementScenarios, correctnessScenarios,
+]
     .reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
 let mutexScenarios: [String: () throws -> Void] = [

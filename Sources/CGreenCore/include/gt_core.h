@@ -285,11 +285,20 @@ void *gt_held_processor(gt_worker_state *w);
 /// queue for the handler's quick "is anyone waiting" check (-1: none).
 void gt_set_highest_ready(int level);
 
+/// allocator.c: whether the context interrupted by a signal is inside the
+/// memory allocator (holding its locks), so it must not be parked. Built
+/// once per kernel, before any handler runs.
+void gt_allocator_ranges_build(void);
+int gt_allocator_busy(void *context);
+/// Allocator entry points found (for tests).
+int gt_allocator_span_count(void);
+
 /// Test hook: 0 disables one hazard fix so a regression test can prove it
-/// fails without it. Names: "errno", "exclusivity", "eintr", "handoff".
+/// fails without it. Names: "errno", "exclusivity", "eintr", "handoff",
+/// "allocator".
 /// Returns the previous value.
 int gt_fix_set(const char *name, int enabled);
-enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_COUNT };
+enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_ALLOCATOR, GT_FIX_COUNT };
 extern int gt_fix_flags[GT_FIX_COUNT];
 /// Inline: the switch path asks twice per switch.
 static inline int gt_fix_enabled(int which) { return gt_fix_flags[which]; }

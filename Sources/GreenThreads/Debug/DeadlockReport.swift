@@ -25,10 +25,14 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
     /// The kernel at the time of the deadlock, with every thread's trace.
     public var snapshot: KernelSnapshot?
 
-    /// Kernel lock held (see the top of the file).
-    init(threads: [Entry]) {
+    /// Kernel lock held (see the top of the file). The kernel is passed in,
+    /// not looked up in `KernelCore.running`: that lock ranks before the
+    /// kernel lock (an OS thread's withSyncLock takes `running`, then the
+    /// kernel lock), so taking it here, under the kernel lock, could hang
+    /// both threads (issue 10).
+    init(threads: [Entry], kernel: KernelCore) {
         self.threads = threads
-        snapshot = KernelCore.running.withLock { $0 }?.captureSnapshot(includeStacks: true, lockHeld: true)
+        snapshot = kernel.captureSnapshot(includeStacks: true, lockHeld: true)
     }
 
     /// Wait-for cycles: each a list of thread ids where each waits on the

@@ -9,15 +9,18 @@
 // critical section (preemption disabled), or on the monitor thread, which
 // runs no green threads.
 //
-// The kernel lock's holder waits for nothing outside the kernel. A thread
-// may be parked (preempted) anywhere in the program, holding any lock the
-// program or its libraries use: malloc's arena locks, stdio's, the Swift
-// runtime's. A lock holder that waited for one of those would wait for a
-// thread that only the lock holder can resume: every OS thread of the
-// kernel would stop. So on the scheduler's paths nothing allocates or frees
-// memory with the lock held (storage is reserved ahead: Kernel.run's
-// `reserveSchedulerStorage`, the timer heap grown by the monitor outside the
-// lock, each thread's first joiner slot), and no user code runs under it.
+// The kernel lock's holder waits for nothing a parked thread may hold. A
+// thread may be parked (preempted) almost anywhere in the program, holding
+// any lock the program or its libraries use: stdio's, the program's own,
+// the Swift runtime's. A lock holder that waited for one of those would
+// wait for a thread that only the lock holder can resume: every OS thread
+// of the kernel would stop. So no user code runs under the kernel lock, and
+// the one outside component it relies on, the memory allocator (Swift code
+// under the lock may allocate and free), is never held by a parked thread
+// (CGreenCore/allocator.c). The scheduler's own paths keep clear of the
+// allocator anyway (storage reserved ahead: `reserveSchedulerStorage`, the
+// timer heap grown by the keeper outside the lock, each thread's first
+// joiner slot), and the monitor never allocates at all (Monitor.swift).
 //
 // The switch protocol (Scheduler.swift) hands the held lock across a
 // context switch: the context that resumes releases it, after the outgoing
@@ -173,7 +176,7 @@ final class KernelCore: @unchecked Sendable {
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
         if thread.core != nil {
-            thread.finalStatistics = thread.statistics
+            thread.finalStatistics = thread.statisticsKernelLocked
             thread.core = nil
         }
         if let stack = thread.stack {
@@ -226,26 +229,39 @@ final class KernelCore: @unchecked Sendable {
         }
         timers.dropStale()
         guard timers.isEmpty else { return false }
+        // A wait an OS thread outside the kernel may still end is not
+        // hopeless while such a thread exists (Sync/DeadlockRule.swift).
+        guard !someWaitMayEndFromOutside() else { return false }
+        SyncTestHooks.deadlockDetected?()
         var threads: [DeadlockReport.Entry] = []
         forEachLiveThread { t in
             threads.append(.init(threadID: t.id, name: t.name, state: t.runState,
                                  priority: t.basePriorityLevel, waitingOn: t.waitRecord))
         }
-        deadlockReport = DeadlockReport(threads: threads.reversed())
+        deadlockReport = DeadlockReport(threads: threads.reversed(), kernel: self)
         beginShutdown()
         return true
     }
 
     /// After a deadlock: the blocked threads can never run; give their
     /// stacks back and drop them. Objects their frames referenced leak.
+    /// The thread objects (their locals, their wait entries with channel
+    /// values) and the timer heap are dropped after the lock is released:
+    /// those deinits may be a program's code.
     func abandonBlockedThreads() {
-        withCriticalLock {
+        let (abandoned, oldTimers) = withCriticalLock { () -> ([GreenThread], TimerHeap) in
+            var threads: [GreenThread] = []
             while let t = registryHead {
+                threads.append(t)
                 t.runState = .finished
                 reap(t)
             }
             liveThreads = 0
-            timers = TimerHeap()
+            var heap = TimerHeap()
+            swap(&heap, &timers)
+            return (threads, heap)
         }
+        _ = consume abandoned
+        _ = consume oldTimers
     }
 }

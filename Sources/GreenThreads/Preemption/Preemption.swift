@@ -29,11 +29,14 @@
 // no deferral inside libc or the runtime, no wrapper around swift_once.
 //
 // A preemption waits only
-//   1. inside a kernel critical section (`critical > 0`), or
-//   2. inside `GreenThread.withoutPreemption` (`no_preempt > 0`),
-// and is honoured when the section ends (gt_exit_critical returns 1; the
+//   1. inside a kernel critical section (`critical > 0`),
+//   2. inside `GreenThread.withoutPreemption` (`no_preempt > 0`), or
+//   3. inside the memory allocator (CGreenCore/allocator.c): the kernel's
+//      own code allocates under its lock, and must never wait for an arena
+//      lock held by a parked thread;
+// 1 and 2 are honoured when the section ends (gt_exit_critical returns 1; the
 // thread parks exactly as in the handler: the caller may hold OS locks, so
-// even this is not a cooperative switch). When no spare Machine is ready
+// even this is not a cooperative switch), 3 at the next tick. When no spare Machine is ready
 // the preemption stays pending and the monitor starts spares and asks again.
 //
 // Cooperative switches (yield, sleep, join, green waits, exit) are
@@ -73,6 +76,7 @@ enum Preemption {
         }
         _ = gt_tsc_frequency()  // measured once, before any handler needs it
         guard enabled else { return }
+        gt_allocator_ranges_build()
         if gt_preemption_install() != 0 {
             let e = gt_errno_get()
             if e == EBUSY { throw KernelError.signalInUse(signal: SIGVTALRM) }

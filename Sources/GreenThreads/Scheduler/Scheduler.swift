@@ -59,6 +59,7 @@ private func runThreadBody(_ argument: UnsafeMutableRawPointer) {
     let body = thread.body
     thread.body = nil
     body?()
+    thread.tearDownLocals()  // outside the kernel lock: the values' deinits may use green primitives
 }
 
 extension KernelCore {

@@ -5,9 +5,18 @@
 // kernel lock.
 //
 // No allocation under the lock (KernelCore.swift explains why): the storage
-// is reserved ahead, and the monitor grows it outside the lock when it is
-// half full (`growIfNeeded`), swapping the entries into the new storage
+// is reserved ahead, and the keeper grows it outside the lock when it is
+// half full (`wantsGrowth`, Monitor.swift), swapping the entries into the new storage
 // under the lock and freeing the old one after.
+//
+// An entry keeps its thread alive, so a stale entry may hold the last
+// reference to a finished thread, and dropping it (pop, dropStale) frees
+// the thread under the kernel lock. That runs no program code: a thread's
+// GreenThreadLocal values are dropped when its body returns
+// (GreenThread.tearDownLocals), and its body closure before that. (The
+// free itself never waits for a parked thread: CGreenCore/allocator.c.) A
+// heap of abandoned threads (after a deadlock) is dropped outside the lock
+// (KernelCore.abandonBlockedThreads).
 
 struct TimerHeap {
     struct Entry {

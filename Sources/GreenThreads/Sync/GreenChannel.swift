@@ -175,15 +175,21 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// `GreenChannelError.closed`; later sends throw, later receives drain
     /// what is buffered and then get nil. Closing twice does nothing more.
     public func close() {
-        withSyncLock { kernel in
+        // The blocked senders' values leave the channel here; they are
+        // dropped after the kernel lock is released, since a value's deinit
+        // may use any green primitive (and the lock is not recursive).
+        let dropped = withSyncLock { kernel -> [T] in
             closed = true
-            guard let kernel else { return }
+            guard let kernel else { return [] }
+            var values: [T] = []
             for waiter in receivers.removeAll() { kernel.serve(waiter, .closed) }
             for waiter in senders.removeAll() {
-                (waiter as! Waiter).value = nil
+                if let value = (waiter as! Waiter).value.take() { values.append(value) }
                 kernel.serve(waiter, .closed)
             }
+            return values
         }
+        _ = consume dropped
     }
 }
 

@@ -224,9 +224,21 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// length of a short critical section, far below a park and wake-up.
     static let spinsBeforeParking = 100
 
+    /// CAS attempts step 1 of the contended path makes under the kernel
+    /// lock before it lets the lock go and starts over. Each failure means
+    /// another thread changed the word without the lock (a lock or an
+    /// unlock), so that thread made progress; but the kernel lock, and with
+    /// it every worker's scheduling, must not wait on a race this thread may
+    /// keep losing. 64 failed CASes on a contended line are a few
+    /// microseconds, about one ordinary hold of the kernel lock.
+    static let casAttemptsUnderKernelLock = 64
+
     /// What the contended path decided, under the kernel lock.
     private enum Contended {
         case acquired, acquiredOwnerDied(ThreadIdentity), timedOut, failed(GreenMutexError)
+        /// Step 1 lost its race `casAttemptsUnderKernelLock` times: retry
+        /// with the kernel lock released.
+        case retry
     }
 
     /// The lock path once the CAS failed: takes the kernel lock, then
@@ -255,8 +267,16 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
                 gt_cpu_relax()
             }
         }
-        let result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        var result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        while case .retry = result {
+            // Let the racing threads run with the lock free, then start over.
+            gt_cpu_relax()
+            if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
+            result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        }
         switch result {
+        case .retry:
+            preconditionFailure("unreachable: the loop above consumes .retry")
         case .acquired:
             pushHeld(by: me)
             return true
@@ -275,9 +295,14 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
         // 1. Take the mutex if it is free (also in the owner-died state), or
         //    set hasWaiters so that the owner's unlock comes to the kernel
-        //    lock. Loop: the owner may release it (one CAS) meanwhile.
+        //    lock. Loop: the owner may release it (one CAS) meanwhile, and
+        //    others may take it; bounded (casAttemptsUnderKernelLock).
+        var attempt = 0
         while true {
+            guard attempt < GreenMutex.casAttemptsUnderKernelLock else { return .retry }
+            attempt += 1
             let w = word.load(ordering: .acquiring)
+            SyncTestHooks.contendedLockAttempt?(attempt)
             if w == 0 {
                 if cas(0, mine) { return .acquired }
             } else if w == GreenMutex.ownerDiedFree {
@@ -306,7 +331,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         let waiter = SyncWaiter(thread: me, object: self)
         waiters.insert(waiter)
         me.syncWaiter = waiter
-        kernel.mutexWaitersChanged(self)
+        kernel.mutexWaitersChanged(self, owner: owner)
         #if DEBUG
         kernel.debugVerify(self, caller: me)
         #endif
@@ -314,14 +339,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         //    the deadline passes.
         let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
         let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
-            // Timed out (monitor, kernel lock): leave the queue; the owner's
-            // priority drops to what the remaining waiters require.
-            waiters.remove(waiter)
-            clearHasWaitersIfIdle()
-            kernel.mutexWaitersChanged(self)
-            #if DEBUG
-            kernel.debugVerify(self, caller: nil)
-            #endif
+            timedOut(waiter, kernel)
         }
         let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, onTimeout: onTimeout)
         switch outcome {
@@ -330,6 +348,31 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         case .timedOut: return .timedOut
         case .waiting, .closed: preconditionFailure("\(me) woke from \(self) with outcome \(outcome)")
         }
+    }
+
+    /// `waiter`'s deadline passed before a handoff (monitor, kernel lock):
+    /// it leaves the queue, and the owner's priority drops to what the
+    /// remaining waiters require. The order is the point (issue 10): the
+    /// owner is read and recomputed while hasWaiters is still set, because
+    /// only then is the owner word stable; once the bit is clear the owner
+    /// may unlock lock-free (and another thread lock) at any moment, and an
+    /// owner found by reading the word afterwards may not be the one that
+    /// inherited from this waiter.
+    private func timedOut(_ waiter: SyncWaiter, _ kernel: KernelCore) {
+        // The waiter was queued until now, so the bit is set and the mutex
+        // has an owner (a mutex with waiters is held).
+        let owner = ownerThread!
+        waiters.remove(waiter)
+        SyncTestHooks.mutexTimeout?(.waiterRemoved)
+        kernel.mutexWaitersChanged(self, owner: owner)
+        clearHasWaitersIfIdle()
+        SyncTestHooks.mutexTimeout?(.hasWaitersCleared)
+        #if DEBUG
+        // The old owner's invariants too: after the bit is cleared the
+        // word may name somebody else, and the old owner is the thread
+        // whose inherited level this timeout had to lower.
+        kernel.debugVerify(self, caller: nil, previousOwner: owner)
+        #endif
     }
 
     @inline(__always)

@@ -11,7 +11,8 @@
 //
 //   event                                   where the walk starts
 //   a waiter queues (lock)                  the mutex it queues on
-//   the top waiter leaves (timeout)         that mutex
+//   the top waiter leaves (timeout)         that mutex, before its
+//                                           hasWaiters bit is cleared
 //   unlock, in any order                    handOff: old and new owner
 //   owner death                             handOff, from ThreadExit.swift
 //   setPriority of a queued waiter          Scheduler.updateEffectivePriority
@@ -57,17 +58,25 @@ extension KernelCore {
     }
 
     /// `mutex`'s waiters changed (one arrived, left, or moved): keep it on
-    /// its owner's `contendedMutexes` exactly while it has waiters, then walk
-    /// the chain from it. Kernel lock held.
-    func mutexWaitersChanged(_ mutex: GreenMutex) {
-        guard mutex.priorityInheritance, let owner = mutex.ownerThread else { return }
+    /// `owner`'s `contendedMutexes` exactly while it has waiters, then walk
+    /// the chain from it. Kernel lock held, and `mutex`'s hasWaiters bit
+    /// still set: while it is set only kernel-lock holders change the owner
+    /// word, so `owner` (read by the caller under that same condition) is
+    /// the owner throughout. A caller that cleared the bit first would let
+    /// the owner unlock lock-free in between, and the old owner would keep
+    /// the boost (the stale-boost bug of issue 10). The owner is passed, not
+    /// re-read, so the walk cannot start from whoever holds the mutex next.
+    func mutexWaitersChanged(_ mutex: GreenMutex, owner: GreenThread) {
+        precondition(mutex.word.load(ordering: .relaxed) & GreenMutex.hasWaiters != 0,
+                     "\(mutex): waiters changed with hasWaiters clear (owner \(owner)): recompute before clearing it")
+        guard mutex.priorityInheritance else { return }
         let listed = owner.contendedMutexes.contains { $0 === mutex }
         if mutex.waiters.isEmpty {
             if listed { owner.contendedMutexes.removeAll { $0 === mutex } }
         } else if !listed {
             owner.contendedMutexes.append(mutex)
         }
-        propagatePriority(from: mutex)
+        propagatePriority(from: mutex, owner: owner)
     }
 
     /// Scheduler hook: `thread`, queued on a sync object, changed effective
@@ -77,16 +86,24 @@ extension KernelCore {
     func syncWaiterPriorityChanged(_ thread: GreenThread) {
         guard let waiter = thread.syncWaiter else { return }
         waiter.object.requeue(waiter)
-        if let mutex = waiter.object.asMutex { propagatePriority(from: mutex) }
+        // A queued waiter keeps the mutex's hasWaiters bit set: the owner
+        // word is stable under the kernel lock.
+        if let mutex = waiter.object.asMutex, let owner = mutex.ownerThread {
+            propagatePriority(from: mutex, owner: owner)
+        }
     }
 
     /// The chain walk: `start`'s top waiter may have changed; bring the
-    /// owners along the chain up to date. Kernel lock held.
-    func propagatePriority(from start: GreenMutex) {
+    /// owners along the chain up to date, from `startOwner` (the owner of
+    /// `start`, passed by the caller: see mutexWaitersChanged). Kernel lock
+    /// held. Every later link is a mutex some owner waits for, so it has
+    /// waiters and its hasWaiters bit set, and its owner word is stable.
+    func propagatePriority(from start: GreenMutex, owner startOwner: GreenThread) {
         var mutex = start
+        var nextOwner: GreenThread? = startOwner
         for _ in 0..<GreenMutex.maxChainDepth {
             // 1. Only a held mutex with inheritance lends priority.
-            guard mutex.priorityInheritance, let owner = mutex.ownerThread else { return }
+            guard mutex.priorityInheritance, let owner = nextOwner else { return }
             // 2. The owner's inherited level, from every PI mutex it still
             //    holds (not only this one: any release order stays exact).
             let inherited = computedInheritedLevel(of: owner)
@@ -112,6 +129,7 @@ extension KernelCore {
             owner.effectivePriorityLevel = effective
             next.waiters.requeue(waiter)
             mutex = next
+            nextOwner = next.ownerThread
         }
         // Longer than the bound: lock() refuses to start such a chain
         // (chainError), but a chain can still grow at its running end. The

@@ -84,9 +84,15 @@ extension KernelCore {
     /// first 64 threads on its chain of owners (further is rare, and would
     /// make deep-chain tests quadratic in debug builds; the whole-kernel
     /// check covers it) must satisfy the invariants. Stops the program
-    /// naming the broken one. Kernel lock held.
-    func debugVerify(_ mutex: GreenMutex, caller: GreenThread?) {
+    /// naming the broken one. `previousOwner`: a thread that owned `mutex`
+    /// until this step and whose inherited level the step changed (a
+    /// timeout: the word may name another thread by now), checked as well.
+    /// Kernel lock held.
+    func debugVerify(_ mutex: GreenMutex, caller: GreenThread?, previousOwner: GreenThread? = nil) {
         var problems = mutex.invariantViolations(caller: caller)
+        if let previousOwner, previousOwner !== mutex.ownerThread {
+            problems += threadInvariantViolations(previousOwner)
+        }
         var current: GreenMutex? = mutex
         for _ in 0..<64 {
             guard let m = current, let owner = m.ownerThread else { break }

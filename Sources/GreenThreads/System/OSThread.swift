@@ -6,6 +6,7 @@
 // neither a mapping of its own nor RSS beyond the pages it touches.
 import CGreenCore
 import Glibc
+import Synchronization
 
 final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
@@ -53,7 +54,16 @@ final class OSThread: @unchecked Sendable {
         return t
     }
 
+    /// OS threads started here whose body is running. Each thread counts
+    /// itself from inside (after it exists, before it ends), so this never
+    /// exceeds the threads that exist: the deadlock rule relies on that
+    /// (Sync/DeadlockRule.swift). Relaxed: a count, ordered by nothing.
+    static var liveCount: Int { live.load(ordering: .relaxed) }
+    private static let live = Atomic<Int>(0)
+
     private func run() {
+        OSThread.live.add(1, ordering: .relaxed)
+        defer { OSThread.live.subtract(1, ordering: .relaxed) }
         name.withCString { gt_set_thread_name($0) }
         if blocksPreemptionSignal {
             var set = sigset_t()

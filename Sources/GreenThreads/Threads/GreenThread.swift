@@ -92,7 +92,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     // --- own thread ---
     @exclusivity(unchecked) var body: (() -> Void)?
+    /// GreenThreadLocal values, by slot. Emptied by `tearDownLocals` when
+    /// the body returns, so that dropping the thread object (at reap, under
+    /// the kernel lock, or wherever its last reference goes: a JoinHandle,
+    /// a stale timer entry) runs no deinit of a program's value.
     @exclusivity(unchecked) var locals: [UInt64: Any] = [:]
+    /// Set once the locals are torn down: a value set after that (by a
+    /// local's own deinit) is dropped at once instead of stored.
+    @exclusivity(unchecked) var localsTornDown = false
 
     unowned(unsafe) let kernel: KernelCore
 
@@ -108,6 +115,28 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "green thread \(id) '\(name)'" }
+
+    /// Rounds of `tearDownLocals`, as POSIX's PTHREAD_DESTRUCTOR_ITERATIONS
+    /// (4 in glibc): a deinit that keeps setting locals cannot loop forever.
+    static let localTeardownRounds = 4
+
+    /// Drops this thread's GreenThreadLocal values, on the thread itself,
+    /// once its body has returned (Scheduler's runThreadBody), outside the
+    /// kernel lock: their deinits may use any green primitive. A deinit
+    /// may set a local again; those values are dropped in the next round,
+    /// and after the last round as soon as they are set. Own thread.
+    func tearDownLocals() {
+        for round in 0..<GreenThread.localTeardownRounds {
+            if round == GreenThread.localTeardownRounds - 1 { localsTornDown = true }
+            guard !locals.isEmpty else { break }
+            // Swap out first: a deinit that runs below then finds an empty
+            // table, not the one being destroyed.
+            var dropped: [UInt64: Any] = [:]
+            swap(&dropped, &locals)
+            dropped.removeAll()
+        }
+        localsTornDown = true
+    }
 
     // MARK: Identity and state
 
@@ -125,18 +154,26 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Whether the calling code runs on a green thread.
     public static var isInKernel: Bool { gt_on_green_thread() != 0 }
 
+    // The getters below read fields that the kernel lock guards, so they
+    // take it (withSyncLock: this kernel's lock from a green thread, the
+    // running kernel's from an OS thread, none once no kernel runs). A
+    // plain read would race with the scheduler on another worker (a data
+    // race ThreadSanitizer reports), and `isBoosted` would compare a base
+    // and an effective level from two different moments. Each is a
+    // snapshot: it may change right after the read.
+
     /// The base priority, as given at spawn or by `setPriority(_:)`.
-    public var priority: Priority { Priority(unchecked: basePriorityLevel) }
+    public var priority: Priority { withSyncLock { _ in Priority(unchecked: basePriorityLevel) } }
 
     /// The priority the scheduler uses: the base priority, raised while the
     /// thread holds a mutex that a higher-priority thread waits for.
-    public var effectivePriority: Priority { Priority(unchecked: effectivePriorityLevel) }
+    public var effectivePriority: Priority { withSyncLock { _ in Priority(unchecked: effectivePriorityLevel) } }
 
     /// Whether `effectivePriority` is raised above `priority` by inheritance.
-    public var isBoosted: Bool { effectivePriorityLevel > basePriorityLevel }
+    public var isBoosted: Bool { withSyncLock { _ in effectivePriorityLevel > basePriorityLevel } }
 
-    /// The thread's state. A snapshot: it may change right after the read.
-    public var state: State { runState }
+    /// The thread's state.
+    public var state: State { withSyncLock { _ in runState } }
 
     /// Changes the base priority. Takes effect at once: a ready thread moves
     /// to its new run-queue level, a running thread that now ranks below a
@@ -150,8 +187,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// switch (no system call on the switch path).
     public var cpuTime: Duration { statistics.cpuTime }
 
-    /// Counters of this thread's scheduling history.
-    public var statistics: ThreadStatistics {
+    /// Counters of this thread's scheduling history (a snapshot, read
+    /// under the kernel lock: the counters live in the C control block at
+    /// the top of the stack, which is freed when the thread is reaped).
+    public var statistics: ThreadStatistics { withSyncLock { _ in statisticsKernelLocked } }
+
+    /// `statistics` for callers that hold the kernel lock.
+    var statisticsKernelLocked: ThreadStatistics {
         guard let core else { return finalStatistics }
         var s = ThreadStatistics()
         s.cpuTicks = core.pointee.cpu_ticks

@@ -2,6 +2,8 @@
 // person can act on; broken kernel invariants are preconditions instead.
 
 /// Misuse of the green-thread API.
+import Glibc
+
 public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     /// A priority level outside 0...31.
     case invalidPriority(Int)
@@ -13,6 +15,10 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     case joinedSelf(threadID: UInt64)
     /// No memory for another stack.
     case outOfStackMemory(stackSize: Int, errno: Int32)
+    /// A `GreenThreadLocal` could not get the OS thread-local key it keeps
+    /// for code outside green threads (`pthread_key_create` failed: EAGAIN
+    /// when the process already holds PTHREAD_KEYS_MAX keys, 1024 on glibc).
+    case threadLocalKeyUnavailable(errno: Int32)
 
     public var description: String {
         switch self {
@@ -26,6 +32,10 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
             return "green thread \(id) tried to join itself, which would wait forever"
         case .outOfStackMemory(let size, let errno):
             return "cannot map a \(size / 1024) KiB stack (errno \(errno))"
+        case .threadLocalKeyUnavailable(let errno):
+            let why = errno == EAGAIN ? "the process already uses every OS thread-local key (PTHREAD_KEYS_MAX)"
+                : String(cString: strerror(errno))
+            return "cannot create a GreenThreadLocal: pthread_key_create failed: \(why) (errno \(errno))"
         }
     }
 }

@@ -16,7 +16,7 @@ private let greenThreadLocalSlots = Atomic<UInt64>(1)
 /// A value with one copy per green thread.
 ///
 /// ```swift
-/// let requestID = GreenThreadLocal<Int>(default: 0)
+/// let requestID = try GreenThreadLocal<Int>(default: 0)
 /// try GreenThread.spawn { requestID.value = 7; handle() }   // handle() sees 7
 /// ```
 public final class GreenThreadLocal<Value>: @unchecked Sendable {
@@ -27,15 +27,26 @@ public final class GreenThreadLocal<Value>: @unchecked Sendable {
     private let slot: UInt64
 
     /// Creates a slot whose value is `default` until a thread sets its own.
-    public init(default defaultValue: Value) {
+    ///
+    /// - Throws: `GreenThreadError.threadLocalKeyUnavailable` when the OS
+    ///   has no thread-local key left for it (each local keeps one, for
+    ///   code outside green threads; glibc allows 1024 per process). Without
+    ///   a key the local would alias key 0, another library's.
+    public init(default defaultValue: Value) throws {
         self.defaultValue = defaultValue
         self.slot = greenThreadLocalSlots.add(1, ordering: .relaxed).oldValue
-        pthread_key_create(&key) { raw in
+        let rc = pthread_key_create(&key) { raw in
             Unmanaged<AnyObject>.fromOpaque(raw!).release()
         }
+        // pthread functions return the error number; errno is not set.
+        guard rc == 0 else { throw GreenThreadError.threadLocalKeyUnavailable(errno: rc) }
+        hasKey = true
     }
 
-    deinit { pthread_key_delete(key) }
+    /// Whether `key` was created (deinit runs for a throwing init too).
+    private var hasKey = false
+
+    deinit { if hasKey { pthread_key_delete(key) } }
 
     private final class Box { var value: Any; init(_ v: Any) { value = v } }
 
@@ -50,7 +61,11 @@ public final class GreenThreadLocal<Value>: @unchecked Sendable {
         }
         set {
             if GreenThread.isInKernel {
-                GreenThread.current.locals[slot] = newValue
+                let thread = GreenThread.current
+                // Set by a local's deinit while the thread ends: dropped
+                // here, on the thread (see GreenThread.tearDownLocals).
+                guard !thread.localsTornDown else { return }
+                thread.locals[slot] = newValue
                 return
             }
             if let raw = pthread_getspecific(key) {

@@ -46,6 +46,7 @@ public struct JoinHandle<T>: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Whether the thread has finished (a snapshot).
-    public var isFinished: Bool { thread.runState == .finished }
+    /// Whether the thread has finished (a snapshot). Read under the kernel
+    /// lock, which guards the thread's state (see `GreenThread.state`).
+    public var isFinished: Bool { withSyncLock { _ in thread.runState == .finished } }
 }
