@@ -142,6 +142,7 @@ public enum Kernel {
             worker0.detach()
         }
         for t in others { t.join() }
+        kernel.stopServices()  // the netpoller and the blocking pool (IO/)
         kernel.withCriticalLock { kernel.beginShutdown() }
         monitor.join()
         StackPool.shared.trimExcess()

@@ -30,6 +30,11 @@ final class KernelCore: @unchecked Sendable {
     /// Head of the intrusive list of live threads; the list holds one
     /// retain on each (Unmanaged), dropped when the thread is reaped.
     @exclusivity(unchecked) unowned(unsafe) var registryHead: GreenThread? // kernel lock
+    /// Threads parked on an event from outside the kernel (I/O readiness,
+    /// the blocking pool): not a deadlock while any exist (IO/KernelServices.swift).
+    @exclusivity(unchecked) var externalWaiters = 0                      // kernel lock
+    /// Per-kernel services with their own OS threads (IO/KernelServices.swift).
+    @exclusivity(unchecked) var services: [ObjectIdentifier: any KernelService] = [:] // kernel lock
 
     /// Futex word the monitor sleeps on; bumped when an earlier deadline
     /// arrives or the kernel shuts down.
@@ -176,7 +181,8 @@ final class KernelCore: @unchecked Sendable {
     /// sleeps or waits with a timeout, and threads are still alive, nothing
     /// can ever wake them. Kernel lock held.
     func checkForDeadlock() -> Bool {
-        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty else {
+        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty,
+              externalWaiters == 0 else {
             return false
         }
         timers.dropStale()
