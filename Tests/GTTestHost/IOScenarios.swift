@@ -19,6 +19,9 @@
 //                    the test times out).
 // io-timeouts        waitReadable, read and connect time out on time; the
 //                    kernel is idle meanwhile and not declared deadlocked.
+// io-waiting-is-not-deadlock  every thread parked on a pipe or the blocking
+//                    pool, no timers: the kernel must wait, not report a
+//                    deadlock (KernelCore.externalWaiters).
 // io-sleep-until     absolute deadlines, past ones included.
 // io-outside-kernel  the same calls on plain OS threads, no kernel.
 // io-eintr-table     each blocking call hit by SIGUSR1 (no SA_RESTART) while
@@ -389,6 +392,29 @@ let ioScenarios: [String: () throws -> Void] = [
             try GreenIO.close(fds[0])
             try GreenIO.close(fds[1])
         }
+        print("OK")
+    },
+
+    "io-waiting-is-not-deadlock": {
+        var fds: [Int32] = [0, 0]
+        check(gt_io_pipe(&fds, 1).value == 0, "pipe")
+        // A plain OS thread, which the kernel cannot see, writes in 100 ms.
+        let outsider = OSWorker {
+            usleep(100_000)
+            _ = [UInt8]([3]).withUnsafeBytes { write(fds[1], $0.baseAddress, 1) }
+        }
+        try Kernel.run(KernelConfiguration(workers: 2)) {
+            var b = [UInt8](repeating: 0, count: 1)
+            let n = try b.withUnsafeMutableBytes { try GreenIO.read(fds[0], into: $0) }
+            print("read_from_outside=\(n)")
+            check(n == 1, "read \(n)")
+            // The only thread parks on the blocking pool, no timer anywhere.
+            let v = try GreenThread.blocking { () -> Int in usleep(100_000); return 5 }
+            print("blocking_alone=\(v)")
+        }
+        outsider.join()
+        try GreenIO.close(fds[0])
+        try GreenIO.close(fds[1])
         print("OK")
     },
 

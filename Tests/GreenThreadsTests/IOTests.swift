@@ -43,6 +43,11 @@ extension GreenThreadsTests {
             try Host.expectOK("io-timeouts", timeout: .seconds(30))
         }
 
+        @Test func threadsParkedOnIOOrTheBlockingPoolAreNotADeadlock() throws {
+            let r = try Host.expectOK("io-waiting-is-not-deadlock", timeout: .seconds(30))
+            #expect(r.value("read_from_outside") == "1" && r.value("blocking_alone") == "5", "\(r)")
+        }
+
         @Test func sleepUntilHonoursAbsoluteDeadlines() throws {
             try Host.expectOK("io-sleep-until", timeout: .seconds(30))
         }

@@ -86,14 +86,16 @@ final class Netpoller: KernelService {
     @exclusivity(unchecked) private var table: [PollDescriptor?] = []
     @exclusivity(unchecked) private var nextGeneration: UInt32 = 1   // kernel lock
     private var thread: OSThread?
-    /// The poller thread's OS thread id, for tests that signal it.
-    let pollerTID = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    /// Event buffers of `poll`, allocated once: only the polling thread
+    /// touches them (one at a time: the poller thread now, an idle
+    /// processor later).
+    private let eventBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
+    private let eventData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
 
     /// Creates the epoll set and the stop eventfd and starts the poller
     /// thread. Kernel lock held (KernelCore.service).
     init(kernel: KernelCore) throws {
         self.kernel = kernel
-        pollerTID.initialize(to: 0)
         let ep = gt_io_epoll_create()
         guard ep.value >= 0 else { throw GreenIOError(operation: "epoll_create1", errno: ep.error) }
         epollFD = Int32(ep.value)
@@ -112,7 +114,6 @@ final class Netpoller: KernelService {
         do {
             // SIGVTALRM blocked: it only preempts green threads on workers.
             thread = try OSThread.start(name: "gt-netpoller", blockingPreemptionSignal: true) { [self] in
-                pollerTID.pointee = Int32(gt_sys_gettid().value)
                 while poll(timeoutMs: -1) {}
             }
         } catch {
@@ -122,7 +123,10 @@ final class Netpoller: KernelService {
         }
     }
 
-    deinit { pollerTID.deallocate() }
+    deinit {
+        eventBits.deallocate()
+        eventData.deallocate()
+    }
 
     /// The netpoller of the current green thread's kernel. Kernel lock held.
     static func of(_ kernel: KernelCore) throws -> Netpoller {
@@ -135,10 +139,8 @@ final class Netpoller: KernelService {
     /// wake-up it brought, under one hold of the kernel lock. Returns false
     /// once the stop eventfd fired.
     func poll(timeoutMs: Int32) -> Bool {
-        var events = [UInt32](repeating: 0, count: Int(Netpoller.eventBatch))
-        var data = [UInt64](repeating: 0, count: Int(Netpoller.eventBatch))
         while true {
-            let r = gt_io_epoll_wait(epollFD, &events, &data, Netpoller.eventBatch, timeoutMs)
+            let r = gt_io_epoll_wait(epollFD, eventBits, eventData, Netpoller.eventBatch, timeoutMs)
             precondition(r.value >= 0, "epoll_wait on the netpoller's set failed: errno \(r.error)")
             if r.value == 0 {
                 if timeoutMs >= 0 { return true }
@@ -147,11 +149,11 @@ final class Netpoller: KernelService {
             var keepRunning = true
             kernel.withCriticalLock {
                 for i in 0..<Int(r.value) {
-                    if data[i] == Netpoller.stopToken {
+                    if eventData[i] == Netpoller.stopToken {
                         keepRunning = false
                         continue
                     }
-                    deliver(events: events[i], data: data[i])
+                    deliver(events: eventBits[i], data: eventData[i])
                 }
             }
             return keepRunning
