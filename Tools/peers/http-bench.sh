@@ -10,7 +10,7 @@
 # keep /heavy (10 ms of CPU per request) busy. Prints a markdown table of
 # the quick route's requests/s and p50/p99 latency.
 #
-#   http-bench.sh [--duration 5] [--skip-build]
+#   http-bench.sh [--duration 5] [--skip-build] [--only gt-http|nio-loop|nio-pool|go-http]
 #
 # Needs wrk and go (run.sh --install); builds gt-http (release) in the main
 # package and nio-http in Tools/peers/nio (its own package: the main one
@@ -22,11 +22,13 @@ root="$(cd "$here/../.." && pwd)"
 bin="$here/bin"
 duration=5
 build=true
+only=
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) duration="$2"; shift ;;
         --skip-build) build=false ;;
-        -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --only) only="$2"; shift ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "http-bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -96,7 +98,8 @@ echo "wrk: 32 connections on /quick for ${duration}s; beside: plus 8 connections
 echo
 echo "| server | quick route alone | quick route beside the heavy route | heavy req/s |"
 echo "|---|---|---|---|"
-bench gt-http 8080 "$gt"
-bench "nio-http (heavy on the event loop)" 8081 "$nio" --heavy loop
-bench "nio-http (heavy on NIOThreadPool)" 8083 "$nio" --heavy pool
-bench go-http 8082 "$gohttp"
+want() { [[ -z "$only" || "$only" == "$1" ]]; }
+want gt-http && bench gt-http 8080 "$gt"
+want nio-loop && bench "nio-http (heavy on the event loop)" 8081 "$nio" --heavy loop
+want nio-pool && bench "nio-http (heavy on NIOThreadPool)" 8083 "$nio" --heavy pool
+want go-http && bench go-http 8082 "$gohttp"
