@@ -48,7 +48,9 @@ public final class GreenTCPStream: @unchecked Sendable {
         let r = gt_io_connect(fd, &storage, address.length)
         if r.value != 0 {
             guard r.error == EINPROGRESS else {
-                throw GreenIOError(operation: "connect to \(host):\(port)", errno: r.error)
+                // EAGAIN from a TCP connect: no free local port (Linux).
+                let detail = r.error == EAGAIN ? "no free local port (ephemeral ports in use or in TIME_WAIT)" : nil
+                throw GreenIOError(operation: "connect to \(host):\(port)", errno: r.error, detail: detail)
             }
             guard try GreenIO.wait(fd, for: .write, deadline: deadline, operation: "connect") else {
                 throw GreenIOError(operation: "connect to \(host):\(port)", errno: ETIMEDOUT,
