@@ -22,6 +22,12 @@
 // io-waiting-is-not-deadlock  every thread parked on a pipe or the blocking
 //                    pool, no timers: the kernel must wait, not report a
 //                    deadlock (KernelCore.externalWaiters).
+// io-blocking-mode-pipe  one worker, a blocking-mode pipe: a green thread
+//                    writes 256 KiB through GreenIO.write while another
+//                    reads it through GreenIO.read. A write larger than the
+//                    room POLLOUT promises would block the only worker (and
+//                    the reader with it) for good: GreenIO writes at most
+//                    PIPE_BUF per call in blocking mode.
 // io-sleep-until     absolute deadlines, past ones included.
 // io-outside-kernel  the same calls on plain OS threads, no kernel.
 // io-eintr-table     each blocking call hit by SIGUSR1 (no SA_RESTART) while
@@ -248,8 +254,12 @@ let ioScenarios: [String: () throws -> Void] = [
             let cpuMs = Double(processCPUNanoseconds() - cpu0) / 1e6
             print("parked_threads=\(2 * pairs)")
             print("idle_cpu_ms_per_s=\(cpuMs / (msSince(t0) / 1000))")
-            for s in clients { closeWithoutTimeWait(s) }
+            // Servers first, with a FIN: their readers wake with EBADF, the
+            // clients' with the end of the stream (or EBADF once their own
+            // end closes). The server side keeps the TIME_WAIT entries, on
+            // the listener's port: no ephemeral port stays taken.
             for s in servers { s.close() }
+            for s in clients { s.close() }
             for r in readers { try r.join() }
             listener.close()
             print("closed_wakeups=\(closedWakeups.count) end_of_stream=\(endOfStream.count)")
@@ -450,6 +460,39 @@ let ioScenarios: [String: () throws -> Void] = [
         outsider.join()
         try GreenIO.close(fds[0])
         try GreenIO.close(fds[1])
+        print("OK")
+    },
+
+    "io-blocking-mode-pipe": {
+        try Kernel.run(KernelConfiguration(workers: 1)) {
+            var fds: [Int32] = [0, 0]
+            check(gt_io_pipe(&fds, 0).value == 0, "pipe")  // blocking mode
+            let total = 256 * 1024
+            let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let reader = try GreenThread.spawn { () -> [UInt8] in
+                var got: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 8192)
+                while got.count < total {
+                    let n = try chunk.withUnsafeMutableBytes { try GreenIO.read(fds[0], into: $0) }
+                    if n == 0 { break }
+                    got += chunk[0..<n]
+                }
+                return got
+            }
+            var written = 0, calls = 0
+            try payload.withUnsafeBytes { all in
+                while written < total {
+                    written += try GreenIO.write(fds[1], from: UnsafeRawBufferPointer(rebasing: all[written...]))
+                    calls += 1
+                }
+            }
+            let got = try reader.join()
+            print("written=\(written)")
+            print("write_calls=\(calls)")
+            check(got == payload, "the reader got \(got.count) bytes, not the payload")
+            try GreenIO.close(fds[0])
+            try GreenIO.close(fds[1])
+        }
         print("OK")
     },
 

@@ -48,6 +48,13 @@ extension GreenThreadsTests {
             #expect(r.value("read_from_outside") == "1" && r.value("blocking_alone") == "5", "\(r)")
         }
 
+        /// Without the PIPE_BUF cap the first write fills the pipe and blocks
+        /// the only worker with the reader on it: the test times out.
+        @Test func blockingModeWritesNeverBlockTheWorker() throws {
+            let r = try Host.expectOK("io-blocking-mode-pipe", timeout: .seconds(30))
+            #expect(r.value("written") == "262144", "\(r)")
+        }
+
         @Test func sleepUntilHonoursAbsoluteDeadlines() throws {
             try Host.expectOK("io-sleep-until", timeout: .seconds(30))
         }

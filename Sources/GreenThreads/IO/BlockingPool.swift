@@ -30,6 +30,8 @@ final class BlockingJob {
     /// Runs the caller's body and stores its result; called on a pool thread.
     let run: () -> Void
     @exclusivity(unchecked) var done = false                            // kernel lock
+    // Unowned: the caller is parked while recorded (the registry keeps it
+    // alive), and the field is cleared before it is woken.
     @exclusivity(unchecked) unowned(unsafe) var waiter: GreenThread?     // kernel lock
 
     init(level: Int, sequence: UInt64, run: @escaping () -> Void) {

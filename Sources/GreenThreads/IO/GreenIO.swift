@@ -14,7 +14,9 @@
 // Blocking-mode descriptors: a `read` on a descriptor without O_NONBLOCK
 // would block the worker, so inside a kernel GreenIO first checks
 // readiness with a zero-timeout poll(2) and parks until the descriptor is
-// ready (descriptors in non-blocking mode skip that check: EAGAIN parks).
+// ready, and writes at most PIPE_BUF bytes per call, the amount POLLOUT
+// promises room for (descriptors in non-blocking mode skip both: EAGAIN
+// parks).
 // Regular files are always "ready" and block briefly in the kernel's disk
 // path: use `GreenThread.blocking` for slow storage.
 import CGreenCore
@@ -54,7 +56,9 @@ public enum GreenIO {
     /// the end of the stream is there.
     /// - Returns: the number of bytes read; 0 at the end of the stream.
     public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try transfer(fd, .read, operation: "read") { gt_io_read(fd, buffer.baseAddress, buffer.count) }
+        try transfer(fd, .read, operation: "read") { limit in
+            gt_io_read(fd, buffer.baseAddress, min(buffer.count, limit))
+        }
     }
 
     /// Writes up to `buffer.count` bytes, waiting until at least one can be
@@ -62,7 +66,9 @@ public enum GreenIO {
     /// SIGPIPE disposition applies: sockets from GreenTCPStream never raise it).
     /// - Returns: the number of bytes written.
     public static func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws -> Int {
-        try transfer(fd, .write, operation: "write") { gt_io_write(fd, buffer.baseAddress, buffer.count) }
+        try transfer(fd, .write, operation: "write") { limit in
+            gt_io_write(fd, buffer.baseAddress, min(buffer.count, limit))
+        }
     }
 
     /// Closes `fd`, first waking every green thread that waits on it (they
@@ -123,17 +129,24 @@ public enum GreenIO {
         }
     }
 
-    /// `call` once `fd` is ready: for a descriptor the program owns, whose
-    /// mode (blocking or not) GreenIO does not control.
+    /// A blocking-mode write that poll(2) reported writable is only sure not
+    /// to block for this many bytes (POSIX: POLLOUT on a pipe means PIPE_BUF
+    /// bytes of room), so on a green thread it writes at most that much.
+    static let blockingModeWriteLimit = 4096
+
+    /// `call(limit)` once `fd` is ready: for a descriptor the program owns,
+    /// whose mode (blocking or not) GreenIO does not control. `limit` caps
+    /// the byte count of the call.
     private static func transfer(_ fd: Int32, _ direction: IODirection, operation: String,
-                                 _ call: () -> gt_sysresult) throws -> Int {
+                                 _ call: (Int) -> gt_sysresult) throws -> Int {
         let flags = gt_io_get_flags(fd)
         guard flags.value >= 0 else { throw GreenIOError(operation: operation, errno: flags.error) }
         if flags.value & Int(O_NONBLOCK) != 0 || currentGreenThread() == nil {
             // Non-blocking: EAGAIN parks (or polls, off a green thread).
             // Blocking mode off a green thread: the plain blocking call.
-            return try retrying(fd, direction, operation: operation, call)
+            return try retrying(fd, direction, operation: operation) { call(Int.max) }
         }
+        let limit = direction == .write ? blockingModeWriteLimit : Int.max
         // Blocking mode on a green thread: call only once poll(2) says the
         // call will not block, otherwise park on the netpoller and look again.
         let events = direction == .read ? GT_IO_READABLE : GT_IO_WRITABLE
@@ -142,7 +155,7 @@ public enum GreenIO {
             guard ready.value >= 0 else { throw GreenIOError(operation: operation, errno: ready.error) }
             if ready.value & Int(POLLNVAL) != 0 { throw GreenIOError.closed(operation, fd: fd) }
             if ready.value != 0 {
-                let r = call()
+                let r = call(limit)
                 guard r.value >= 0 else { throw GreenIOError(operation: operation, errno: r.error) }
                 return r.value
             }

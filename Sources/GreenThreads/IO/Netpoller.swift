@@ -57,6 +57,8 @@ enum PollOutcome {
 final class PollDescriptor {
     let fd: Int32
     let generation: UInt32
+    // Unowned: a recorded waiter is parked, and the kernel's registry keeps
+    // every live thread alive; the field is cleared before it is woken.
     @exclusivity(unchecked) unowned(unsafe) var readWaiter: GreenThread?   // kernel lock
     @exclusivity(unchecked) unowned(unsafe) var writeWaiter: GreenThread?  // kernel lock
     @exclusivity(unchecked) var readReady = false    // kernel lock: an unconsumed edge
