@@ -72,12 +72,29 @@ func readExactly(_ s: GreenTCPStream, _ count: Int) throws -> [UInt8] {
     return got
 }
 
+/// Descriptors kept free beside the connections: stdio, the listener, the
+/// epoll set and its eventfd, the debug socket, /proc reads, with room.
+let spareDescriptors = 64
+
 /// Raises the descriptor limit and returns how many connection pairs fit.
+/// The soft limit goes to the hard one; when even that is too low, a
+/// privileged process (CAP_SYS_RESOURCE: root here) may raise the hard
+/// limit too, and otherwise the scenario uses the maximum and says so.
 func connectionBudget(_ wanted: Int) -> Int {
-    let limit = gt_io_raise_fd_limit()
+    var limit = gt_io_raise_fd_limit()
     check(limit.value > 0, "RLIMIT_NOFILE: errno \(limit.error)")
+    let needed = 2 * wanted + spareDescriptors
+    if Int(limit.value) < needed {
+        var raised = rlimit(rlim_cur: rlim_t(needed), rlim_max: rlim_t(needed))
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 {
+            limit.value = needed
+            print("note=raised the hard RLIMIT_NOFILE to \(needed) (privileged)")
+        } else {
+            print("note=the hard RLIMIT_NOFILE \(limit.value) cannot be raised here (errno \(gt_errno_get()))")
+        }
+    }
     print("fd_limit=\(limit.value)")
-    let pairs = min(wanted, (Int(limit.value) - 256) / 2)
+    let pairs = min(wanted, (Int(limit.value) - spareDescriptors) / 2)
     if pairs < wanted { print("note=only \(pairs) connections fit in RLIMIT_NOFILE \(limit.value)") }
     return pairs
 }
