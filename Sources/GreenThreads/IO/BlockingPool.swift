@@ -186,6 +186,13 @@ final class BlockingPool: KernelService {
                     kernel.externalWaitEnded()
                     kernel.makeReady(caller)
                 }
+                kernel.lock.unlock()
+                // The job holds the caller's closure and result: if this is
+                // the last reference, their deinits run here, not under the
+                // kernel lock (ARC could otherwise release it right after
+                // its last use above).
+                withExtendedLifetime(job) {}
+                kernel.lock.lock()
                 continue
             }
             if stopping { break }
