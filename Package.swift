@@ -78,6 +78,13 @@ let package = Package(
             ],
             path: "Tools/gt-fairness"
         ),
+        // The I/O benchmark's server: thread-per-connection HTTP/1.1 on
+        // GreenTCP (Tools/peers/http-bench.sh runs it beside NIO and Go).
+        .executableTarget(
+            name: "gt-http",
+            dependencies: ["GreenThreads", "CGreenCore"],
+            path: "Tools/examples/gt-http"
+        ),
         .executableTarget(
             name: "gt-ps",
             dependencies: [

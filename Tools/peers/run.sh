@@ -16,7 +16,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="$here/bin"
-packages=(golang-go libboost-context-dev libboost-fiber-dev)
+# wrk drives the HTTP servers of http-bench.sh (issue 13); curl checks they are up.
+packages=(golang-go libboost-context-dev libboost-fiber-dev wrk curl)
 
 quick=()
 install=false

@@ -162,6 +162,7 @@ public enum Kernel {
         while let m = kernel.withCriticalLock({ kernel.machines.popLast() }) {
             if m !== caller { kernel.joinMachine(m) }
         }
+        kernel.stopServices()  // the netpoller and the blocking pool (IO/)
         StackPool.shared.trimExcess()
         kernel.runQueue.deallocate()
 

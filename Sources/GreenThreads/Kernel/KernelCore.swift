@@ -57,6 +57,11 @@ final class KernelCore: @unchecked Sendable {
     /// Head of the intrusive list of live threads; the list holds one
     /// retain on each (Unmanaged), dropped when the thread is reaped.
     @exclusivity(unchecked) unowned(unsafe) var registryHead: GreenThread? // kernel lock
+    /// Threads parked on an event from outside the kernel (I/O readiness,
+    /// the blocking pool): not a deadlock while any exist (IO/KernelServices.swift).
+    @exclusivity(unchecked) var externalWaiters = 0                      // kernel lock
+    /// Per-kernel services with their own OS threads (IO/KernelServices.swift).
+    @exclusivity(unchecked) var services: [ObjectIdentifier: any KernelService] = [:] // kernel lock
 
     /// Futex word the monitor sleeps on; bumped when an earlier deadline
     /// arrives or the kernel shuts down.
@@ -224,7 +229,7 @@ final class KernelCore: @unchecked Sendable {
     /// can ever wake them. Kernel lock held.
     func checkForDeadlock() -> Bool {
         guard !shuttingDown, idleProcessors.count == processors.count, liveThreads > 0, runQueue.isEmpty,
-              !machines.contains(where: { $0.current != nil }) else {
+              externalWaiters == 0, !machines.contains(where: { $0.current != nil }) else {
             return false
         }
         timers.dropStale()

@@ -1,0 +1,302 @@
+// Netpoller: one epoll instance per kernel, and the OS thread that waits in
+// it (Go's netpoll, first design). A green thread whose non-blocking call
+// would block (EAGAIN) parks here until its descriptor is ready, its
+// deadline passes, or the descriptor is closed; the worker runs other
+// threads meanwhile.
+//
+// Design.
+// - Registration: a descriptor is added once, edge-triggered, for reading
+//   and writing at the same time (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET),
+//   the first time a thread must wait on it. An edge-triggered registration
+//   stays armed: no epoll_ctl per wait. It is removed by `forget` (GreenIO.close,
+//   GreenTCPStream.close) or when the kernel ends.
+// - Per descriptor and direction (read, write) a `PollDescriptor` keeps one
+//   of three states, guarded by the kernel lock (Go's pollDesc rg/wg):
+//     idle      no thread waits, no unconsumed edge;
+//     ready     an edge arrived while nobody waited (`readReady`);
+//     waiting   a thread is parked (`readWaiter`).
+//   A waiter first consumes a `ready` edge (and retries its call) and parks
+//   only when there is none; the poller wakes a waiter or records `ready`.
+//   Both happen under the kernel lock, the lock that also guards the run
+//   queue, so the check-then-park of a waiter and the poller's wake-up are
+//   one atomic step: no lost wake-up. Edges are only hints: the woken
+//   thread retries its call, and an EAGAIN just parks it again.
+// - Epoll's data word carries the descriptor number and a generation, so an
+//   event that was queued for a descriptor number before it was closed and
+//   reused is recognised as stale and ignored.
+// - Close: `forget` marks the descriptor closing and wakes both waiters,
+//   which then fail with EBADF (GreenIOError.isClosed): never a hang.
+// - Idle: the poller thread sleeps in epoll_wait with no timeout (no CPU);
+//   `stop` writes to an eventfd registered in the same epoll set.
+//
+// The later integration (issue 12: an idle processor waits in epoll_wait
+// itself, with its next timer deadline as the timeout) is local: `poll(timeoutMs:)`
+// below is the whole event step (one epoll_wait, then wake-ups under the
+// lock); the idle path will call it instead of this file's thread doing it,
+// and the eventfd becomes the cross-processor wake-up. Nothing else here
+// changes (docs/io.md).
+//
+// Lock order: kernel lock only. The poller thread takes it once per batch
+// of events (up to `eventBatch`), never while in epoll_wait.
+import CGreenCore
+import Glibc
+
+/// Which readiness a waiter needs.
+enum IODirection {
+    case read, write
+
+    var waitKind: String { self == .read ? "io-read" : "io-write" }
+}
+
+/// How a wait for readiness ended.
+enum PollOutcome {
+    case ready, timedOut, closed
+}
+
+/// The readiness state of one registered descriptor (kernel lock).
+final class PollDescriptor {
+    let fd: Int32
+    let generation: UInt32
+    // Unowned: a recorded waiter is parked, and the kernel's registry keeps
+    // every live thread alive; the field is cleared before it is woken.
+    @exclusivity(unchecked) unowned(unsafe) var readWaiter: GreenThread?   // kernel lock
+    @exclusivity(unchecked) unowned(unsafe) var writeWaiter: GreenThread?  // kernel lock
+    @exclusivity(unchecked) var readReady = false    // kernel lock: an unconsumed edge
+    @exclusivity(unchecked) var writeReady = false   // kernel lock
+    @exclusivity(unchecked) var closing = false      // kernel lock
+
+    init(fd: Int32, generation: UInt32) {
+        self.fd = fd
+        self.generation = generation
+    }
+
+    var epollData: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd)) }
+}
+
+final class Netpoller: KernelService {
+    /// Events taken per epoll_wait: one lock acquisition serves this many
+    /// wake-ups (256 fills a few pages of stack in io.c's buffer; bursts
+    /// beyond it are served by the next call without a sleep).
+    static let eventBatch: Int32 = 256
+    /// The data word of the stop eventfd: no descriptor has generation ~0.
+    static let stopToken = UInt64.max
+
+    unowned(unsafe) let kernel: KernelCore
+    let epollFD: Int32
+    let stopFD: Int32
+    /// Registered descriptors, indexed by descriptor number (kernel lock).
+    @exclusivity(unchecked) private var table: [PollDescriptor?] = []
+    @exclusivity(unchecked) private var nextGeneration: UInt32 = 1   // kernel lock
+    private var thread: OSThread?
+    /// Event buffers of `poll`, allocated once: only the polling thread
+    /// touches them (one at a time: the poller thread now, an idle
+    /// processor later).
+    private let eventBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
+    private let eventData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
+
+    /// Creates the epoll set and the stop eventfd and starts the poller
+    /// thread. Kernel lock held (KernelCore.service).
+    init(kernel: KernelCore) throws {
+        self.kernel = kernel
+        let ep = gt_io_epoll_create()
+        guard ep.value >= 0 else { throw GreenIOError(operation: "epoll_create1", errno: ep.error) }
+        epollFD = Int32(ep.value)
+        let ev = gt_io_eventfd_create()
+        guard ev.value >= 0 else {
+            _ = gt_io_close(epollFD)
+            throw GreenIOError(operation: "eventfd", errno: ev.error)
+        }
+        stopFD = Int32(ev.value)
+        let add = gt_io_epoll_ctl(epollFD, Int32(GT_IO_CTL_ADD), stopFD, UInt32(GT_IO_READABLE), 0, Netpoller.stopToken)
+        guard add.value == 0 else {
+            _ = gt_io_close(stopFD)
+            _ = gt_io_close(epollFD)
+            throw GreenIOError(operation: "epoll_ctl", errno: add.error)
+        }
+        do {
+            // SIGVTALRM blocked: it only preempts green threads on workers.
+            thread = try OSThread.start(name: "gt-netpoller", blockingPreemptionSignal: true) { [self] in
+                Netpoller.raiseToRealtimeIfPermitted()
+                while poll(timeoutMs: -1) {}
+            }
+        } catch {
+            _ = gt_io_close(stopFD)
+            _ = gt_io_close(epollFD)
+            throw error
+        }
+    }
+
+    deinit {
+        eventBits.deallocate()
+        eventData.deallocate()
+    }
+
+    /// A wake-up from I/O is only as prompt as the poller thread gets a
+    /// CPU: on a loaded machine an ordinary thread waits behind every other
+    /// runnable task (measured: quick-request p99 of tens of ms under a load
+    /// average of 10). Like the monitor (Kernel.swift), where permitted
+    /// (CAP_SYS_NICE or RLIMIT_RTPRIO) it runs SCHED_FIFO at the lowest
+    /// real-time priority: it only ever sleeps in epoll_wait and does
+    /// microseconds of work per batch (at most `eventBatch` wake-ups), so it
+    /// cannot starve the machine. GT_NETPOLLER_FIFO=0 keeps it ordinary.
+    static func raiseToRealtimeIfPermitted() {
+        let optOut = getenv("GT_NETPOLLER_FIFO").map { String(cString: $0) == "0" } ?? false
+        if !optOut { _ = gt_raise_to_realtime(1) }
+    }
+
+    /// The netpoller of the current green thread's kernel. Kernel lock held.
+    static func of(_ kernel: KernelCore) throws -> Netpoller {
+        try kernel.service(Netpoller.self) { try Netpoller(kernel: kernel) }
+    }
+
+    // MARK: The event step
+
+    /// One epoll_wait of at most `timeoutMs` (-1: no limit), then every
+    /// wake-up it brought, under one hold of the kernel lock. Returns false
+    /// once the stop eventfd fired.
+    func poll(timeoutMs: Int32) -> Bool {
+        while true {
+            let r = gt_io_epoll_wait(epollFD, eventBits, eventData, Netpoller.eventBatch, timeoutMs)
+            precondition(r.value >= 0, "epoll_wait on the netpoller's set failed: errno \(r.error)")
+            if r.value == 0 {
+                if timeoutMs >= 0 { return true }
+                continue  // EINTR (a program's signal): wait again
+            }
+            var keepRunning = true
+            kernel.withCriticalLock {
+                for i in 0..<Int(r.value) {
+                    if eventData[i] == Netpoller.stopToken {
+                        keepRunning = false
+                        continue
+                    }
+                    deliver(events: eventBits[i], data: eventData[i])
+                }
+            }
+            return keepRunning
+        }
+    }
+
+    /// Applies one event to its descriptor. Kernel lock held.
+    private func deliver(events: UInt32, data: UInt64) {
+        let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+        let generation = UInt32(truncatingIfNeeded: data >> 32)
+        guard fd >= 0, Int(fd) < table.count, let pd = table[Int(fd)], pd.generation == generation else {
+            return  // queued before its descriptor was forgotten
+        }
+        let broken = UInt32(GT_IO_ERROR | GT_IO_HANGUP)
+        if events & (UInt32(GT_IO_READABLE | GT_IO_PEER_CLOSED) | broken) != 0 {
+            if let t = pd.readWaiter {
+                pd.readWaiter = nil
+                wake(t)
+            } else {
+                pd.readReady = true
+            }
+        }
+        if events & (UInt32(GT_IO_WRITABLE) | broken) != 0 {
+            if let t = pd.writeWaiter {
+                pd.writeWaiter = nil
+                wake(t)
+            } else {
+                pd.writeReady = true
+            }
+        }
+    }
+
+    private func wake(_ thread: GreenThread) {
+        kernel.externalWaitEnded()
+        kernel.makeReady(thread)
+    }
+
+    // MARK: Waiting
+
+    /// The descriptor's record, registering it with epoll on first use.
+    /// Kernel lock held.
+    private func descriptor(_ fd: Int32, operation: String) throws -> PollDescriptor {
+        if Int(fd) < table.count, let pd = table[Int(fd)] { return pd }
+        let pd = PollDescriptor(fd: fd, generation: nextGeneration)
+        nextGeneration = nextGeneration &+ 1
+        if nextGeneration == UInt32.max { nextGeneration = 1 }  // ~0 would collide with stopToken
+        let events = UInt32(GT_IO_READABLE | GT_IO_WRITABLE | GT_IO_PEER_CLOSED)
+        let r = gt_io_epoll_ctl(epollFD, Int32(GT_IO_CTL_ADD), fd, events, 1, pd.epollData)
+        guard r.value == 0 else {
+            if r.error == EPERM {
+                throw GreenIOError(operation: operation, errno: EPERM,
+                                   detail: "descriptor \(fd) has no readiness to wait for (a regular file?): "
+                                       + "read it inside GreenThread.blocking { ... }")
+            }
+            throw GreenIOError(operation: "epoll_ctl", errno: r.error)
+        }
+        if Int(fd) >= table.count {
+            table.append(contentsOf: repeatElement(nil, count: max(Int(fd) + 1 - table.count, table.count)))
+        }
+        table[Int(fd)] = pd
+        return pd
+    }
+
+    /// Parks the current green thread until `fd` is ready for `direction`,
+    /// `deadline` (CLOCK_MONOTONIC ns) passes, or the descriptor is
+    /// forgotten. Kernel lock held at critical count 1 (withBlockingSection).
+    func wait(_ fd: Int32, for direction: IODirection, deadline: Int64?,
+              operation: String) throws -> PollOutcome {
+        let pd = try descriptor(fd, operation: operation)
+        if pd.closing { return .closed }
+        switch direction {
+        case .read where pd.readReady:
+            pd.readReady = false
+            return .ready
+        case .write where pd.writeReady:
+            pd.writeReady = false
+            return .ready
+        default:
+            break
+        }
+        if let deadline, deadline <= gt_clock_monotonic_ns() { return .timedOut }
+        let me = GreenThread.current
+        let busy = direction == .read ? pd.readWaiter : pd.writeWaiter
+        guard busy == nil else {
+            throw GreenIOError(operation: operation, errno: EBUSY,
+                               detail: "\(busy!) already waits to \(direction) descriptor \(fd); "
+                                   + "one thread per direction may wait on a descriptor")
+        }
+        if direction == .read { pd.readWaiter = me } else { pd.writeWaiter = me }
+        kernel.externalWaitBegan()
+        // The monitor runs this under the kernel lock when the deadline wins.
+        let onTimeout: ((GreenThread) -> Void)? = deadline == nil ? nil : { [kernel] _ in
+            if direction == .read { pd.readWaiter = nil } else { pd.writeWaiter = nil }
+            kernel.externalWaitEnded()
+        }
+        let reason = kernel.blockCurrent(on: WaitRecord(kind: direction.waitKind, objectID: UInt64(fd)),
+                                         state: .blocked, deadline: deadline, onTimeout: onTimeout)
+        if pd.closing { return .closed }
+        return reason == .timedOut ? .timedOut : .ready
+    }
+
+    /// Drops `fd`'s registration before the program closes it: both waiters
+    /// wake and fail with EBADF. Kernel lock held.
+    func forget(_ fd: Int32) {
+        guard fd >= 0, Int(fd) < table.count, let pd = table[Int(fd)] else { return }
+        table[Int(fd)] = nil
+        pd.closing = true
+        if let t = pd.readWaiter {
+            pd.readWaiter = nil
+            wake(t)
+        }
+        if let t = pd.writeWaiter {
+            pd.writeWaiter = nil
+            wake(t)
+        }
+        // Closing the descriptor removes it from the set only when no other
+        // descriptor shares its open file (dup, fork): remove it here.
+        _ = gt_io_epoll_ctl(epollFD, Int32(GT_IO_CTL_DEL), fd, 0, 0, 0)
+    }
+
+    // MARK: KernelService
+
+    func stop() {
+        _ = gt_io_eventfd_signal(stopFD)
+        thread?.join()
+        thread = nil
+        _ = gt_io_close(stopFD)
+        _ = gt_io_close(epollFD)
+    }
+}
