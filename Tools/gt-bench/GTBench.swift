@@ -92,6 +92,7 @@ struct GTBench: ParsableCommand {
         }
         if selected.contains(.preemption) {
             rows += try PreemptionBenchmark.run(workMilliseconds: quick ? 300 : 2000, reps: reps, progress: progress)
+            rows += try MachineBenchmark.run(spinners: quick ? 1000 : 10_000, reps: reps, progress: progress)
         }
         if selected.contains(.wakeup) {
             rows += try WakeupLatencyBenchmark.run(rounds: quick ? 100 : 1000, periodMicroseconds: 3000,

@@ -1,0 +1,153 @@
+// What the processor / OS-thread split costs (issue 11):
+//   - one preemption end to end: two call-free spinners on one processor
+//     with 1 ms slices stamp the time-stamp counter each iteration; when the
+//     runner changes, the time since the other's last stamp is one
+//     preemption: the signal, the handler, parking the OS thread, the spare
+//     taking the processor and handing it to the other thread's own OS
+//     thread (two same-machine hand-offs and one futex wake each);
+//   - one blocked hand-off: a thread blocks its OS thread in read(2) on an
+//     empty pipe while an equal thread waits to run; the figure is the time
+//     from the block to the other thread running (the monitor's detection
+//     plus the hand-off);
+//   - OS threads and RSS with N CPU-bound threads, once every one has been
+//     preempted (each then holds an OS thread of its own while it waits).
+import CGreenCore
+import GreenThreads
+import Glibc
+import Synchronization
+
+enum MachineBenchmark {
+    static let group = "preemption and hand-off cost"
+    static let memoryGroup = "CPU-bound threads: OS threads and RSS"
+
+    static func run(spinners: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
+        var gapsP50: [Double] = [], gapsP99: [Double] = [], handoffs: [Double] = []
+        for rep in 0..<reps {
+            progress("preemption gap rep \(rep + 1)/\(reps)")
+            let gaps = try preemptionGaps(milliseconds: 1000)
+            gapsP50.append(quantile(gaps, 0.5))
+            gapsP99.append(quantile(gaps, 0.99))
+            progress("blocked hand-off rep \(rep + 1)/\(reps)")
+            handoffs.append(try blockedHandoffMicroseconds())
+        }
+        progress("\(spinners) CPU-bound threads")
+        let memory = try cpuBoundThreads(spinners)
+        return [
+            Row(group: group, runtime: "GreenThreads, one preemption (signal, park, hand-off), p50", metric: "us",
+                values: gapsP50, reference: true),
+            Row(group: group, runtime: "GreenThreads, one preemption, p99", metric: "us", values: gapsP99),
+            Row(group: group, runtime: "GreenThreads, blocked read(2) to the next thread running", metric: "us",
+                values: handoffs, note: "blockedHandoffAfter \(KernelConfiguration().blockedHandoffAfter)"),
+            Row(group: memoryGroup, runtime: "GreenThreads, \(spinners) spinners on \(memory.workers) workers",
+                metric: "OS threads", values: [Double(memory.osThreads)], reference: true,
+                note: "\(memory.preempted) preempted at least once; \(memory.osThreadsBefore) OS threads before"),
+            Row(group: memoryGroup, runtime: "GreenThreads, \(spinners) spinners, RSS per thread", metric: "KiB",
+                values: [memory.rssPerThreadKiB]),
+        ]
+    }
+
+    static func quantile(_ xs: [Double], _ q: Double) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * q))]
+    }
+
+    /// Gaps between two spinners' runs on one processor, in microseconds.
+    static func preemptionGaps(milliseconds: Int) throws -> [Double] {
+        let last = Atomic<UInt64>(0)
+        let runner = Atomic<Int>(-1)
+        let hz = Double(gt_tsc_frequency())
+        let gaps = try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) { () -> [Double] in
+            let deadline = monotonicNanoseconds() + Int64(milliseconds) * 1_000_000
+            let spinners = try (0..<2).map { me in
+                try GreenThread.spawn(name: "gap\(me)") { () -> [UInt64] in
+                    var mine: [UInt64] = []
+                    mine.reserveCapacity(10_000)
+                    while monotonicNanoseconds() < deadline {
+                        for _ in 0..<200 {
+                            // The stamp is read after the other's: a stamp taken
+                            // before a preemption would be older than theirs.
+                            if runner.load(ordering: .relaxed) != me {
+                                let before = last.load(ordering: .relaxed)
+                                let now = gt_tsc()
+                                if before != 0 && now > before && mine.count < 10_000 { mine.append(now &- before) }
+                                runner.store(me, ordering: .relaxed)
+                            }
+                            last.store(gt_tsc(), ordering: .relaxed)
+                        }
+                    }
+                    return mine
+                }
+            }
+            return try spinners.flatMap { try $0.join() }.map { Double($0) / hz * 1e6 }
+        }
+        return gaps
+    }
+
+    /// Time from a thread blocking its OS thread in read(2) to an equal peer
+    /// running, on one processor, in microseconds.
+    static func blockedHandoffMicroseconds() throws -> Double {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return -1 }
+        defer { close(fds[0]); close(fds[1]) }
+        let blockedAt = Atomic<UInt64>(0)
+        let ranAt = Atomic<UInt64>(0)
+        let readEnd = fds[0], writeEnd = fds[1]
+        try Kernel.run(KernelConfiguration(workers: 1)) {
+            let reader = try GreenThread.spawn(name: "reader") {
+                var byte: UInt8 = 0
+                blockedAt.store(gt_tsc(), ordering: .relaxed)
+                _ = read(readEnd, &byte, 1)
+            }
+            let peer = try GreenThread.spawn(name: "peer") {
+                ranAt.store(gt_tsc(), ordering: .relaxed)
+                var byte: UInt8 = 1
+                _ = write(writeEnd, &byte, 1)  // lets the reader finish
+            }
+            try peer.join()
+            try reader.join()
+        }
+        return Double(ranAt.load(ordering: .relaxed) &- blockedAt.load(ordering: .relaxed))
+            / Double(gt_tsc_frequency()) * 1e6
+    }
+
+    struct Memory {
+        var workers: Int, osThreads: Int, osThreadsBefore: Int, preempted: Int, rssPerThreadKiB: Double
+    }
+
+    static func cpuBoundThreads(_ n: Int) throws -> Memory {
+        let workers = KernelConfiguration.usableCPUs
+        let stop = Atomic<Bool>(false)
+        return try Kernel.run(KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))) { () -> Memory in
+            GreenThread.current.setPriority(.highest)
+            let before = ProcMemory.residentBytes
+            let threadsBefore = osThreadCount()
+            let spinners = try (0..<n).map { i in
+                try GreenThread.spawn(name: "cpu\(i)") { () -> Int in
+                    var x = i
+                    while !stop.load(ordering: .relaxed) { x = x &* 6364136223846793005 &+ 1 }
+                    return x
+                }
+            }
+            var preempted = 0
+            let deadline = monotonicNanoseconds() + 180_000_000_000
+            while monotonicNanoseconds() < deadline {
+                GreenThread.sleep(for: .milliseconds(250))
+                preempted = spinners.reduce(0) { $0 + ($1.thread.statistics.preemptions > 0 ? 1 : 0) }
+                if preempted == n { break }
+            }
+            let memory = Memory(workers: workers, osThreads: osThreadCount(), osThreadsBefore: threadsBefore,
+                                preempted: preempted,
+                                rssPerThreadKiB: Double(ProcMemory.residentBytes - before) / 1024 / Double(n))
+            stop.store(true, ordering: .relaxed)
+            for s in spinners { blackHole(try s.join()) }
+            return memory
+        }
+    }
+
+    static func osThreadCount() -> Int {
+        for line in ProcMemory.read("/proc/self/status").split(separator: "\n") where line.hasPrefix("Threads:") {
+            return Int(line.dropFirst(8).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? -1
+        }
+        return -1
+    }
+}
