@@ -176,7 +176,9 @@ final class KernelCore: @unchecked Sendable {
     /// sleeps or waits with a timeout, and threads are still alive, nothing
     /// can ever wake them. Kernel lock held.
     func checkForDeadlock() -> Bool {
-        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty else {
+        guard !shuttingDown, idleWorkers.count == workers.count, liveThreads > 0, runQueue.isEmpty,
+              // Issue 14: code outside the kernel may still wake a parked thread.
+              ExternalEvent.parkedCount.load(ordering: .relaxed) == 0 else {
             return false
         }
         timers.dropStale()

@@ -236,6 +236,12 @@ extension KernelCore {
         let ws = gt_self()!
         let w = KernelCore.worker(of: ws)
         let current = w.current!
+        // Issue 14: a wait that observes cancellation does not start on a
+        // cancelled thread (Threads/Cancellation.swift).
+        if current.refusesToBlock(state: state, onTimeout: onTimeout) {
+            onTimeout?(current)
+            return .timedOut
+        }
         current.runState = state
         current.waitRecord = record
         current.wakeReason = .none

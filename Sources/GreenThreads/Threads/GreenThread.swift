@@ -9,6 +9,7 @@
 // are touched only by the thread itself.
 import CGreenCore
 import Glibc
+import Synchronization
 
 /// A green thread: a thread scheduled by GreenThreads in user space, with a
 /// small stack, preempted by time slices and scheduled by priority.
@@ -86,6 +87,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     // --- own thread ---
     @exclusivity(unchecked) var body: (() -> Void)?
     @exclusivity(unchecked) var locals: [UInt64: Any] = [:]
+
+    // --- any thread ---
+    /// Set once by `cancel()` (Cancellation.swift); never cleared.
+    let cancellationRequested = Atomic<Bool>(false)
 
     unowned(unsafe) let kernel: KernelCore
 
@@ -187,7 +192,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ) throws -> JoinHandle<T> {
         let completion = JoinCompletion<T>()
         let thread = try spawnThread(name: name, priority: priority, stackSize: stackSize) {
-            completion.result = Result { try body() }
+            completion.complete(Result { try body() })
         }
         return JoinHandle(thread: thread, completion: completion)
     }
@@ -223,6 +228,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Suspends the calling thread for at least `duration` without occupying
     /// its worker (a timer heap, not a spin). Outside a kernel it sleeps the
     /// OS thread (`nanosleep`).
+    ///
+    /// A cancelled thread (`cancel()`) does not sleep: the call returns at
+    /// once, and a sleep in progress ends when the thread is cancelled.
     public static func sleep(for duration: Duration) {
         let ns = duration.nanosecondsClamped
         guard gt_on_green_thread() != 0 else {
@@ -230,6 +238,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
             return
         }
         guard ns > 0 else { return yield() }
+        if GreenThread.current.isCancelled { return }
         GreenThread.current.kernel.sleepCurrent(until: gt_clock_monotonic_ns() &+ ns)
     }
 

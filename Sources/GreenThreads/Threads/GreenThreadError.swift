@@ -13,6 +13,11 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     case joinedSelf(threadID: UInt64)
     /// No memory for another stack.
     case outOfStackMemory(stackSize: Int, errno: Int32)
+    /// The calling thread was cancelled (`GreenThread.cancel()`), so the wait
+    /// it was in, or was about to start, ended without its event.
+    case cancelled(threadID: UInt64)
+    /// `Kernel.Handle.spawn` after `shutdown()` began or the kernel stopped.
+    case kernelStopped
 
     public var description: String {
         switch self {
@@ -26,6 +31,10 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
             return "green thread \(id) tried to join itself, which would wait forever"
         case .outOfStackMemory(let size, let errno):
             return "cannot map a \(size / 1024) KiB stack (errno \(errno))"
+        case .cancelled(let id):
+            return "green thread \(id) was cancelled: the wait ended without its event"
+        case .kernelStopped:
+            return "the background kernel is shutting down or stopped: it accepts no new threads"
         }
     }
 }
