@@ -57,7 +57,7 @@ extension Kernel {
             do {
                 try Kernel.run(configuration) {
                     handle.attach(GreenThread.current.kernel, started: started)
-                    handle.release.wait(kind: "kernel-handle", cancellable: false)
+                    _ = handle.release.wait(kind: "kernel-handle", cancellable: false)
                 }
                 outcome = nil
             } catch {

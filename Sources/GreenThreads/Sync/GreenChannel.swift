@@ -24,6 +24,11 @@ import CGreenCore
 /// A channel that carries values of type `T` from senders to receivers, in
 /// order. With capacity 0 it is a rendezvous: each send waits for a receive.
 ///
+/// Values move: `send` takes a `sending` value (the sender gives up every
+/// reference to it) and `receive` returns it as `sending` to the one
+/// receiver that takes it, so a channel may carry non-Sendable values and
+/// Swift 6 still rejects a value that stays shared with its sender.
+///
 /// ```swift
 /// let jobs = GreenChannel<Int>(capacity: 16)
 /// let worker = try GreenThread.spawn {
@@ -76,7 +81,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// - Throws: `GreenChannelError.closed` if the channel is closed, or is
     ///   closed while the sender waits (the value is then not delivered);
     ///   `.notInKernel` when it would wait outside a green thread.
-    public func send(_ value: T) throws {
+    public func send(_ value: sending T) throws(GreenChannelError) {
         var value: T? = value
         guard let me = currentGreenThread() else {
             switch withSyncLock({ kernel in offer(&value, kernel) }) {
@@ -128,7 +133,15 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Outside a green thread it returns a value or nil if it can do so at
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
-    public func receive() -> T? {
+    public func receive() -> sending T? {
+        // Each value was sent (disconnected from its sender) and goes to
+        // exactly one receiver, so handing it out as `sending` is sound;
+        // the compiler cannot see that through the buffer's storage.
+        nonisolated(unsafe) let value = receiveValue()
+        return value
+    }
+
+    private func receiveValue() -> T? {
         guard let me = currentGreenThread() else {
             let result = withSyncLock { kernel -> (value: T?, ready: Bool) in
                 if let value = takeReady(kernel) { return (value, true) }

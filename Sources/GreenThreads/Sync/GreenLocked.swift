@@ -111,10 +111,10 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
 
     // MARK: Green threads: GreenMutex as it is
 
-    private func lockOnGreenThread() throws {
+    private func lockOnGreenThread() throws(GreenMutexError) {
         do {
             try mutex.lock()
-        } catch let error as GreenMutexError {
+        } catch {
             if case .ownerDied = error { unlockOnGreenThread() }
             throw error
         }
@@ -129,7 +129,7 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
 
     // MARK: OS threads: a stand-in owner
 
-    private func lockOnOSThread(_ owner: ForeignOwner) throws {
+    private func lockOnOSThread(_ owner: ForeignOwner) throws(GreenMutexError) {
         let mine = owner.word
         // Counted before the word can name it (the waiter's acquire load of
         // the word, under the kernel lock, then sees the count).
@@ -153,7 +153,7 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     /// The last green owner ended holding the mutex: claim it, clear that
     /// state, and report it (as the green path does). Throws only when it
     /// was this call that claimed it.
-    private func takeFromDeadOwner(_ owner: ForeignOwner) throws {
+    private func takeFromDeadOwner(_ owner: ForeignOwner) throws(GreenMutexError) {
         let previous = withSyncLock { _ -> ThreadIdentity? in
             guard mutex.word.compareExchange(expected: GreenMutex.ownerDiedFree, desired: 0,
                                              ordering: .acquiringAndReleasing).exchanged else { return nil }

@@ -169,7 +169,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
     @inlinable
-    public func lock() throws {
+    public func lock() throws(GreenMutexError) {
         // gt_current_owner: out of line in the core's no-preempt section,
         // so a preemption cannot split reading "this worker's current thread".
         if let me = gt_current_owner(),
@@ -185,7 +185,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
 
     /// lock() when the CAS failed or outside a green thread.
     @usableFromInline @inline(never)
-    func lockSlowPath() throws {
+    func lockSlowPath() throws(GreenMutexError) {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
         _ = try lockContended(me, deadline: nil)
     }
@@ -193,7 +193,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// Like `lock()`, but gives up after `timeout`.
     /// - Returns: true when the caller holds the mutex, false on timeout.
     /// - Throws: as `lock()`.
-    public func lock(timeout: Duration) throws -> Bool {
+    public func lock(timeout: Duration) throws(GreenMutexError) -> Bool {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock(timeout:)") }
         if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
                                 failureOrdering: .relaxed).exchanged {
@@ -232,7 +232,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// The lock path once the CAS failed: takes the kernel lock, then
     /// acquires, queues and blocks, or fails. Returns false on timeout.
     @inline(never)
-    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?) throws -> Bool {
+    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?) throws(GreenMutexError) -> Bool {
         let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
         // Only the owner sets its own address, so a word naming us is stable.
         if word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) {
@@ -354,7 +354,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `.notOwner` when the caller does not hold it;
     ///   `.notInKernel` outside a green thread (which can hold no mutex).
     @inlinable
-    public func unlock() throws {
+    public func unlock() throws(GreenMutexError) {
         if let me = gt_current_owner() {
             let mine = UInt(bitPattern: me)
             // Only the owner stores its own address, so reading it back
@@ -380,7 +380,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// unlock() when the word is not the bare caller's address: contended,
     /// not the owner, or outside a green thread.
     @usableFromInline @inline(never)
-    func unlockSlowPath() throws {
+    func unlockSlowPath() throws(GreenMutexError) {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.unlock") }
         guard word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) else {
             throw notOwnerError(me)
@@ -470,7 +470,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     public func withLock<R>(_ body: () throws -> R) throws -> R {
         do {
             try lock()
-        } catch let error as GreenMutexError {
+        } catch {
             if case .ownerDied = error { try unlock() }
             throw error
         }
