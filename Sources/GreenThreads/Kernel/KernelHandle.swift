@@ -115,8 +115,13 @@ extension Kernel {
             started.fire()
         }
 
-        /// On the gt-kernel OS thread once Kernel.run returned.
+        /// On the gt-kernel OS thread once Kernel.run returned. Closes the
+        /// handle first, should the run have ended without `shutdown` (a
+        /// spawn must never reach a kernel whose run queue is gone).
         fileprivate func stopped(_ outcome: (any Error)?) {
+            if let kernel = lockedKernel() {
+                kernel.withCriticalLock { accepting = false }
+            }
             let waiters = stopLock.withLock { state -> [CheckedContinuation<Void, Never>] in
                 state.stopped = true
                 state.outcome = outcome
