@@ -26,7 +26,7 @@ import CGreenCore
 /// // consumer
 /// try m.withLock {
 ///     while items.isEmpty { try ready.wait(m) }
-///     consume(items.removeFirst())
+///     process(items.removeFirst())
 /// }
 /// // producer
 /// try m.withLock { items.append(42) }

@@ -65,12 +65,20 @@ import Synchronization
 ///   throws `GreenMutexError.ownerDied`: the caller then holds the mutex,
 ///   repairs the state it protects, and unlocks it as usual.
 ///
+/// For new code prefer `GreenLocked`, which is built on this mutex and owns
+/// the value it guards, so that Swift 6 checks the sharing. A `GreenMutex`
+/// guards state the compiler cannot connect to it: the type that holds both
+/// must vouch for itself with `@unchecked Sendable`.
+///
 /// ```swift
-/// let m = GreenMutex()
-/// var total = 0
+/// final class Account: @unchecked Sendable {
+///     let lock = GreenMutex(name: "account")
+///     var balance = 0                      // guarded by `lock`
+/// }
+/// let account = Account()
 /// try Kernel.run {
 ///     let workers = try (0..<4).map { _ in
-///         try GreenThread.spawn { try m.withLock { total += 1 } }
+///         try GreenThread.spawn { try account.lock.withLock { account.balance += 1 } }
 ///     }
 ///     for w in workers { try w.join() }
 /// }

@@ -65,9 +65,11 @@ extension GreenThread {
     /// cancelled; does nothing outside a green thread.
     ///
     /// ```swift
-    /// for chunk in chunks {
-    ///     try GreenThread.checkCancellation()
-    ///     process(chunk)
+    /// func work(on chunks: [Int]) throws {
+    ///     for chunk in chunks {
+    ///         try GreenThread.checkCancellation()
+    ///         process(chunk)
+    ///     }
     /// }
     /// ```
     public static func checkCancellation() throws(GreenThreadError) {

@@ -21,7 +21,7 @@ private let greenThreadLocalSlots = Atomic<UInt64>(1)
 ///
 /// ```swift
 /// let requestID = GreenThreadLocal<Int>(default: 0)
-/// try GreenThread.spawn { requestID.value = 7; handle() }   // handle() sees 7
+/// try GreenThread.spawn { requestID.value = 7; serveRequest() }   // serveRequest() sees 7
 /// ```
 public final class GreenThreadLocal<Value: Sendable>: @unchecked Sendable {
     private let defaultValue: Value
