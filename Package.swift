@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "gt-bench", targets: ["gt-bench"]),
         .executable(name: "gt-ps", targets: ["gt-ps"]),
         .executable(name: "gt-fairness", targets: ["gt-fairness"]),
+        .executable(name: "gt-async-demo", targets: ["gt-async-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,6 +54,13 @@ let package = Package(
             name: "gt-demo",
             dependencies: ["GreenThreads"],
             path: "Tools/gt-demo"
+        ),
+        // An async program hosting a kernel (issue 14), in Swift 6 mode.
+        .executableTarget(
+            name: "gt-async-demo",
+            dependencies: ["GreenThreads"],
+            path: "Tools/gt-async-demo",
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "gt-bench",

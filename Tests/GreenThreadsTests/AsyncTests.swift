@@ -127,5 +127,12 @@ extension GreenThreadsTests {
         @Test func checkCancellationThrowsOnceCancelled() throws {
             try expectOK("check-cancellation")
         }
+
+        // MARK: The kept program
+
+        @Test func asyncDemoServesEveryRequestBesideACPUBoundThread() throws {
+            let r = try Host.run("", timeout: .seconds(60), host: "gt-async-demo")
+            #expect(r.succeeded && r.stdout.contains("served 50 of 50 requests"), "\(r)")
+        }
     }
 }
