@@ -15,6 +15,9 @@
 //   thread waiting for it is woken by the release (a futex, not a poll):
 //   it gets the lock within milliseconds of the release.
 // locked-outside-kernel: no kernel at all; three OS threads share a count.
+// locked-relock-throws: a thread that already holds the lock and asks for
+//   it again gets `alreadyOwned` instead of waiting for itself forever, on
+//   a green thread and on a plain OS thread alike.
 import Foundation
 import GreenThreads
 
@@ -24,6 +27,7 @@ let lockedScenarios: [String: Scenario] = [
     "locked-green-waits-for-os-thread": .sync(lockedGreenWaitsForOSThread),
     "locked-os-waits-for-green": .sync(lockedOSWaitsForGreen),
     "locked-outside-kernel": .sync(lockedOutsideKernel),
+    "locked-relock-throws": .sync(lockedRelockThrows),
 ]
 
 /// A non-Sendable value: only GreenLocked makes sharing it legal.
@@ -167,5 +171,30 @@ func lockedOutsideKernel() throws {
     let total = try count.withLock { $0 }
     check(total == 60_000, "count \(total)")
     print("total=\(total)")
+    print("OK")
+}
+
+/// The error a nested withLock of `lock` throws, as text.
+func relockError(_ lock: GreenLocked<Int>) -> String {
+    do {
+        try lock.withLock { _ in try lock.withLock { _ in } }
+        return "none"
+    } catch {
+        return "\(error)"
+    }
+}
+
+func lockedRelockThrows() throws {
+    let lock = GreenLocked(0, name: "R")
+    let onOSThread = relockError(lock)
+    print("os_thread=\(onOSThread)")
+    check(onOSThread.contains("which it already holds"), onOSThread)
+    try Kernel.run(KernelConfiguration(workers: 1)) {
+        let onGreen = relockError(lock)
+        print("green_thread=\(onGreen)")
+        check(onGreen.contains("which it already holds"), onGreen)
+    }
+    let after = try lock.withLock { $0 }
+    check(after == 0, "the lock is still usable")
     print("OK")
 }

@@ -10,7 +10,7 @@ import GreenThreads
 
 setvbuf(stdout, nil, _IOLBF, 0)
 let scenarios: [String: Scenario] = [
-    awaitScenarios, lockedScenarios, backgroundScenarios, cancellationScenarios,
+    awaitScenarios, lockedScenarios, backgroundScenarios, cancellationScenarios, costScenarios,
 ].reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
 let name = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : ""

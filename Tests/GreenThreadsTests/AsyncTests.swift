@@ -69,6 +69,10 @@ extension GreenThreadsTests {
             #expect(r.value("total") == "60000", "\(r)")
         }
 
+        @Test func relockingAGreenLockedThrowsAlreadyOwnedOnAnyThread() throws {
+            try expectOK("locked-relock-throws")
+        }
+
         // MARK: Kernel.start
 
         @Test func asyncCodeStartsAKernelSpawnsAwaitsAndShutsDown() throws {

@@ -8,7 +8,7 @@
 // Plain OS threads (a task on the cooperative pool, the program's main
 // thread beside a background kernel) use it too. GreenMutex's owner word
 // names a GreenThread, so an OS thread takes it under a stand-in owner: a
-// GreenThread control block made for the call (`ForeignOwner`), never
+// GreenThread control block, one per OS thread (`ForeignOwner`), never
 // scheduled, on no run queue, belonging to no running kernel. To GreenMutex
 // it is an owner like any other: green waiters queue behind it and lend it
 // their priority (which changes nothing: the OS schedules that thread), and
@@ -92,7 +92,7 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     /// throws).
     ///
     /// - Throws: what `body` throws; `GreenMutexError.alreadyOwned` when the
-    ///   calling green thread already holds this lock, `.deadlock(cycle:)`
+    ///   calling thread (green or not) already holds this lock, `.deadlock(cycle:)`
     ///   when waiting would close a wait-for cycle (in neither case does
     ///   `body` run); `.ownerDied` when a green thread ended inside `body`
     ///   (the value may be half-updated: `body` does not run, and the lock
@@ -103,7 +103,7 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
             defer { unlockOnGreenThread() }
             return try body(&value)
         }
-        let owner = ForeignOwner()
+        let owner = ForeignOwner.current
         try lockOnOSThread(owner)
         defer { unlockOnOSThread(owner) }
         return try body(&value)
@@ -131,6 +131,11 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
 
     private func lockOnOSThread(_ owner: ForeignOwner) throws(GreenMutexError) {
         let mine = owner.word
+        // Only this OS thread stores its stand-in's address, so reading it
+        // back means this thread holds the lock: waiting would never end.
+        if mutex.word.load(ordering: .relaxed) & GreenMutex.ownerMask == mine {
+            throw GreenMutexError.alreadyOwned(thread: ThreadIdentity(owner.thread), mutex: mutex.identity)
+        }
         // Counted before the word can name it (the waiter's acquire load of
         // the word, under the kernel lock, then sees the count).
         ExternalEvent.parkedCount.add(1, ordering: .relaxed)
@@ -194,7 +199,6 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
         }
         ExternalEvent.parkedCount.subtract(1, ordering: .relaxed)
         wakeForeignWaiters()
-        withExtendedLifetime(owner) {}
     }
 
     /// After any release: wake sleeping OS waiters (see the file header).
@@ -211,12 +215,34 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
 /// thread control block that is never scheduled. Its kernel is a
 /// placeholder that never runs (a GreenThread must name one; nothing on the
 /// paths an owner goes through reads it: they take the waiter's kernel).
+/// One per OS thread, made on its first GreenLocked call and kept in a
+/// pthread key (released when the thread exits): an OS thread holding
+/// several locks is one owner to each, and relocking one it holds is seen.
 private final class ForeignOwner {
     static let placeholderKernel = KernelCore(configuration: KernelConfiguration())
 
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { raw in
+            Unmanaged<ForeignOwner>.fromOpaque(raw!).release()
+        }
+        precondition(rc == 0, "pthread_key_create failed (\(rc)): out of thread-specific keys")
+        return key
+    }()
+
+    /// The calling OS thread's stand-in.
+    static var current: ForeignOwner {
+        if let raw = pthread_getspecific(key) {
+            return Unmanaged<ForeignOwner>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let owner = ForeignOwner()
+        pthread_setspecific(key, Unmanaged.passRetained(owner).toOpaque())
+        return owner
+    }
+
     let thread: GreenThread
 
-    init() {
+    private init() {
         let id = KernelCore.nextThreadID.add(1, ordering: .relaxed).oldValue
         thread = GreenThread(id: id, name: "os-thread \(gt_sys_gettid().value)", priority: .lowest,
                              kernel: ForeignOwner.placeholderKernel)
