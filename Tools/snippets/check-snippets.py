@@ -7,7 +7,8 @@ Usage: Tools/snippets/check-snippets.py [--build-dir .build/debug] [files...]
 Run `swift build --target GreenThreads` first (the script says so if the
 module is missing).
 
-Each ```swift block becomes the main.swift of its own compilation, with
+Each ```swift block becomes the main.swift of its own compilation (a block
+with an @main type is compiled as a library file instead), with
 `import GreenThreads` added when missing and Tools/snippets/Prelude.swift
 beside it (stand-ins for the helpers examples call: compute(), process(_:),
 ...). `swiftc -emit-sil` runs the type checker and the SIL diagnostics, where
@@ -102,7 +103,9 @@ def main():
                 main = os.path.join(tmp, "main.swift")
                 with open(main, "w", encoding="utf-8") as f:
                     f.write(code + "\n")
-                result = subprocess.run(["swiftc", "-emit-sil", "-wmo", "-o", os.devnull, *flags, main, prelude],
+                # An @main type cannot sit in a file of top-level code.
+                mode = ["-parse-as-library"] if re.search(r"^@main", code, re.M) else []
+                result = subprocess.run(["swiftc", "-emit-sil", "-wmo", "-o", os.devnull, *mode, *flags, main, prelude],
                                         capture_output=True, text=True)
                 compiled += 1
                 if result.returncode != 0:
