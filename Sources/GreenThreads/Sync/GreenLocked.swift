@@ -60,13 +60,16 @@ import Synchronization
 /// print(try counter.withLock { $0 })   // 4
 /// ```
 public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
-    private let mutex: GreenMutex
+    // The green-thread path of withLock is @inlinable (specialized for the
+    // caller's Value and R, and GreenMutex's uncontended lock and unlock are
+    // inlined into it), so these are @usableFromInline.
+    @usableFromInline let mutex: GreenMutex
     // Guarded by `mutex` (see the file header).
-    private var value: Value
+    @usableFromInline var value: Value
     /// OS threads sleeping on `foreignWake` (or about to).
-    private let foreignWaiters = Atomic<Int>(0)
+    @usableFromInline let foreignWaiters = Atomic<Int>(0)
     /// Bumped by a release that sees `foreignWaiters` > 0; a futex word.
-    private let foreignWake: UnsafeMutablePointer<UInt32>
+    @usableFromInline let foreignWake: UnsafeMutablePointer<UInt32>
 
     /// Creates a lock owning `value`.
     public convenience init(_ value: consuming sending Value) {
@@ -97,21 +100,20 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     ///   `body` run); `.ownerDied` when a green thread ended inside `body`
     ///   (the value may be half-updated: `body` does not run, and the lock
     ///   is free again for the caller to repair the value).
+    @inlinable
     public func withLock<R: ~Copyable>(_ body: (inout sending Value) throws -> sending R) throws -> sending R {
         if gt_current_owner() != nil {
             try lockOnGreenThread()
             defer { unlockOnGreenThread() }
             return try body(&value)
         }
-        let owner = ForeignOwner.current
-        try lockOnOSThread(owner)
-        defer { unlockOnOSThread(owner) }
-        return try body(&value)
+        return try withLockOnOSThread(body)
     }
 
     // MARK: Green threads: GreenMutex as it is
 
-    private func lockOnGreenThread() throws(GreenMutexError) {
+    @inlinable
+    func lockOnGreenThread() throws(GreenMutexError) {
         do {
             try mutex.lock()
         } catch {
@@ -120,7 +122,8 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
         }
     }
 
-    private func unlockOnGreenThread() {
+    @inlinable
+    func unlockOnGreenThread() {
         do { try mutex.unlock() } catch {
             preconditionFailure("GreenLocked.withLock: \(error)")
         }
@@ -128,6 +131,14 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     }
 
     // MARK: OS threads: a stand-in owner
+
+    @usableFromInline
+    func withLockOnOSThread<R: ~Copyable>(_ body: (inout sending Value) throws -> sending R) throws -> sending R {
+        let owner = ForeignOwner.current
+        try lockOnOSThread(owner)
+        defer { unlockOnOSThread(owner) }
+        return try body(&value)
+    }
 
     private func lockOnOSThread(_ owner: ForeignOwner) throws(GreenMutexError) {
         let mine = owner.word
@@ -202,8 +213,10 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     }
 
     /// After any release: wake sleeping OS waiters (see the file header).
-    @inline(__always)
-    private func wakeForeignWaiters() {
+    /// The fence is the releaser's half of the Dekker pair: without it the
+    /// load below could be ordered before the release of the word.
+    @inlinable
+    func wakeForeignWaiters() {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         guard foreignWaiters.load(ordering: .sequentiallyConsistent) > 0 else { return }
         _ = gt_atomic_fetch_add_u32(foreignWake, 1)
