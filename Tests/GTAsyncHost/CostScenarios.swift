@@ -3,6 +3,8 @@
 // locked-cost: nanoseconds per uncontended withLock of GreenLocked, of
 //   GreenMutex.withLock and of Synchronization.Mutex on a green thread,
 //   and of GreenLocked and Mutex on a plain OS thread.
+// spawn-join-cost: nanoseconds per spawn and join of a thread returning an
+//   Int, one at a time (the join path: completion, cancellable join).
 // await-cost: microseconds per GreenThread.await of an operation that
 //   returns at once (a Task's creation, run and the wake-up), one thread.
 import GreenThreads
@@ -11,6 +13,7 @@ import Synchronization
 let costScenarios: [String: Scenario] = [
     "locked-cost": .sync(lockedCost),
     "await-cost": .sync(awaitCost),
+    "spawn-join-cost": .sync(spawnJoinCost),
 ]
 
 /// Nanoseconds per iteration of `body`, best of five rounds.
@@ -58,6 +61,17 @@ func awaitCost() throws {
         let ns = try nanosecondsPerIteration(n) { sum &+= try GreenThread.await { 1 } }
         check(sum == 5 * n, "sum \(sum)")
         print("await_us=\(ns / 1000)")
+    }
+    print("OK")
+}
+
+func spawnJoinCost() throws {
+    let n = intOption("iterations", 100_000)
+    try Kernel.run(KernelConfiguration(workers: 1)) {
+        var sum = 0
+        let ns = try nanosecondsPerIteration(n) { sum &+= try GreenThread.spawn { 1 }.join() }
+        check(sum == 5 * n, "sum \(sum)")
+        print("spawn_join_ns=\(ns)")
     }
     print("OK")
 }

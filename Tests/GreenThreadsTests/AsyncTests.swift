@@ -8,6 +8,7 @@ import Testing
 extension GreenThreadsTests {
     @Suite("Swift 6 and async: GreenLocked, await, Kernel.start, cancellation")
     struct AsyncTests {
+        @discardableResult
         private func expectOK(_ scenario: String, _ arguments: [String] = [],
                               timeout: Duration = .seconds(30),
                               sourceLocation: SourceLocation = #_sourceLocation) throws -> HostResult {
