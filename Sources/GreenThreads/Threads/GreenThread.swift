@@ -180,8 +180,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// and it is not isolated to the spawner's actor (a closure formed in
     /// `@MainActor` code would otherwise trap on a worker other than the main
     /// thread).
-    /// - Throws: `GreenThreadError.notInKernel` outside `Kernel.run`,
-    ///   `.invalidStackSize` for a stack below the minimum.
+    /// - Throws: `GreenThreadError.notInKernel` outside a green thread (from
+    ///   other threads and tasks, spawn through a `Kernel.Handle`, see
+    ///   `Kernel.start`), `.invalidStackSize` for a stack below the minimum.
     @discardableResult
     @inlinable  // specialized in the caller: no generic metadata lookup per spawn
     public static func spawn<T>(
