@@ -14,7 +14,8 @@
 //   20 ms; its sibling sleeping 10 s is cancelled; withThreadGroup throws
 //   the member's error once both have finished.
 // group-joins-every-member: members (and a member's own member) that sleep
-//   100 ms have all finished when withThreadGroup returns.
+//   100 ms have all finished when withThreadGroup returns; a spawn into the
+//   group after that throws `threadGroupEnded`.
 // check-cancellation: a loop calling checkCancellation stops by throwing.
 import GreenThreads
 
@@ -182,7 +183,9 @@ func groupErrorCancelsSiblings() throws {
 func groupJoinsEveryMember() throws {
     try inKernel {
         let finished = SharedCounter()
+        var escaped: GreenThreadGroup?
         let value = try withThreadGroup { group -> String in
+            escaped = group
             for _ in 0..<10 {
                 try group.spawn {
                     GreenThread.sleep(for: .milliseconds(100))
@@ -200,6 +203,12 @@ func groupJoinsEveryMember() throws {
         print("finished_at_return=\(finished.value)")
         check(value == "body done", value)
         check(finished.value == 11, "\(finished.value) of 11 members had finished")
+        do {
+            try escaped!.spawn {}
+            check(false, "a spawn after the scope did not throw")
+        } catch GreenThreadError.threadGroupEnded {
+            print("late_spawn=threadGroupEnded")
+        }
     }
     print("OK")
 }

@@ -126,7 +126,7 @@ extension GreenThreadsTests {
 
         @Test func groupReturnsOnlyAfterEveryMemberFinished() throws {
             let r = try expectOK("group-joins-every-member")
-            #expect(r.value("finished_at_return") == "11", "\(r)")
+            #expect(r.value("finished_at_return") == "11" && r.value("late_spawn") == "threadGroupEnded", "\(r)")
         }
 
         @Test func checkCancellationThrowsOnceCancelled() throws {

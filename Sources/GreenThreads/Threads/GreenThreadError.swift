@@ -18,6 +18,8 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     case cancelled(threadID: UInt64)
     /// `Kernel.Handle.spawn` after `shutdown()` began or the kernel stopped.
     case kernelStopped
+    /// `GreenThreadGroup.spawn` after its `withThreadGroup` scope ended.
+    case threadGroupEnded
 
     public var description: String {
         switch self {
@@ -35,6 +37,8 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
             return "green thread \(id) was cancelled: the wait ended without its event"
         case .kernelStopped:
             return "the background kernel is shutting down or stopped: it accepts no new threads"
+        case .threadGroupEnded:
+            return "spawn into a thread group whose withThreadGroup scope has ended"
         }
     }
 }

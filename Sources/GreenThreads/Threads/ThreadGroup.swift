@@ -33,7 +33,7 @@ public final class GreenThreadGroup: @unchecked Sendable {
 
     /// Spawns a member. Same parameters as `GreenThread.spawn`.
     ///
-    /// - Throws: `GreenThreadError.kernelStopped` once the scope has ended;
+    /// - Throws: `GreenThreadError.threadGroupEnded` once the scope has ended;
     ///   what `GreenThread.spawn` throws.
     @discardableResult
     public func spawn<T>(name: String? = nil, priority: Priority = .normal, stackSize: Int? = nil,
@@ -43,7 +43,7 @@ public final class GreenThreadGroup: @unchecked Sendable {
             spawnsInFlight += 1
             return true
         }
-        guard open else { throw GreenThreadError.kernelStopped }
+        guard open else { throw GreenThreadError.threadGroupEnded }
         let handle: JoinHandle<T>
         do {
             handle = try GreenThread.spawn(name: name, priority: priority, stackSize: stackSize) { [self] in
