@@ -96,9 +96,14 @@ let package = Package(
         ),
         // The test host: every test that starts a kernel or arms signals runs
         // one scenario of this executable in a child process with a timeout.
+        // What both test hosts give their scenarios (check, options).
+        .target(
+            name: "GTHostSupport",
+            path: "Tests/GTHostSupport"
+        ),
         .executableTarget(
             name: "gt-test-host",
-            dependencies: ["GreenThreads", "CGreenCore"],
+            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport"],
             path: "Tests/GTTestHost",
             // Scenarios share plain globals between green threads on purpose.
             swiftSettings: [.swiftLanguageMode(.v5)]
@@ -108,7 +113,7 @@ let package = Package(
         // compiler. gt-test-host moves to Swift 6 mode in a later change.
         .executableTarget(
             name: "gt-async-host",
-            dependencies: ["GreenThreads"],
+            dependencies: ["GreenThreads", "GTHostSupport"],
             path: "Tests/GTAsyncHost",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

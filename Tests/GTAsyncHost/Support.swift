@@ -1,6 +1,7 @@
-// Helpers shared by the scenarios: checks that stop the process with a
-// message, command-line options, and a monotonic clock in milliseconds.
-@preconcurrency import Glibc
+// Helpers shared by the scenarios: a monotonic clock in milliseconds and
+// shared flags (check and the options come from GTHostSupport).
+@_exported import GTHostSupport
+import Glibc
 import Synchronization
 
 /// A scenario: synchronous ones run on the main thread (Kernel.run takes
@@ -9,25 +10,6 @@ enum Scenario: Sendable {
     case sync(@Sendable () throws -> Void)
     case async(@Sendable () async throws -> Void)
 }
-
-/// Stops the scenario with a message the test shows.
-func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
-           file: StaticString = #fileID, line: UInt = #line) {
-    if !condition() {
-        print("CHECK FAILED at \(file):\(line): \(message())")
-        fflush(stdout)
-        exit(1)
-    }
-}
-
-/// `--name value` from the command line.
-func option(_ name: String) -> String? {
-    let args = CommandLine.arguments
-    guard let i = args.firstIndex(of: "--" + name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-
-func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0) } ?? fallback }
 
 /// Milliseconds on CLOCK_MONOTONIC.
 func nowMilliseconds() -> Double {
