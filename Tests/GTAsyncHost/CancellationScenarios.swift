@@ -8,6 +8,10 @@
 //   in a semaphore wait(timeout: 10 s) and one in a condition
 //   wait(_:timeout: 10 s) are cancelled: each returns false at once, and
 //   the mutex owner's inherited priority drops back to its base.
+// cancel-channel-waits: a receiver waiting on an empty channel and a sender
+//   waiting on a rendezvous channel are cancelled: the receiver gets nil,
+//   the sender throws `cancelled` and its value is never delivered; the
+//   channel then carries the next value as usual.
 // cancel-await: a thread awaiting a 10 s Task.sleep is cancelled: the task
 //   is cancelled and await throws its CancellationError at once.
 // group-error-cancels-siblings: in withThreadGroup one member throws after
@@ -23,6 +27,7 @@ let cancellationScenarios: [String: Scenario] = [
     "cancel-sleep": .sync(cancelSleep),
     "cancel-join": .sync(cancelJoin),
     "cancel-timed-waits": .sync(cancelTimedWaits),
+    "cancel-channel-waits": .sync(cancelChannelWaits),
     "cancel-await": .sync(cancelAwait),
     "group-error-cancels-siblings": .sync(groupErrorCancelsSiblings),
     "group-joins-every-member": .sync(groupJoinsEveryMember),
@@ -230,6 +235,45 @@ func checkCancellationStops() throws {
         let outcome = try looper.join()
         print("outcome=\(outcome)")
         check(outcome.contains("was cancelled"), outcome)
+    }
+    print("OK")
+}
+
+func cancelChannelWaits() throws {
+    try inKernel {
+        let empty = GreenChannel<Int>(capacity: 1, name: "empty")
+        let rendezvous = GreenChannel<Int>(capacity: 0, name: "rendezvous")
+        let receiver = try GreenThread.spawn(name: "receiver") { () -> String in
+            let got = empty.receive()
+            return "\(got.map(String.init) ?? "nil") cancelled=\(GreenThread.current.isCancelled)"
+        }
+        let sender = try GreenThread.spawn(name: "sender") { () -> String in
+            do {
+                try rendezvous.send(1)
+                return "delivered"
+            } catch {
+                return "\(error)"
+            }
+        }
+        while receiver.thread.waitingOn == nil || sender.thread.waitingOn == nil {
+            GreenThread.sleep(for: .milliseconds(1))
+        }
+        let start = nowMilliseconds()
+        receiver.cancel()
+        sender.cancel()
+        let (r, s) = (try receiver.join(), try sender.join())
+        let elapsed = nowMilliseconds() - start
+        print("receiver=\(r)")
+        print("sender=\(s)")
+        check(r == "nil cancelled=true", "receiver got \(r)")
+        check(s.contains("was cancelled while it waited to send"), "sender: \(s)")
+        check(elapsed < 1000, "the cancelled channel waits took \(elapsed) ms")
+        // The cancelled value is gone; the next one goes through.
+        let late = try GreenThread.spawn { rendezvous.receive() }
+        try rendezvous.send(2)
+        let next = try late.join()
+        print("next=\(next.map(String.init) ?? "nil")")
+        check(next == 2, "the channel delivered \(String(describing: next)) after the cancelled send")
     }
     print("OK")
 }

@@ -80,6 +80,8 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///
     /// - Throws: `GreenChannelError.closed` if the channel is closed, or is
     ///   closed while the sender waits (the value is then not delivered);
+    ///   `.cancelled` when the waiting sender is cancelled
+    ///   (`GreenThread.cancel()`: the value is not delivered either);
     ///   `.notInKernel` when it would wait outside a green thread.
     public func send(_ value: sending T) throws(GreenChannelError) {
         var value: T? = value
@@ -100,10 +102,15 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             let waiter = Waiter(thread: me, object: self)
             waiter.value = value.take()
             senders.insert(waiter)
+            // Cancelling the sender takes it off the queue (outcome
+            // .timedOut: a channel has no timeouts); its value is dropped.
             return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id),
-                                        deadline: nil, onTimeout: nil)
+                                        deadline: nil, cancellable: true) { [self] waiter in
+                senders.remove(waiter)
+            }
         }
         if outcome == .closed { throw GreenChannelError.closed }
+        if outcome == .timedOut { throw GreenChannelError.cancelled(threadID: me.id) }
     }
 
     private enum Offer { case delivered, closed, mustWait }
@@ -128,7 +135,9 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     /// Receives the next value, waiting for one if needed.
     ///
-    /// - Returns: the value, or nil once the channel is closed and drained.
+    /// - Returns: the value, or nil once the channel is closed and drained,
+    ///   or when the waiting receiver is cancelled (`GreenThread.cancel()`;
+    ///   `GreenThread.current.isCancelled` tells the two apart).
     ///
     /// Outside a green thread it returns a value or nil if it can do so at
     /// once, and otherwise stops the program with a message: waiting there
@@ -157,8 +166,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             if closed { return nil }
             let waiter = Waiter(thread: me, object: self)
             receivers.insert(waiter)
+            // Cancelling the receiver takes it off the queue: it gets nil.
             let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id),
-                                               deadline: nil, onTimeout: nil)
+                                               deadline: nil, cancellable: true) { [self] waiter in
+                receivers.remove(waiter)
+            }
             return outcome == .granted ? waiter.value.take() : nil
         }
     }

@@ -100,11 +100,16 @@ public enum GreenChannelError: Error, Equatable, CustomStringConvertible {
     case closed
     /// A send that must wait, outside a green thread (outside `Kernel.run`).
     case notInKernel(operation: String)
+    /// The sender was cancelled (`GreenThread.cancel()`) while it waited, or
+    /// before: the value was not delivered.
+    case cancelled(threadID: UInt64)
 
     public var description: String {
         switch self {
         case .closed:
             return "send on a closed channel: the value was not delivered"
+        case .cancelled(let id):
+            return "green thread \(id) was cancelled while it waited to send: the value was not delivered"
         case .notInKernel(let operation):
             return "\(operation) would wait, which needs a green thread: call it inside Kernel.run { ... }"
         }

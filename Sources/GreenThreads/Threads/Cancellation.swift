@@ -10,11 +10,14 @@
 //   - `GreenThread.await` cancels its Task and returns what the Task does;
 //   - every timed wait (`GreenMutex.lock(timeout:)`,
 //     `GreenCondition.wait(_:timeout:)`, `GreenSemaphore.wait(timeout:)`)
-//     ends as if its timeout passed: it returns false.
-// Untimed sync waits (`lock()`, `wait()`, channel `send`/`receive`) cannot
-// report failure without a new signature, so they are not interrupted: use
-// the timed forms, or `GreenThread.checkCancellation()`, in code that must
-// stop promptly.
+//     ends as if its timeout passed: it returns false;
+//   - `GreenChannel.send` throws `GreenChannelError.cancelled` (the value is
+//     not delivered) and `receive` returns nil.
+// The untimed `GreenMutex.lock()`, `GreenCondition.wait(_:)` and
+// `GreenSemaphore.wait()` are not interrupted (yet): `wait()` cannot report
+// failure at all, and the other two would need the mutex's contended path
+// to map a cancelled wait to an error. Use the timed forms, or
+// `GreenThread.checkCancellation()`, in code that must stop promptly.
 //
 // Mechanism: a wait is interruptible exactly when the thread sleeps or its
 // block carries a `timeoutAction` (the hook that takes it off the queue it
