@@ -8,6 +8,11 @@
 //   in a semaphore wait(timeout: 10 s) and one in a condition
 //   wait(_:timeout: 10 s) are cancelled: each returns false at once, and
 //   the mutex owner's inherited priority drops back to its base.
+// cancel-mutex-lock: main (16) holds M; `locker` (24) waits in the untimed
+//   lock() and boosts main to 24; a GreenLocked waiter queues too. Both are
+//   cancelled: lock() throws `cancelled` (not acquired), withLock throws
+//   without running its body, and main drops back to 16. A cancelled
+//   thread still takes a free mutex.
 // cancel-channel-waits: a receiver waiting on an empty channel and a sender
 //   waiting on a rendezvous channel are cancelled: the receiver gets nil,
 //   the sender throws `cancelled` and its value is never delivered; the
@@ -28,6 +33,7 @@ let cancellationScenarios: [String: Scenario] = [
     "cancel-join": .sync(cancelJoin),
     "cancel-timed-waits": .sync(cancelTimedWaits),
     "cancel-channel-waits": .sync(cancelChannelWaits),
+    "cancel-mutex-lock": .sync(cancelMutexLock),
     "cancel-await": .sync(cancelAwait),
     "group-error-cancels-siblings": .sync(groupErrorCancelsSiblings),
     "group-joins-every-member": .sync(groupJoinsEveryMember),
@@ -274,6 +280,68 @@ func cancelChannelWaits() throws {
         let next = try late.join()
         print("next=\(next.map(String.init) ?? "nil")")
         check(next == 2, "the channel delivered \(String(describing: next)) after the cancelled send")
+    }
+    print("OK")
+}
+
+func cancelMutexLock() throws {
+    try inKernel {
+        let mutex = GreenMutex(name: "M")
+        let locked = GreenLocked(0, name: "L")
+        let bodyRan = SharedFlag()
+        try mutex.lock()
+        let locker = try GreenThread.spawn(name: "locker", priority: .high) { () -> String in
+            do {
+                try mutex.lock()
+                return "acquired"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let holder = try GreenThread.spawn(name: "holder") {
+            try locked.withLock { _ in GreenThread.sleep(for: .seconds(10)) }  // cancelled too: wakes early
+        }
+        while holder.thread.waitingOn?.kind != "sleep" { GreenThread.sleep(for: .milliseconds(1)) }
+        let lockedWaiter = try GreenThread.spawn(name: "locked-waiter") { () -> String in
+            do {
+                try locked.withLock { _ in bodyRan.set() }
+                return "acquired"
+            } catch {
+                return "\(error)"
+            }
+        }
+        while locker.thread.waitingOn == nil || lockedWaiter.thread.waitingOn == nil {
+            GreenThread.sleep(for: .milliseconds(1))
+        }
+        let boosted = GreenThread.current.effectivePriority.level
+        let start = nowMilliseconds()
+        locker.cancel()
+        lockedWaiter.cancel()
+        let lockerOutcome = try locker.join()
+        let waiterOutcome = try lockedWaiter.join()
+        let elapsed = nowMilliseconds() - start
+        let after = GreenThread.current.effectivePriority.level
+        print("locker=\(lockerOutcome)")
+        print("locked_waiter=\(waiterOutcome)")
+        print("owner_boosted=\(boosted)")
+        print("owner_after=\(after)")
+        check(lockerOutcome.contains("was cancelled while it waited for mutex"), lockerOutcome)
+        check(waiterOutcome.contains("was cancelled while it waited"), waiterOutcome)
+        check(!bodyRan.isSet, "withLock ran its body for a cancelled waiter")
+        check(elapsed < 1000, "the cancelled lock waits took \(elapsed) ms")
+        check(boosted == Priority.high.level && after == Priority.normal.level, "owner \(boosted) -> \(after)")
+        try mutex.unlock()
+        holder.cancel()
+        try holder.join()
+        // A cancelled thread still takes a free mutex.
+        let late = try GreenThread.spawn { () -> Bool in
+            GreenThread.current.cancel()
+            try mutex.lock()
+            try mutex.unlock()
+            return true
+        }
+        let lateTook = try late.join()
+        check(lateTook, "a cancelled thread could not take a free mutex")
     }
     print("OK")
 }

@@ -114,6 +114,11 @@ extension GreenThreadsTests {
             #expect(r.value("owner_boosted") == "24" && r.value("owner_after") == "16", "\(r)")
         }
 
+        @Test func cancelledLockWaitThrowsCancelledAndTheOwnerDropsBack() throws {
+            let r = try expectOK("cancel-mutex-lock")
+            #expect(r.value("owner_boosted") == "24" && r.value("owner_after") == "16", "\(r)")
+        }
+
         @Test func cancelledChannelWaitersGetNilOrThrowAndTheChannelGoesOn() throws {
             let r = try expectOK("cancel-channel-waits")
             #expect(r.value("receiver") == "nil cancelled=true" && r.value("next") == "2", "\(r)")

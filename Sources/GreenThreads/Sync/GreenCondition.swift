@@ -88,7 +88,9 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
                 waiters.remove(waiter)
             }
         }
-        try mutex.lock()
+        // Retaken whether or not the thread was cancelled meanwhile: the
+        // caller holds the mutex when wait returns (issue 14).
+        try mutex.lockIgnoringCancellation()
         return outcome == .granted
     }
 

@@ -96,8 +96,9 @@ public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     ///
     /// - Throws: what `body` throws; `GreenMutexError.alreadyOwned` when the
     ///   calling thread (green or not) already holds this lock, `.deadlock(cycle:)`
-    ///   when waiting would close a wait-for cycle (in neither case does
-    ///   `body` run); `.ownerDied` when a green thread ended inside `body`
+    ///   when waiting would close a wait-for cycle, `.cancelled` when the
+    ///   waiting green thread is cancelled (in none of these does `body`
+    ///   run); `.ownerDied` when a green thread ended inside `body`
     ///   (the value may be half-updated: `body` does not run, and the lock
     ///   is free again for the caller to repair the value).
     @inlinable

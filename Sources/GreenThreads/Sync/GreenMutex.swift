@@ -173,6 +173,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///
     /// - Throws: `.alreadyOwned` if the caller holds it; `.deadlock(cycle:)`
     ///   if waiting would close a wait-for cycle; `.chainTooDeep`;
+    ///   `.cancelled` when the waiting thread is cancelled
+    ///   (`GreenThread.cancel()`; a free mutex is still taken);
     ///   `.notInKernel` outside a green thread (none of these acquire it);
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
@@ -195,7 +197,19 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     @usableFromInline @inline(never)
     func lockSlowPath() throws(GreenMutexError) {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
-        _ = try lockContended(me, deadline: nil)
+        _ = try lockContended(me, deadline: nil, cancellable: true)
+    }
+
+    /// lock() for a caller that must end up holding the mutex whether or
+    /// not its thread is cancelled (a condition wait retaking it). Issue 14.
+    func lockIgnoringCancellation() throws(GreenMutexError) {
+        guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
+        if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                failureOrdering: .relaxed).exchanged {
+            pushHeld(by: me)
+            return
+        }
+        _ = try lockContended(me, deadline: nil, cancellable: false)
     }
 
     /// Like `lock()`, but gives up after `timeout`.
@@ -208,7 +222,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             pushHeld(by: me)
             return true
         }
-        return try lockContended(me, deadline: syncDeadline(after: timeout))
+        return try lockContended(me, deadline: syncDeadline(after: timeout), cancellable: false)
     }
 
     /// Takes the mutex if it is free, without waiting.
@@ -240,7 +254,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// The lock path once the CAS failed: takes the kernel lock, then
     /// acquires, queues and blocks, or fails. Returns false on timeout.
     @inline(never)
-    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?) throws(GreenMutexError) -> Bool {
+    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?,
+                               cancellable: Bool) throws(GreenMutexError) -> Bool {
         let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
         // Only the owner sets its own address, so a word naming us is stable.
         if word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) {
@@ -263,7 +278,9 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
                 gt_cpu_relax()
             }
         }
-        let result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        let result = kernel.withBlockingSection {
+            acquireOrWait(thread, kernel, deadline: deadline, cancellable: cancellable)
+        }
         switch result {
         case .acquired:
             pushHeld(by: me)
@@ -279,7 +296,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Kernel lock held, critical count 1. The steps, in order:
-    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?) -> Contended {
+    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?,
+                               cancellable: Bool) -> Contended {
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
         // 1. Take the mutex if it is free (also in the owner-died state), or
         //    set hasWaiters so that the owner's unlock comes to the kernel
@@ -318,12 +336,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         #if DEBUG
         kernel.debugVerify(self, caller: me)
         #endif
-        // 5. Block until an unlock hands the mutex over, the owner dies, or
-        //    the deadline passes.
+        // 5. Block until an unlock hands the mutex over, the owner dies, the
+        //    deadline passes, or (cancellable) the thread is cancelled.
         let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
-        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
-            // Timed out (monitor, kernel lock): leave the queue; the owner's
-            // priority drops to what the remaining waiters require.
+        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil && !cancellable ? nil : { [self] waiter in
+            // Timed out (monitor) or cancelled (GreenThread.cancel), kernel
+            // lock held: leave the queue; the owner's priority drops to what
+            // the remaining waiters require.
             waiters.remove(waiter)
             clearHasWaitersIfIdle()
             kernel.mutexWaitersChanged(self)
@@ -331,10 +350,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             kernel.debugVerify(self, caller: nil)
             #endif
         }
-        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, onTimeout: onTimeout)
+        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, cancellable: cancellable,
+                                           onTimeout: onTimeout)
         switch outcome {
         case .granted: return .acquired
         case .ownerDied(let previous): return .acquiredOwnerDied(previous)
+        case .timedOut where deadline == nil:  // only cancellation ends an untimed wait early
+            return .failed(.cancelled(thread: ThreadIdentity(me), mutex: identity))
         case .timedOut: return .timedOut
         case .waiting, .closed: preconditionFailure("\(me) woke from \(self) with outcome \(outcome)")
         }

@@ -64,9 +64,14 @@ public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     case chainTooDeep(limit: Int, mutex: SyncObjectIdentity)
     /// A blocking call outside a green thread (outside `Kernel.run`).
     case notInKernel(operation: String)
+    /// The thread was cancelled (`GreenThread.cancel()`) while it waited for
+    /// the mutex, or before: the lock is not acquired.
+    case cancelled(thread: ThreadIdentity, mutex: SyncObjectIdentity)
 
     public var description: String {
         switch self {
+        case .cancelled(let thread, let mutex):
+            return "\(thread) was cancelled while it waited for \(mutex): the lock is not acquired"
         case .alreadyOwned(let thread, let mutex):
             return "\(thread) tried to lock \(mutex), which it already holds (GreenMutex is not recursive)"
         case .notOwner(let thread, let owner, let mutex):

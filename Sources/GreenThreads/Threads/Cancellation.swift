@@ -11,13 +11,16 @@
 //   - every timed wait (`GreenMutex.lock(timeout:)`,
 //     `GreenCondition.wait(_:timeout:)`, `GreenSemaphore.wait(timeout:)`)
 //     ends as if its timeout passed: it returns false;
+//   - `GreenMutex.lock()` (and so `withLock`, `GreenLocked.withLock`)
+//     throws `GreenMutexError.cancelled` without acquiring (a free mutex is
+//     still taken: only waiting is refused);
 //   - `GreenChannel.send` throws `GreenChannelError.cancelled` (the value is
 //     not delivered) and `receive` returns nil.
-// The untimed `GreenMutex.lock()`, `GreenCondition.wait(_:)` and
-// `GreenSemaphore.wait()` are not interrupted (yet): `wait()` cannot report
-// failure at all, and the other two would need the mutex's contended path
-// to map a cancelled wait to an error. Use the timed forms, or
-// `GreenThread.checkCancellation()`, in code that must stop promptly.
+// Not interrupted: `GreenSemaphore.wait()`, which cannot report failure,
+// and the untimed `GreenCondition.wait(_:)`, whose signal wait would need a
+// way to say "cancelled, mutex held again" (its retaking of the mutex
+// ignores cancellation on purpose: the caller holds the mutex when it
+// returns). Use the timed forms, or `GreenThread.checkCancellation()`.
 //
 // Mechanism: a wait is interruptible exactly when the thread sleeps or its
 // block carries a `timeoutAction` (the hook that takes it off the queue it
