@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "gt-bench", targets: ["gt-bench"]),
         .executable(name: "gt-ps", targets: ["gt-ps"]),
         .executable(name: "gt-fairness", targets: ["gt-fairness"]),
+        .executable(name: "gt-async-demo", targets: ["gt-async-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,6 +54,13 @@ let package = Package(
             name: "gt-demo",
             dependencies: ["GreenThreads"],
             path: "Tools/gt-demo"
+        ),
+        // An async program hosting a kernel (issue 14), in Swift 6 mode.
+        .executableTarget(
+            name: "gt-async-demo",
+            dependencies: ["GreenThreads"],
+            path: "Tools/gt-async-demo",
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "gt-bench",
@@ -95,12 +103,26 @@ let package = Package(
         ),
         // The test host: every test that starts a kernel or arms signals runs
         // one scenario of this executable in a child process with a timeout.
+        // What both test hosts give their scenarios (check, options).
+        .target(
+            name: "GTHostSupport",
+            path: "Tests/GTHostSupport"
+        ),
         .executableTarget(
             name: "gt-test-host",
-            dependencies: ["GreenThreads", "CGreenCore"],
+            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport"],
             path: "Tests/GTTestHost",
             // Scenarios share plain globals between green threads on purpose.
             swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // The async bridge's scenarios (issue 14), in Swift 6 language mode:
+        // shared state goes through GreenLocked and atomics, checked by the
+        // compiler. gt-test-host moves to Swift 6 mode in a later change.
+        .executableTarget(
+            name: "gt-async-host",
+            dependencies: ["GreenThreads", "GTHostSupport"],
+            path: "Tests/GTAsyncHost",
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "GreenThreadsTests",

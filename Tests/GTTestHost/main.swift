@@ -5,26 +5,8 @@
 // its own assertions passed.
 import CGreenCore
 import GreenThreads
+@_exported import GTHostSupport  // check, option, intOption: for every scenario file
 import Glibc
-
-/// Stops the scenario with a message the test shows.
-func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
-           file: StaticString = #fileID, line: UInt = #line) {
-    if !condition() {
-        print("CHECK FAILED at \(file):\(line): \(message())")
-        fflush(stdout)
-        exit(1)
-    }
-}
-
-/// `--name value` from the command line.
-func option(_ name: String) -> String? {
-    let args = CommandLine.arguments
-    guard let i = args.firstIndex(of: "--" + name), i + 1 < args.count else { return nil }
-    return args[i + 1]
-}
-
-func intOption(_ name: String, _ fallback: Int) -> Int { option(name).flatMap { Int($0) } ?? fallback }
 
 /// Turns off one hazard fix (`--disable-fix errno`) to show the test fails without it.
 func applyFixOptions() {

@@ -32,22 +32,27 @@ struct HostResult: CustomStringConvertible {
 }
 
 enum Host {
-    static var executable: URL {
+    static var executable: URL { executable(named: "gt-test-host") }
+
+    /// A host executable built beside the test runner: gt-test-host, or
+    /// gt-async-host (the Swift 6 mode scenarios of issue 14).
+    static func executable(named name: String) -> URL {
         // CI runs the preemption suites again against a host built with
-        // --static-swift-stdlib (.ci/run): GT_TEST_HOST names it.
-        if let path = ProcessInfo.processInfo.environment["GT_TEST_HOST"], !path.isEmpty {
+        // --static-swift-stdlib (Tools/ci-static.sh): GT_TEST_HOST names it.
+        if name == "gt-test-host", let path = ProcessInfo.processInfo.environment["GT_TEST_HOST"], !path.isEmpty {
             return URL(fileURLWithPath: path)
         }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("gt-test-host")
+        return me.deletingLastPathComponent().appendingPathComponent(name)
     }
 
-    /// Runs `gt-test-host <scenario> <arguments>`; kills it after `timeout`.
+    /// Runs `<host> <scenario> <arguments>`; kills it after `timeout`.
     static func run(_ scenario: String, _ arguments: [String] = [],
                     environment: [String: String] = [:],
-                    timeout: Duration = .seconds(60)) throws -> HostResult {
+                    timeout: Duration = .seconds(60),
+                    host: String = "gt-test-host") throws -> HostResult {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = executable(named: host)
         process.arguments = [scenario] + arguments
         var env = ProcessInfo.processInfo.environment
         // A crash should print our report, not wait for Swift's backtracer.
@@ -96,8 +101,9 @@ enum Host {
     static func expectOK(_ scenario: String, _ arguments: [String] = [],
                          environment: [String: String] = [:],
                          timeout: Duration = .seconds(60),
+                         host: String = "gt-test-host",
                          sourceLocation: SourceLocation = #_sourceLocation) throws -> HostResult {
-        let result = try run(scenario, arguments, environment: environment, timeout: timeout)
+        let result = try run(scenario, arguments, environment: environment, timeout: timeout, host: host)
         #expect(result.succeeded && result.stdout.contains("OK"), "\(scenario): \(result)",
                 sourceLocation: sourceLocation)
         return result

@@ -16,6 +16,14 @@ import GreenThreads
 import Glibc
 import Synchronization
 
+// Shared by the measuring threads (globals: the closures given to spawn are
+// `sending`, so they capture no local state of the caller).
+private let gapLast = Atomic<UInt64>(0)
+private let gapRunner = Atomic<Int>(-1)
+private let blockedAt = Atomic<UInt64>(0)
+private let ranAt = Atomic<UInt64>(0)
+private let spinStop = Atomic<Bool>(false)
+
 enum MachineBenchmark {
     static let group = "preemption and hand-off cost"
     static let memoryGroup = "CPU-bound threads: OS threads and RSS"
@@ -53,8 +61,8 @@ enum MachineBenchmark {
 
     /// Gaps between two spinners' runs on one processor, in microseconds.
     static func preemptionGaps(milliseconds: Int) throws -> [Double] {
-        let last = Atomic<UInt64>(0)
-        let runner = Atomic<Int>(-1)
+        gapLast.store(0, ordering: .relaxed)
+        gapRunner.store(-1, ordering: .relaxed)
         let hz = Double(gt_tsc_frequency())
         let gaps = try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) { () -> [Double] in
             let deadline = monotonicNanoseconds() + Int64(milliseconds) * 1_000_000
@@ -66,13 +74,13 @@ enum MachineBenchmark {
                         for _ in 0..<200 {
                             // The stamp is read after the other's: a stamp taken
                             // before a preemption would be older than theirs.
-                            if runner.load(ordering: .relaxed) != me {
-                                let before = last.load(ordering: .relaxed)
+                            if gapRunner.load(ordering: .relaxed) != me {
+                                let before = gapLast.load(ordering: .relaxed)
                                 let now = gt_tsc()
                                 if before != 0 && now > before && mine.count < 10_000 { mine.append(now &- before) }
-                                runner.store(me, ordering: .relaxed)
+                                gapRunner.store(me, ordering: .relaxed)
                             }
-                            last.store(gt_tsc(), ordering: .relaxed)
+                            gapLast.store(gt_tsc(), ordering: .relaxed)
                         }
                     }
                     return mine
@@ -89,8 +97,6 @@ enum MachineBenchmark {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return -1 }
         defer { close(fds[0]); close(fds[1]) }
-        let blockedAt = Atomic<UInt64>(0)
-        let ranAt = Atomic<UInt64>(0)
         let readEnd = fds[0], writeEnd = fds[1]
         try Kernel.run(KernelConfiguration(workers: 1)) {
             let reader = try GreenThread.spawn(name: "reader") {
@@ -116,7 +122,7 @@ enum MachineBenchmark {
 
     static func cpuBoundThreads(_ n: Int) throws -> Memory {
         let workers = KernelConfiguration.usableCPUs
-        let stop = Atomic<Bool>(false)
+        spinStop.store(false, ordering: .relaxed)
         return try Kernel.run(KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))) { () -> Memory in
             GreenThread.current.setPriority(.highest)
             let before = ProcMemory.residentBytes
@@ -124,7 +130,7 @@ enum MachineBenchmark {
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "cpu\(i)") { () -> Int in
                     var x = i
-                    while !stop.load(ordering: .relaxed) { x = x &* 6364136223846793005 &+ 1 }
+                    while !spinStop.load(ordering: .relaxed) { x = x &* 6364136223846793005 &+ 1 }
                     return x
                 }
             }
@@ -138,8 +144,8 @@ enum MachineBenchmark {
             let memory = Memory(workers: workers, osThreads: osThreadCount(), osThreadsBefore: threadsBefore,
                                 preempted: preempted,
                                 rssPerThreadKiB: Double(ProcMemory.residentBytes - before) / 1024 / Double(n))
-            stop.store(true, ordering: .relaxed)
-            for s in spinners { blackHole(try s.join()) }
+            spinStop.store(true, ordering: .relaxed)
+            for s in spinners { blackHole(UInt64(truncatingIfNeeded: try s.join())) }
             return memory
         }
     }

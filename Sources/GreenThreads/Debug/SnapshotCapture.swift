@@ -32,7 +32,9 @@ extension Kernel {
     /// ```swift
     /// let snapshot = Kernel.snapshot(includeStacks: true)
     /// print(snapshot)                              // text form, with traces
-    /// if !snapshot.waitGraph.cycles.isEmpty { ... } // deadlocked threads
+    /// if !snapshot.waitGraph.cycles.isEmpty {       // deadlocked threads
+    ///     print("deadlock: \(snapshot.waitGraph.cycles)")
+    /// }
     /// ```
     ///
     /// Called from a green thread, the capture runs on a short-lived OS

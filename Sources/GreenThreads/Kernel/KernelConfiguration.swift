@@ -6,7 +6,7 @@
 ///
 /// ```swift
 /// let config = KernelConfiguration(workers: 1, timeSlice: .milliseconds(5))
-/// try Kernel.run(config) { ... }
+/// try Kernel.run(config) { serveRequest() }
 /// ```
 public struct KernelConfiguration: Sendable {
     /// Worker OS threads that run green threads. Default: the CPUs this

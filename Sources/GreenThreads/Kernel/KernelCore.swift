@@ -229,7 +229,9 @@ final class KernelCore: @unchecked Sendable {
     /// can ever wake them. Kernel lock held.
     func checkForDeadlock() -> Bool {
         guard !shuttingDown, idleProcessors.count == processors.count, liveThreads > 0, runQueue.isEmpty,
-              externalWaiters == 0, !machines.contains(where: { $0.current != nil }) else {
+              externalWaiters == 0, !machines.contains(where: { $0.current != nil }),
+              // Issue 14: code outside the kernel may still wake a parked thread.
+              ExternalEvent.parkedCount.load(ordering: .relaxed) == 0 else {
             return false
         }
         timers.dropStale()

@@ -314,6 +314,12 @@ extension KernelCore {
                       onTimeout: ((GreenThread) -> Void)? = nil) -> WakeReason {
         let m = Machine.from(gt_self()!)
         let current = m.current!
+        // Issue 14: a wait that observes cancellation does not start on a
+        // cancelled thread (Threads/Cancellation.swift).
+        if current.refusesToBlock(state: state, onTimeout: onTimeout) {
+            onTimeout?(current)
+            return .timedOut
+        }
         current.runState = state
         current.waitRecord = record
         current.wakeReason = .none

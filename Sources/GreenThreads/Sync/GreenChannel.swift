@@ -24,6 +24,11 @@ import CGreenCore
 /// A channel that carries values of type `T` from senders to receivers, in
 /// order. With capacity 0 it is a rendezvous: each send waits for a receive.
 ///
+/// Values move: `send` takes a `sending` value (the sender gives up every
+/// reference to it) and `receive` returns it as `sending` to the one
+/// receiver that takes it, so a channel may carry non-Sendable values and
+/// Swift 6 still rejects a value that stays shared with its sender.
+///
 /// ```swift
 /// let jobs = GreenChannel<Int>(capacity: 16)
 /// let worker = try GreenThread.spawn {
@@ -75,8 +80,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///
     /// - Throws: `GreenChannelError.closed` if the channel is closed, or is
     ///   closed while the sender waits (the value is then not delivered);
+    ///   `.cancelled` when the waiting sender is cancelled
+    ///   (`GreenThread.cancel()`: the value is not delivered either);
     ///   `.notInKernel` when it would wait outside a green thread.
-    public func send(_ value: T) throws {
+    public func send(_ value: sending T) throws(GreenChannelError) {
         var value: T? = value
         guard let me = currentGreenThread() else {
             switch withSyncLock({ kernel in offer(&value, kernel) }) {
@@ -95,10 +102,15 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             let waiter = Waiter(thread: me, object: self)
             waiter.value = value.take()
             senders.insert(waiter)
+            // Cancelling the sender takes it off the queue (outcome
+            // .timedOut: a channel has no timeouts); its value is dropped.
             return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id),
-                                        deadline: nil, onTimeout: nil)
+                                        deadline: nil, cancellable: true) { [self] waiter in
+                senders.remove(waiter)
+            }
         }
         if outcome == .closed { throw GreenChannelError.closed }
+        if outcome == .timedOut { throw GreenChannelError.cancelled(threadID: me.id) }
     }
 
     private enum Offer { case delivered, closed, mustWait }
@@ -123,12 +135,22 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     /// Receives the next value, waiting for one if needed.
     ///
-    /// - Returns: the value, or nil once the channel is closed and drained.
+    /// - Returns: the value, or nil once the channel is closed and drained,
+    ///   or when the waiting receiver is cancelled (`GreenThread.cancel()`;
+    ///   `GreenThread.current.isCancelled` tells the two apart).
     ///
     /// Outside a green thread it returns a value or nil if it can do so at
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
-    public func receive() -> T? {
+    public func receive() -> sending T? {
+        // Each value was sent (disconnected from its sender) and goes to
+        // exactly one receiver, so handing it out as `sending` is sound;
+        // the compiler cannot see that through the buffer's storage.
+        nonisolated(unsafe) let value = receiveValue()
+        return value
+    }
+
+    private func receiveValue() -> T? {
         guard let me = currentGreenThread() else {
             let result = withSyncLock { kernel -> (value: T?, ready: Bool) in
                 if let value = takeReady(kernel) { return (value, true) }
@@ -144,8 +166,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             if closed { return nil }
             let waiter = Waiter(thread: me, object: self)
             receivers.insert(waiter)
+            // Cancelling the receiver takes it off the queue: it gets nil.
             let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id),
-                                               deadline: nil, onTimeout: nil)
+                                               deadline: nil, cancellable: true) { [self] waiter in
+                receivers.remove(waiter)
+            }
             return outcome == .granted ? waiter.value.take() : nil
         }
     }

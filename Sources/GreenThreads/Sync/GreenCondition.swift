@@ -26,7 +26,7 @@ import CGreenCore
 /// // consumer
 /// try m.withLock {
 ///     while items.isEmpty { try ready.wait(m) }
-///     consume(items.removeFirst())
+///     process(items.removeFirst())
 /// }
 /// // producer
 /// try m.withLock { items.append(42) }
@@ -57,18 +57,18 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     ///   `.ownerDied` when retaking `mutex` finds that its holder ended (the
     ///   caller holds it); `.deadlock` when retaking it would close a cycle
     ///   (the caller then does not hold it).
-    public func wait(_ mutex: GreenMutex) throws {
+    public func wait(_ mutex: GreenMutex) throws(GreenMutexError) {
         _ = try wait(mutex, deadline: nil, operation: "GreenCondition.wait")
     }
 
     /// Like `wait(_:)`, but gives up waiting for a signal after `timeout`.
     /// The mutex is held again when it returns either way.
     /// - Returns: true when signalled, false when the timeout passed first.
-    public func wait(_ mutex: GreenMutex, timeout: Duration) throws -> Bool {
+    public func wait(_ mutex: GreenMutex, timeout: Duration) throws(GreenMutexError) -> Bool {
         try wait(mutex, deadline: syncDeadline(after: timeout), operation: "GreenCondition.wait(_:timeout:)")
     }
 
-    private func wait(_ mutex: GreenMutex, deadline: Int64?, operation: String) throws -> Bool {
+    private func wait(_ mutex: GreenMutex, deadline: Int64?, operation: String) throws(GreenMutexError) -> Bool {
         guard let me = currentGreenThread() else { throw GreenMutexError.notInKernel(operation: operation) }
         let kernel = me.kernel
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
@@ -88,7 +88,9 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
                 waiters.remove(waiter)
             }
         }
-        try mutex.lock()
+        // Retaken whether or not the thread was cancelled meanwhile: the
+        // caller holds the mutex when wait returns (issue 14).
+        try mutex.lockIgnoringCancellation()
         return outcome == .granted
     }
 

@@ -65,12 +65,20 @@ import Synchronization
 ///   throws `GreenMutexError.ownerDied`: the caller then holds the mutex,
 ///   repairs the state it protects, and unlocks it as usual.
 ///
+/// For new code prefer `GreenLocked`, which is built on this mutex and owns
+/// the value it guards, so that Swift 6 checks the sharing. A `GreenMutex`
+/// guards state the compiler cannot connect to it: the type that holds both
+/// must vouch for itself with `@unchecked Sendable`.
+///
 /// ```swift
-/// let m = GreenMutex()
-/// var total = 0
+/// final class Account: @unchecked Sendable {
+///     let lock = GreenMutex(name: "account")
+///     var balance = 0                      // guarded by `lock`
+/// }
+/// let account = Account()
 /// try Kernel.run {
 ///     let workers = try (0..<4).map { _ in
-///         try GreenThread.spawn { try m.withLock { total += 1 } }
+///         try GreenThread.spawn { try account.lock.withLock { account.balance += 1 } }
 ///     }
 ///     for w in workers { try w.join() }
 /// }
@@ -165,11 +173,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///
     /// - Throws: `.alreadyOwned` if the caller holds it; `.deadlock(cycle:)`
     ///   if waiting would close a wait-for cycle; `.chainTooDeep`;
+    ///   `.cancelled` when the waiting thread is cancelled
+    ///   (`GreenThread.cancel()`; a free mutex is still taken);
     ///   `.notInKernel` outside a green thread (none of these acquire it);
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
     @inlinable
-    public func lock() throws {
+    public func lock() throws(GreenMutexError) {
         // gt_current_owner: out of line in the core's no-preempt section,
         // so a preemption cannot split reading "this worker's current thread".
         if let me = gt_current_owner(),
@@ -185,22 +195,34 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
 
     /// lock() when the CAS failed or outside a green thread.
     @usableFromInline @inline(never)
-    func lockSlowPath() throws {
+    func lockSlowPath() throws(GreenMutexError) {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
-        _ = try lockContended(me, deadline: nil)
+        _ = try lockContended(me, deadline: nil, cancellable: true)
+    }
+
+    /// lock() for a caller that must end up holding the mutex whether or
+    /// not its thread is cancelled (a condition wait retaking it). Issue 14.
+    func lockIgnoringCancellation() throws(GreenMutexError) {
+        guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock") }
+        if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
+                                failureOrdering: .relaxed).exchanged {
+            pushHeld(by: me)
+            return
+        }
+        _ = try lockContended(me, deadline: nil, cancellable: false)
     }
 
     /// Like `lock()`, but gives up after `timeout`.
     /// - Returns: true when the caller holds the mutex, false on timeout.
     /// - Throws: as `lock()`.
-    public func lock(timeout: Duration) throws -> Bool {
+    public func lock(timeout: Duration) throws(GreenMutexError) -> Bool {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock(timeout:)") }
         if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
                                 failureOrdering: .relaxed).exchanged {
             pushHeld(by: me)
             return true
         }
-        return try lockContended(me, deadline: syncDeadline(after: timeout))
+        return try lockContended(me, deadline: syncDeadline(after: timeout), cancellable: false)
     }
 
     /// Takes the mutex if it is free, without waiting.
@@ -244,7 +266,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// The lock path once the CAS failed: takes the kernel lock, then
     /// acquires, queues and blocks, or fails. Returns false on timeout.
     @inline(never)
-    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?) throws -> Bool {
+    private func lockContended(_ me: UnsafeMutableRawPointer, deadline: Int64?,
+                               cancellable: Bool) throws(GreenMutexError) -> Bool {
         let thread = Unmanaged<GreenThread>.fromOpaque(me).takeUnretainedValue()
         // Only the owner sets its own address, so a word naming us is stable.
         if word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) {
@@ -267,12 +290,16 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
                 gt_cpu_relax()
             }
         }
-        var result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+        var result = kernel.withBlockingSection {
+            acquireOrWait(thread, kernel, deadline: deadline, cancellable: cancellable)
+        }
         while case .retry = result {
             // Let the racing threads run with the lock free, then start over.
             gt_cpu_relax()
             if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
-            result = kernel.withBlockingSection { acquireOrWait(thread, kernel, deadline: deadline) }
+            result = kernel.withBlockingSection {
+                acquireOrWait(thread, kernel, deadline: deadline, cancellable: cancellable)
+            }
         }
         switch result {
         case .retry:
@@ -291,7 +318,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Kernel lock held, critical count 1. The steps, in order:
-    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?) -> Contended {
+    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?,
+                               cancellable: Bool) -> Contended {
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
         // 1. Take the mutex if it is free (also in the owner-died state), or
         //    set hasWaiters so that the owner's unlock comes to the kernel
@@ -335,16 +363,21 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         #if DEBUG
         kernel.debugVerify(self, caller: me)
         #endif
-        // 5. Block until an unlock hands the mutex over, the owner dies, or
-        //    the deadline passes.
+        // 5. Block until an unlock hands the mutex over, the owner dies, the
+        //    deadline passes, or (cancellable) the thread is cancelled.
         let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
-        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
+        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil && !cancellable ? nil : { [self] waiter in
+            // Timed out (monitor) or cancelled (GreenThread.cancel), kernel
+            // lock held: issue 10's ordered removal (`timedOut`).
             timedOut(waiter, kernel)
         }
-        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, onTimeout: onTimeout)
+        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, cancellable: cancellable,
+                                           onTimeout: onTimeout)
         switch outcome {
         case .granted: return .acquired
         case .ownerDied(let previous): return .acquiredOwnerDied(previous)
+        case .timedOut where deadline == nil:  // only cancellation ends an untimed wait early
+            return .failed(.cancelled(thread: ThreadIdentity(me), mutex: identity))
         case .timedOut: return .timedOut
         case .waiting, .closed: preconditionFailure("\(me) woke from \(self) with outcome \(outcome)")
         }
@@ -397,7 +430,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `.notOwner` when the caller does not hold it;
     ///   `.notInKernel` outside a green thread (which can hold no mutex).
     @inlinable
-    public func unlock() throws {
+    public func unlock() throws(GreenMutexError) {
         if let me = gt_current_owner() {
             let mine = UInt(bitPattern: me)
             // Only the owner stores its own address, so reading it back
@@ -423,7 +456,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// unlock() when the word is not the bare caller's address: contended,
     /// not the owner, or outside a green thread.
     @usableFromInline @inline(never)
-    func unlockSlowPath() throws {
+    func unlockSlowPath() throws(GreenMutexError) {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.unlock") }
         guard word.load(ordering: .relaxed) & GreenMutex.ownerMask == UInt(bitPattern: me) else {
             throw notOwnerError(me)
@@ -513,7 +546,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     public func withLock<R>(_ body: () throws -> R) throws -> R {
         do {
             try lock()
-        } catch let error as GreenMutexError {
+        } catch {
             if case .ownerDied = error { try unlock() }
             throw error
         }

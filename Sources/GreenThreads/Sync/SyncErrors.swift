@@ -64,9 +64,14 @@ public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     case chainTooDeep(limit: Int, mutex: SyncObjectIdentity)
     /// A blocking call outside a green thread (outside `Kernel.run`).
     case notInKernel(operation: String)
+    /// The thread was cancelled (`GreenThread.cancel()`) while it waited for
+    /// the mutex, or before: the lock is not acquired.
+    case cancelled(thread: ThreadIdentity, mutex: SyncObjectIdentity)
 
     public var description: String {
         switch self {
+        case .cancelled(let thread, let mutex):
+            return "\(thread) was cancelled while it waited for \(mutex): the lock is not acquired"
         case .alreadyOwned(let thread, let mutex):
             return "\(thread) tried to lock \(mutex), which it already holds (GreenMutex is not recursive)"
         case .notOwner(let thread, let owner, let mutex):
@@ -100,11 +105,16 @@ public enum GreenChannelError: Error, Equatable, CustomStringConvertible {
     case closed
     /// A send that must wait, outside a green thread (outside `Kernel.run`).
     case notInKernel(operation: String)
+    /// The sender was cancelled (`GreenThread.cancel()`) while it waited, or
+    /// before: the value was not delivered.
+    case cancelled(threadID: UInt64)
 
     public var description: String {
         switch self {
         case .closed:
             return "send on a closed channel: the value was not delivered"
+        case .cancelled(let id):
+            return "green thread \(id) was cancelled while it waited to send: the value was not delivered"
         case .notInKernel(let operation):
             return "\(operation) would wait, which needs a green thread: call it inside Kernel.run { ... }"
         }

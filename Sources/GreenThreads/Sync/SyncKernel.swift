@@ -93,13 +93,17 @@ extension KernelCore {
     /// caller has already inserted `waiter` into its object's queue.
     /// `onTimeout` takes the waiter off that queue (and repairs whatever
     /// depended on it); it runs on the monitor, under the lock. Untimed
-    /// waits (deadline nil) pass nil.
-    func blockAsWaiter(_ waiter: SyncWaiter, record: WaitRecord, deadline: Int64?,
+    /// waits (deadline nil) pass nil. `cancellable`: an untimed wait that
+    /// `GreenThread.cancel()` ends (Threads/Cancellation.swift) through
+    /// `onTimeout`, with the outcome `.timedOut` (issue 14); timed waits
+    /// always are.
+    func blockAsWaiter(_ waiter: SyncWaiter, record: WaitRecord, deadline: Int64?, cancellable: Bool = false,
                        onTimeout: ((SyncWaiter) -> Void)?) -> WaitOutcome {
         let thread = waiter.thread
         thread.syncWaiter = waiter
-        // The timeout action is a closure (an allocation): only for timed waits.
-        let action: ((GreenThread) -> Void)? = deadline == nil ? nil : { _ in
+        // The timeout action is a closure (an allocation): only for timed
+        // or cancellable waits.
+        let action: ((GreenThread) -> Void)? = deadline == nil && !cancellable ? nil : { _ in
             waiter.outcome = .timedOut
             waiter.thread.syncWaiter = nil
             onTimeout?(waiter)

@@ -9,6 +9,7 @@
 // are touched only by the thread itself.
 import CGreenCore
 import Glibc
+import Synchronization
 
 /// A green thread: a thread scheduled by GreenThreads in user space, with a
 /// small stack, preempted by time slices and scheduled by priority.
@@ -100,6 +101,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Set once the locals are torn down: a value set after that (by a
     /// local's own deinit) is dropped at once instead of stored.
     @exclusivity(unchecked) var localsTornDown = false
+
+    // --- any thread ---
+    /// Set once by `cancel()` (Cancellation.swift); never cleared.
+    let cancellationRequested = Atomic<Bool>(false)
 
     unowned(unsafe) let kernel: KernelCore
 
@@ -225,8 +230,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// and it is not isolated to the spawner's actor (a closure formed in
     /// `@MainActor` code would otherwise trap on a worker other than the main
     /// thread).
-    /// - Throws: `GreenThreadError.notInKernel` outside `Kernel.run`,
-    ///   `.invalidStackSize` for a stack below the minimum.
+    /// - Throws: `GreenThreadError.notInKernel` outside a green thread (from
+    ///   other threads and tasks, spawn through a `Kernel.Handle`, see
+    ///   `Kernel.start`), `.invalidStackSize` for a stack below the minimum.
     @discardableResult
     @inlinable  // specialized in the caller: no generic metadata lookup per spawn
     public static func spawn<T>(
@@ -237,7 +243,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ) throws -> JoinHandle<T> {
         let completion = JoinCompletion<T>()
         let thread = try spawnThread(name: name, priority: priority, stackSize: stackSize) {
-            completion.result = Result { try body() }
+            completion.complete(Result { try body() })
         }
         return JoinHandle(thread: thread, completion: completion)
     }
@@ -273,6 +279,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Suspends the calling thread for at least `duration` without occupying
     /// its worker (a timer heap, not a spin). Outside a kernel it sleeps the
     /// OS thread (`nanosleep`).
+    ///
+    /// A cancelled thread (`cancel()`) does not sleep: the call returns at
+    /// once, and a sleep in progress ends when the thread is cancelled.
     public static func sleep(for duration: Duration) {
         let ns = duration.nanosecondsClamped
         guard gt_on_green_thread() != 0 else {
@@ -280,6 +289,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
             return
         }
         guard ns > 0 else { return yield() }
+        if GreenThread.current.isCancelled { return }
         GreenThread.current.kernel.sleepCurrent(until: gt_clock_monotonic_ns() &+ ns)
     }
 

@@ -19,6 +19,13 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     /// for code outside green threads (`pthread_key_create` failed: EAGAIN
     /// when the process already holds PTHREAD_KEYS_MAX keys, 1024 on glibc).
     case threadLocalKeyUnavailable(errno: Int32)
+    /// The calling thread was cancelled (`GreenThread.cancel()`), so the wait
+    /// it was in, or was about to start, ended without its event.
+    case cancelled(threadID: UInt64)
+    /// `Kernel.Handle.spawn` after `shutdown()` began or the kernel stopped.
+    case kernelStopped
+    /// `GreenThreadGroup.spawn` after its `withThreadGroup` scope ended.
+    case threadGroupEnded
 
     public var description: String {
         switch self {
@@ -36,6 +43,12 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
             let why = errno == EAGAIN ? "the process already uses every OS thread-local key (PTHREAD_KEYS_MAX)"
                 : String(cString: strerror(errno))
             return "cannot create a GreenThreadLocal: pthread_key_create failed: \(why) (errno \(errno))"
+        case .cancelled(let id):
+            return "green thread \(id) was cancelled: the wait ended without its event"
+        case .kernelStopped:
+            return "the background kernel is shutting down or stopped: it accepts no new threads"
+        case .threadGroupEnded:
+            return "spawn into a thread group whose withThreadGroup scope has ended"
         }
     }
 }

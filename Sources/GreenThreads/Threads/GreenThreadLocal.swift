@@ -15,11 +15,15 @@ private let greenThreadLocalSlots = Atomic<UInt64>(1)
 
 /// A value with one copy per green thread.
 ///
+/// `Value` is Sendable: the default value is shared by every thread that
+/// has not set its own, and a thread's value may be read and written from
+/// whichever worker OS thread the thread runs on.
+///
 /// ```swift
 /// let requestID = try GreenThreadLocal<Int>(default: 0)
-/// try GreenThread.spawn { requestID.value = 7; handle() }   // handle() sees 7
+/// try GreenThread.spawn { requestID.value = 7; serveRequest() }   // serveRequest() sees 7
 /// ```
-public final class GreenThreadLocal<Value>: @unchecked Sendable {
+public final class GreenThreadLocal<Value: Sendable>: @unchecked Sendable {
     private let defaultValue: Value
     private var key = pthread_key_t()
     /// Slot number in each thread's table: unique for the process's life, so

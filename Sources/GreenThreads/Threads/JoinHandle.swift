@@ -1,13 +1,69 @@
-// JoinHandle: waits for a spawned thread and hands back its result or error.
+// JoinHandle: waits for a spawned thread and hands back its result or error,
+// from a green thread (`join()`) or from async code (`value`).
+//
+// Sendable, honestly: a handle is Sendable only when its result is, so
+// Swift 6 rejects a non-Sendable result travelling to another thread through
+// a shared handle (any number of joiners read the one result).
 import CGreenCore
+import Synchronization
 
-/// Holds a thread's outcome until it is joined. Written once by the thread
-/// itself before it finishes; read by joiners after they see it finished
-/// (the kernel lock orders the two).
+/// Holds a thread's outcome until it is joined. Written once, by the thread
+/// itself before it finishes; read by green joiners after they see it
+/// finished (the kernel lock orders the two) and by async waiters, which it
+/// resumes.
+///
+/// `stateLock` guards `stored` and `waiters`. It is a spin lock taken with
+/// preemption disabled (gt_enter_critical): no green thread can be switched
+/// out holding it, so no other green thread on that OS thread can spin on
+/// it, and its holder on a plain OS thread holds it for a few stores. It is
+/// never held while resuming a continuation.
 @usableFromInline
 final class JoinCompletion<T>: @unchecked Sendable {
-    @usableFromInline var result: Result<T, any Error>?
+    private let stateLock = Atomic<Bool>(false)
+    private var stored: Result<T, any Error>?
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
     @usableFromInline init() {}
+
+    private func withStateLock<R>(_ body: () -> R) -> R {
+        _ = gt_enter_critical()
+        // Acquire pairs with the release below: the previous holder's stores are visible.
+        while !stateLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            gt_cpu_relax()
+        }
+        let r = body()
+        stateLock.store(false, ordering: .releasing)
+        KernelCore.exitCritical()
+        return r
+    }
+
+    /// The outcome once the thread's body has returned or thrown.
+    @usableFromInline var result: Result<T, any Error>? {
+        get { withStateLock { stored } }
+        set { if let newValue { complete(newValue) } }
+    }
+
+    /// Records the outcome and resumes every async waiter.
+    @usableFromInline func complete(_ outcome: Result<T, any Error>) {
+        let resume = withStateLock { () -> [CheckedContinuation<Void, Never>] in
+            stored = outcome
+            defer { waiters = [] }
+            return waiters
+        }
+        for w in resume { w.resume() }
+    }
+
+    /// Suspends the calling task until the outcome is recorded.
+    func waitAsync() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = withStateLock { () -> Bool in
+                if stored != nil { return true }
+                waiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
 }
 
 /// A handle to a spawned green thread.
@@ -16,7 +72,7 @@ final class JoinCompletion<T>: @unchecked Sendable {
 /// let h = try GreenThread.spawn { try compute() }
 /// let value = try h.join()   // rethrows compute()'s error
 /// ```
-public struct JoinHandle<T>: @unchecked Sendable {
+public struct JoinHandle<T> {
     /// The spawned thread.
     public let thread: GreenThread
     @usableFromInline let completion: JoinCompletion<T>
@@ -30,13 +86,19 @@ public struct JoinHandle<T>: @unchecked Sendable {
     /// Waits until the thread finishes and returns its result, rethrowing
     /// the error it threw. Any number of threads may join one thread.
     ///
+    /// A joiner that is cancelled (`GreenThread.cancel()`) stops waiting
+    /// and throws `GreenThreadError.cancelled`; the joined thread runs on.
+    ///
     /// - Throws: the thread's error; `GreenThreadError.joinedSelf` when a
-    ///   thread joins itself; `GreenThreadError.notInKernel` when called
-    ///   outside a kernel before the thread finished.
+    ///   thread joins itself; `.cancelled` when the joiner is cancelled;
+    ///   `.notInKernel` when called outside a kernel before the thread
+    ///   finished (use `value` from async code).
     public func join() throws -> T {
         if gt_on_green_thread() != 0 {
             if GreenThread.current === thread { throw GreenThreadError.joinedSelf(threadID: thread.id) }
-            thread.kernel.join(thread)
+            if !thread.kernel.joinObservingCancellation(thread) {
+                throw GreenThreadError.cancelled(threadID: GreenThread.current.id)
+            }
         } else if completion.result == nil {
             throw GreenThreadError.notInKernel(operation: "JoinHandle.join")
         }
@@ -46,7 +108,65 @@ public struct JoinHandle<T>: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Asks the thread to stop (`GreenThread.cancel()`).
+    public func cancel() { thread.cancel() }
+
     /// Whether the thread has finished (a snapshot). Read under the kernel
     /// lock, which guards the thread's state (see `GreenThread.state`).
     public var isFinished: Bool { withSyncLock { _ in thread.runState == .finished } }
+}
+
+extension JoinHandle: @unchecked Sendable where T: Sendable {}
+
+extension JoinHandle where T: Sendable {
+    /// The thread's result, awaited from async code without blocking the
+    /// calling OS thread (the task suspends; the thread's end resumes it).
+    /// Usable from any task, inside or outside a kernel.
+    ///
+    /// Cancellation: if the awaiting task is cancelled, the green thread is
+    /// cancelled too (`cancel()`), and `value` goes on waiting for the
+    /// outcome the thread then produces (often `GreenThreadError.cancelled`
+    /// or `CancellationError` from the waits it observes). It never returns
+    /// before the thread's body has ended, so nothing is left running that
+    /// the task believes finished.
+    ///
+    /// ```swift
+    /// let kernel = try Kernel.start()
+    /// let sum = try kernel.spawn { (1...100).reduce(0, +) }
+    /// print(try await sum.value)   // 5050
+    /// try await kernel.shutdown()
+    /// ```
+    public var value: T {
+        get async throws {
+            let thread = self.thread
+            await withTaskCancellationHandler {
+                await completion.waitAsync()
+            } onCancel: {
+                thread.cancel()
+            }
+            guard let result = completion.result else {
+                preconditionFailure("\(thread) resumed its awaiters without a result")
+            }
+            return try result.get()
+        }
+    }
+}
+
+extension KernelCore {
+    /// Blocks the current thread until `thread` has finished, or until the
+    /// current thread is cancelled. Returns false when cancelled first.
+    func joinObservingCancellation(_ thread: GreenThread) -> Bool {
+        withBlockingSection { () -> Bool in
+            let me = GreenThread.current
+            while thread.runState != .finished {
+                if me.isCancelled { return false }
+                thread.joiners.append(me)
+                // The cancel hook (Cancellation.swift) takes us off the joiners.
+                _ = blockCurrent(on: WaitRecord(kind: "join", objectID: thread.id,
+                                                ownerThreadID: thread.id, ownerName: thread.name),
+                                 onTimeout: { me in thread.joiners.removeAll { $0 === me } })
+            }
+            return true
+        }
+    }
 }

@@ -18,7 +18,7 @@ public struct Priority: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     /// Creates a priority, throwing `GreenThreadError.invalidPriority` for a
     /// level outside 0...31.
-    public init(level: Int) throws {
+    public init(level: Int) throws(GreenThreadError) {
         guard (0..<Priority.levelCount).contains(level) else {
             throw GreenThreadError.invalidPriority(level)
         }

@@ -1,0 +1,91 @@
+// Cancellation: a cooperative request that a green thread stop. Like a Swift
+// Task's, it is a flag the thread observes, never a forced stop: a thread
+// runs on until it reaches a point that checks the flag.
+//
+// Which waits observe it. A wait is interrupted by cancellation when it can
+// end without its event and say so through the signature it already has:
+//   - `GreenThread.sleep(for:)` returns early (and does not sleep at all on
+//     a cancelled thread);
+//   - `JoinHandle.join()` throws `GreenThreadError.cancelled`;
+//   - `GreenThread.await` cancels its Task and returns what the Task does;
+//   - every timed wait (`GreenMutex.lock(timeout:)`,
+//     `GreenCondition.wait(_:timeout:)`, `GreenSemaphore.wait(timeout:)`)
+//     ends as if its timeout passed: it returns false;
+//   - `GreenMutex.lock()` (and so `withLock`, `GreenLocked.withLock`)
+//     throws `GreenMutexError.cancelled` without acquiring (a free mutex is
+//     still taken: only waiting is refused);
+//   - `GreenChannel.send` throws `GreenChannelError.cancelled` (the value is
+//     not delivered) and `receive` returns nil.
+// Not interrupted: `GreenSemaphore.wait()`, which cannot report failure,
+// and the untimed `GreenCondition.wait(_:)`, whose signal wait would need a
+// way to say "cancelled, mutex held again" (its retaking of the mutex
+// ignores cancellation on purpose: the caller holds the mutex when it
+// returns). Use the timed forms, or `GreenThread.checkCancellation()`.
+//
+// Mechanism: a wait is interruptible exactly when the thread sleeps or its
+// block carries a `timeoutAction` (the hook that takes it off the queue it
+// waits on). `cancel()` runs that hook and makes the thread ready under the
+// kernel lock, the path the monitor takes when a deadline passes; and
+// `blockCurrent` refuses to start such a wait on a thread already cancelled.
+import CGreenCore
+import Synchronization
+
+extension GreenThread {
+    /// Whether `cancel()` was called on this thread. Never reset.
+    public var isCancelled: Bool { cancellationRequested.load(ordering: .acquiring) }
+
+    /// Asks the thread to stop: sets `isCancelled` and ends the waits that
+    /// observe cancellation (see the list in `GreenThread.checkCancellation`).
+    /// Callable from any thread, a task or a plain OS thread included, also
+    /// after the thread finished (then it does nothing).
+    public func cancel() {
+        // Release: what the canceller wrote before is visible to a thread
+        // that sees the flag.
+        guard !cancellationRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // withSyncLock finds the running kernel from any thread. A thread
+        // that has not finished belongs to it (one kernel runs at a time, and
+        // every thread of an earlier one finished or was abandoned as
+        // finished); `kernel` is not read: it may name a kernel that is gone.
+        withSyncLock { running in
+            guard let running, runState != .finished else { return }
+            interruptCancellableWait(running)
+        }
+    }
+
+    /// Ends the wait this thread is in if it observes cancellation. Kernel lock held.
+    private func interruptCancellableWait(_ kernel: KernelCore) {
+        switch runState {
+        case .sleeping:
+            kernel.makeReady(self, reason: .timedOut)
+        case .blocked where timeoutAction != nil:
+            let action = timeoutAction
+            timeoutAction = nil
+            action?(self)
+            kernel.makeReady(self, reason: .timedOut)
+        default:
+            break  // running, ready or finished; or an untimed wait (see the file header)
+        }
+    }
+
+    /// Throws `GreenThreadError.cancelled` if the calling green thread was
+    /// cancelled; does nothing outside a green thread.
+    ///
+    /// ```swift
+    /// func work(on chunks: [Int]) throws {
+    ///     for chunk in chunks {
+    ///         try GreenThread.checkCancellation()
+    ///         process(chunk)
+    ///     }
+    /// }
+    /// ```
+    public static func checkCancellation() throws(GreenThreadError) {
+        guard let me = currentGreenThread(), me.isCancelled else { return }
+        throw GreenThreadError.cancelled(threadID: me.id)
+    }
+
+    /// Whether a block of `state` with `onTimeout` observes cancellation
+    /// and this thread is cancelled: then it must not start. Kernel lock held.
+    func refusesToBlock(state: State, onTimeout: ((GreenThread) -> Void)?) -> Bool {
+        (state == .sleeping || onTimeout != nil) && isCancelled
+    }
+}
