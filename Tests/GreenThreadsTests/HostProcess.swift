@@ -32,18 +32,28 @@ struct HostResult: CustomStringConvertible {
 }
 
 enum Host {
-    static var executable: URL {
+    static var executable: URL { builtProgram("gt-test-host") }
+
+    /// An executable of this package, built beside the test bundle.
+    static func builtProgram(_ name: String) -> URL {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return me.deletingLastPathComponent().appendingPathComponent("gt-test-host")
+        return me.deletingLastPathComponent().appendingPathComponent(name)
     }
 
     /// Runs `gt-test-host <scenario> <arguments>`; kills it after `timeout`.
     static func run(_ scenario: String, _ arguments: [String] = [],
                     environment: [String: String] = [:],
                     timeout: Duration = .seconds(60)) throws -> HostResult {
+        try run(program: executable, [scenario] + arguments, environment: environment, timeout: timeout)
+    }
+
+    /// Runs `program <arguments>`; kills it after `timeout`.
+    static func run(program: URL, _ arguments: [String],
+                    environment: [String: String] = [:],
+                    timeout: Duration = .seconds(60)) throws -> HostResult {
         let process = Process()
-        process.executableURL = executable
-        process.arguments = [scenario] + arguments
+        process.executableURL = program
+        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         // A crash should print our report, not wait for Swift's backtracer.
         env["SWIFT_BACKTRACE"] = "enable=no"
