@@ -168,6 +168,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///   - priority: its base priority (default `.normal`).
     ///   - stackSize: bytes of stack (default `KernelConfiguration.defaultStackSize`),
     ///     at least `minimumStackSize`.
+    ///   - body: what the thread runs; its result or error is the handle's.
     /// - Returns: a handle to wait for the thread's result.
     ///
     /// `body` is `sending`: it may run on another worker OS thread at the same
