@@ -34,7 +34,9 @@ import CGreenCore
 /// try worker.join()
 /// ```
 public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible {
+    /// Unique among sync objects for the process's life.
     public let id: UInt64
+    /// The name given at creation, or "channel-<id>".
     public let name: String
     /// How many values wait in the channel without a receiver (0: rendezvous).
     public let capacity: Int
@@ -51,6 +53,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     @exclusivity(unchecked) private(set) var closed = false
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
+    ///
+    /// ```swift
+    /// let requests = GreenChannel<Request>(capacity: 64, name: "requests")
+    /// let handoff = GreenChannel<Int>(capacity: 0)    // each send waits for a receive
+    /// ```
     public init(capacity: Int, name: String? = nil) {
         precondition(capacity >= 0, "GreenChannel(capacity: \(capacity)): capacity cannot be negative")
         let id = SyncObjectIDs.make()
@@ -60,6 +67,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         self.buffer = RingBuffer(capacity: capacity)
     }
 
+    /// "channel 5 'requests'".
     public var description: String { "channel \(id) '\(name)'" }
 
     /// Whether `close()` was called.
@@ -76,6 +84,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// - Throws: `GreenChannelError.closed` if the channel is closed, or is
     ///   closed while the sender waits (the value is then not delivered);
     ///   `.notInKernel` when it would wait outside a green thread.
+    ///
+    /// ```swift
+    /// for line in lines { try requests.send(Request(line)) }
+    /// ```
     public func send(_ value: T) throws {
         var value: T? = value
         guard let me = currentGreenThread() else {
@@ -128,6 +140,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Outside a green thread it returns a value or nil if it can do so at
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
+    ///
+    /// ```swift
+    /// while let request = requests.receive() { handle(request) }
+    /// ```
     public func receive() -> T? {
         guard let me = currentGreenThread() else {
             let result = withSyncLock { kernel -> (value: T?, ready: Bool) in
@@ -174,6 +190,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Closes the channel: waiting receivers get nil, waiting senders
     /// `GreenChannelError.closed`; later sends throw, later receives drain
     /// what is buffered and then get nil. Closing twice does nothing more.
+    ///
+    /// ```swift
+    /// for job in jobs { try queue.send(job) }
+    /// queue.close()                  // the workers' receive loops end once it is drained
+    /// ```
     public func close() {
         withSyncLock { kernel in
             closed = true

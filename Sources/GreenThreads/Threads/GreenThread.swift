@@ -30,8 +30,21 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     let givenName: String?
 
     /// What a thread is doing, as reported by `state` and snapshots.
+    ///
+    /// ```swift
+    /// if handle.thread.state == .blocked { print(handle.thread.waitingOn!) }
+    /// ```
     public enum State: String, Sendable, Codable {
-        case ready, running, blocked, sleeping, finished
+        /// Waiting for a worker to run it.
+        case ready
+        /// Running on a worker now.
+        case running
+        /// Waiting on a mutex, condition, semaphore, channel or join.
+        case blocked
+        /// In `GreenThread.sleep(for:)`.
+        case sleeping
+        /// Returned or threw; its result waits in its `JoinHandle`.
+        case finished
     }
 
     // --- scheduling (kernel lock) ---
@@ -97,6 +110,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         self.kernel = kernel
     }
 
+    /// "green thread 7 'worker'".
     public var description: String { "green thread \(id) '\(name)'" }
 
     // MARK: Identity and state
@@ -105,6 +119,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Outside `Kernel.run` there is none: calling this there stops the
     /// program with a message saying so. Use `GreenThread.isInKernel` to check.
+    ///
+    /// ```swift
+    /// print("running on \(GreenThread.current.name)")
+    /// ```
     public static var current: GreenThread {
         guard let owner = gt_current_owner() else {
             fatalError("GreenThread.current called outside a green thread: run this code inside Kernel.run { ... }")
@@ -132,6 +150,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// to its new run-queue level, a running thread that now ranks below a
     /// ready one is preempted, and inherited priorities along a chain of
     /// mutexes are recomputed.
+    ///
+    /// ```swift
+    /// GreenThread.current.setPriority(.high)   // this request is interactive
+    /// ```
     public func setPriority(_ priority: Priority) {
         kernel.withCriticalLock { kernel.changeBasePriority(of: self, to: priority.level) }
     }
@@ -178,6 +200,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// thread).
     /// - Throws: `GreenThreadError.notInKernel` outside `Kernel.run`,
     ///   `.invalidStackSize` for a stack below the minimum.
+    ///
+    /// ```swift
+    /// let parser = try GreenThread.spawn(name: "parser", priority: .low, stackSize: 256 * 1024) {
+    ///     try parse(document)        // deep recursion: a larger stack
+    /// }
+    /// let tree = try parser.join()
+    /// ```
     @discardableResult
     @inlinable  // specialized in the caller: no generic metadata lookup per spawn
     public static func spawn<T>(
@@ -213,6 +242,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Gives the CPU to another ready thread of the same or higher priority,
     /// if there is one. Outside a kernel it yields the OS thread
     /// (`sched_yield`).
+    ///
+    /// ```swift
+    /// while !done.load(ordering: .acquiring) { GreenThread.yield() }
+    /// ```
     public static func yield() {
         guard gt_on_green_thread() != 0 else {
             _ = gt_sys_sched_yield()
@@ -224,6 +257,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Suspends the calling thread for at least `duration` without occupying
     /// its worker (a timer heap, not a spin). Outside a kernel it sleeps the
     /// OS thread (`nanosleep`).
+    ///
+    /// ```swift
+    /// while running { poll(); GreenThread.sleep(for: .milliseconds(10)) }
+    /// ```
     public static func sleep(for duration: Duration) {
         let ns = duration.nanosecondsClamped
         guard gt_on_green_thread() != 0 else {
@@ -237,6 +274,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Runs `body` with preemption disabled for the calling thread: no time
     /// slice ends inside it (a slice that ends meanwhile ends right after).
     /// Regions nest. The thread can still block (a mutex, a channel) inside.
+    ///
+    /// ```swift
+    /// let snapshot = GreenThread.withoutPreemption { (first: stats.first, last: stats.last) }
+    /// ```
     public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
         gt_no_preempt_enter()
         defer {
@@ -247,6 +288,11 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 }
 
 /// Scheduling counters of one thread.
+///
+/// ```swift
+/// let s = handle.thread.statistics
+/// print("\(s.cpuTime) on the CPU, \(s.switches) switches, \(s.preemptions) preempted")
+/// ```
 public struct ThreadStatistics: Sendable, Equatable {
     /// Time-stamp counter ticks spent running.
     public var cpuTicks: UInt64 = 0

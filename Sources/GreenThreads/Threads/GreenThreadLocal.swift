@@ -27,6 +27,10 @@ public final class GreenThreadLocal<Value>: @unchecked Sendable {
     private let slot: UInt64
 
     /// Creates a slot whose value is `default` until a thread sets its own.
+    ///
+    /// ```swift
+    /// let scratch = GreenThreadLocal<[UInt8]>(default: [])
+    /// ```
     public init(default defaultValue: Value) {
         self.defaultValue = defaultValue
         self.slot = greenThreadLocalSlots.add(1, ordering: .relaxed).oldValue

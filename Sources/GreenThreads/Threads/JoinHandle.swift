@@ -33,6 +33,11 @@ public struct JoinHandle<T>: @unchecked Sendable {
     /// - Throws: the thread's error; `GreenThreadError.joinedSelf` when a
     ///   thread joins itself; `GreenThreadError.notInKernel` when called
     ///   outside a kernel before the thread finished.
+    ///
+    /// ```swift
+    /// let sizes = try files.map { f in try GreenThread.spawn { try size(of: f) } }
+    /// let total = try sizes.map { try $0.join() }.reduce(0, +)
+    /// ```
     public func join() throws -> T {
         if gt_on_green_thread() != 0 {
             if GreenThread.current === thread { throw GreenThreadError.joinedSelf(threadID: thread.id) }
