@@ -16,7 +16,8 @@
 // The main thread watches at the highest priority: every millisecond it
 // wakes (preempting whoever runs), notes which thread ran last and low's
 // effective priority, and goes back to sleep. It then prints one row per
-// thread with a '#' in each 5 ms column where that thread ran.
+// thread with a '#' in each 5 ms column (wider if the run took over half a
+// second) where that thread ran.
 //
 //   swift run gt-example-pathfinder [cs-ms] [spin-ms]
 import Glibc
@@ -26,7 +27,7 @@ import Synchronization
 let arguments = CommandLine.arguments.dropFirst().compactMap(Int.init)
 let csMs = arguments.first ?? 30
 let spinMs = arguments.dropFirst().first ?? 100
-let columnMs = 5
+let minimumColumnMs = 5
 
 func nowNanoseconds() -> Int64 {
     var ts = timespec()
@@ -155,6 +156,9 @@ func printRun(_ title: String, _ run: Run) {
         print(String(repeating: " ", count: max(0, 8 - t.count)) + t + " ms  " + e.text)
     }
     let end = run.samples.last?.0 ?? 0
+    // 5 ms a column, wider when a busy machine stretched the run: at most
+    // 100 columns.
+    let columnMs = max(minimumColumnMs, Int((end + 99_999_999) / 100_000_000))
     let columns = Int(end / Int64(columnMs * 1_000_000)) + 1
     var ruler = ""
     for c in stride(from: 0, to: columns, by: 10) {
