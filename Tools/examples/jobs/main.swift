@@ -167,8 +167,9 @@ for (title, results) in [("with priorities", prioritized), ("all at .normal", fl
           + "batch jobs crunched \(batchRounds) rounds")
 }
 // Priorities must make interactive jobs start sooner (p99) than equal
-// priorities do; by how much depends on the machine.
-let better = interactiveP99[0] < interactiveP99[1]
+// priorities do: at least twice as soon, so that noise cannot pass for it
+// (here it was 10-300 times; how much depends on the machine and its load).
+let better = 2 * interactiveP99[0] < interactiveP99[1]
 print("interactive start p99: \(milliseconds(interactiveP99[0])) ms with priorities, "
       + "\(milliseconds(interactiveP99[1])) ms without: " + (better ? "OK" : "NOT better"))
 if !better { exit(1) }
