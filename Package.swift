@@ -14,6 +14,9 @@ let package = Package(
     name: "swift-green-threads",
     products: [
         .library(name: "GreenThreads", targets: ["GreenThreads"]),
+        // The snapshot format alone, for a monitoring tool that reads a
+        // running program's snapshots without linking the runtime.
+        .library(name: "GTSnapshot", targets: ["GTSnapshot"]),
         .executable(name: "gt-demo", targets: ["gt-demo"]),
         .executable(name: "gt-bench", targets: ["gt-bench"]),
         .executable(name: "gt-ps", targets: ["gt-ps"]),
@@ -22,14 +25,18 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // 0.x: a minor release may break the API, so take patches only.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", .upToNextMinor(from: "0.2.0")),
+        // `swift package generate-documentation` (Tools/docs.sh); a plugin
+        // only: nothing of it is linked into the library or the tools.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
             name: "CUnwind",
             path: "Sources/CUnwind",
             pkgConfig: "libunwind",
-            providers: [.apt(["libunwind-dev"])]
+            providers: [.apt(["libunwind-dev"]), .yum(["libunwind-devel"])]
         ),
         .target(
             name: "CGreenCore",
@@ -101,6 +108,23 @@ let package = Package(
             ],
             path: "Tools/gt-ps"
         ),
+        // Examples (Tools/examples/README.md): small programs a new user
+        // reads first; the tests run each one and check what it prints.
+        .executableTarget(
+            name: "gt-example-pipeline",
+            dependencies: ["GreenThreads"],
+            path: "Tools/examples/pipeline"
+        ),
+        .executableTarget(
+            name: "gt-example-pathfinder",
+            dependencies: ["GreenThreads"],
+            path: "Tools/examples/pathfinder"
+        ),
+        .executableTarget(
+            name: "gt-example-jobs",
+            dependencies: ["GreenThreads"],
+            path: "Tools/examples/jobs"
+        ),
         // The test host: every test that starts a kernel or arms signals runs
         // one scenario of this executable in a child process with a timeout.
         // What both test hosts give their scenarios (check, options).
@@ -110,7 +134,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "gt-test-host",
-            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport"],
+            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport", "GTSnapshot"],
             path: "Tests/GTTestHost",
             // Scenarios share plain globals between green threads on purpose.
             swiftSettings: [.swiftLanguageMode(.v5)]

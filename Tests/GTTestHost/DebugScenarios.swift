@@ -7,6 +7,7 @@
 // inlined nor tail calls: each stays a frame that the traces must show.
 import CGreenCore
 import GreenThreads
+import GTSnapshot
 import Glibc
 import Synchronization
 

@@ -5,6 +5,7 @@
 // and the snapshot's JSON, written without Foundation, read with it.
 import Foundation
 import GreenThreads
+import GTSnapshot
 import Glibc
 import Testing
 

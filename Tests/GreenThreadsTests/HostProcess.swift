@@ -34,6 +34,9 @@ struct HostResult: CustomStringConvertible {
 enum Host {
     static var executable: URL { executable(named: "gt-test-host") }
 
+    /// An executable of this package, built beside the test bundle.
+    static func builtProgram(_ name: String) -> URL { executable(named: name) }
+
     /// A host executable built beside the test runner: gt-test-host, or
     /// gt-async-host (the Swift 6 mode scenarios of issue 14).
     static func executable(named name: String) -> URL {
@@ -51,9 +54,16 @@ enum Host {
                     environment: [String: String] = [:],
                     timeout: Duration = .seconds(60),
                     host: String = "gt-test-host") throws -> HostResult {
+        try run(program: executable(named: host), [scenario] + arguments, environment: environment, timeout: timeout)
+    }
+
+    /// Runs `program <arguments>`; kills it after `timeout`.
+    static func run(program: URL, _ arguments: [String],
+                    environment: [String: String] = [:],
+                    timeout: Duration = .seconds(60)) throws -> HostResult {
         let process = Process()
-        process.executableURL = executable(named: host)
-        process.arguments = [scenario] + arguments
+        process.executableURL = program
+        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         // A crash should print our report, not wait for Swift's backtracer.
         env["SWIFT_BACKTRACE"] = "enable=no"

@@ -8,6 +8,7 @@
 // worker's idle context or the monitor (OS stacks, no green thread): the
 // moment every thread is parked, so every trace comes from a saved switch
 // frame and none needs a signal.
+import GTSnapshot
 
 /// The threads of a deadlocked kernel and what each waits on.
 public struct DeadlockReport: Sendable, CustomStringConvertible {

@@ -11,6 +11,7 @@
 // barrier, the directory's 0700 the second, the SO_PEERCRED check the third.
 import CGreenCore
 import Glibc
+import GTSnapshot
 
 struct SocketResult {
     var value: Int

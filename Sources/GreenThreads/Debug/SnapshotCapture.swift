@@ -22,6 +22,7 @@
 // Lock order: TraceCapture.requestLock -> kernel lock.
 import CGreenCore
 import Glibc
+import GTSnapshot
 
 extension Kernel {
     /// A snapshot of the running kernel: every live thread (state,

@@ -19,6 +19,7 @@
 // `statistics` anywhere); the file descriptors are fixed after `start`.
 import CGreenCore
 import Glibc
+import GTSnapshot
 import Synchronization
 
 final class SnapshotServer: @unchecked Sendable {

@@ -1,4 +1,5 @@
 // The snapshot types (KernelSnapshot, StackTrace, ...) live in the small
-// GTSnapshot module that the tools share; `import GreenThreads` brings them
-// along, so programs never import GTSnapshot themselves.
-@_exported import GTSnapshot
+// GTSnapshot module that the tools share, a product of its own. The library's
+// API returns them, so the import is public; a program that names them
+// (`let s: KernelSnapshot = Kernel.snapshot()`) imports GTSnapshot itself.
+import GTSnapshot

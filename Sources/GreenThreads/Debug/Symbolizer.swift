@@ -11,6 +11,7 @@
 // its worker that symbolizes).
 import CGreenCore
 import Glibc
+import GTSnapshot
 import Synchronization
 
 enum Symbolizer {

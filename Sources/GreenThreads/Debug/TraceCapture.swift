@@ -17,6 +17,7 @@
 // trace-request slot and is taken only by OS threads that run no green
 // thread (the snapshot server, Kernel.snapshot's capture thread).
 import CGreenCore
+import GTSnapshot
 import Synchronization
 
 /// A trace before symbolization.

@@ -59,6 +59,13 @@ public struct KernelConfiguration: Sendable {
     /// `var c = KernelConfiguration(); c.debugServer = false`.
     public var debugServer: Bool = true
 
+    /// A configuration; every argument has the default described at its
+    /// property. `Kernel.run` checks the values and throws
+    /// `KernelError.invalidConfiguration` for one out of range.
+    ///
+    /// ```swift
+    /// try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) { cooperativeMain() }
+    /// ```
     public init(
         workers: Int = KernelConfiguration.usableCPUs,
         timeSlice: Duration = .milliseconds(10),

@@ -1,6 +1,11 @@
 // StackStatistics: what the process-wide stack pool has mapped and cached.
 
 /// Counters of the process-wide stack pool.
+///
+/// ```swift
+/// let s = Kernel.stackStatistics
+/// print("\(s.stacksCarved) stacks in \(s.slabsMapped) slabs, \(s.stacksCached) cached for reuse")
+/// ```
 public struct StackStatistics: Sendable, Equatable {
     /// Slab mappings made (each holds many stacks).
     public var slabsMapped: Int

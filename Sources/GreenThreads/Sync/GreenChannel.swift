@@ -39,7 +39,9 @@ import CGreenCore
 /// try worker.join()
 /// ```
 public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible {
+    /// Unique among sync objects for the process's life.
     public let id: UInt64
+    /// The name given at creation, or "channel-<id>".
     public let name: String
     /// How many values wait in the channel without a receiver (0: rendezvous).
     public let capacity: Int
@@ -56,6 +58,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     @exclusivity(unchecked) private(set) var closed = false
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
+    ///
+    /// ```swift
+    /// let requests = GreenChannel<Request>(capacity: 64, name: "requests")
+    /// let handoff = GreenChannel<Int>(capacity: 0)    // each send waits for a receive
+    /// ```
     public init(capacity: Int, name: String? = nil) {
         precondition(capacity >= 0, "GreenChannel(capacity: \(capacity)): capacity cannot be negative")
         let id = SyncObjectIDs.make()
@@ -65,6 +72,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         self.buffer = RingBuffer(capacity: capacity)
     }
 
+    /// "channel 5 'requests'".
     public var description: String { "channel \(id) '\(name)'" }
 
     /// Whether `close()` was called.
@@ -83,6 +91,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///   `.cancelled` when the waiting sender is cancelled
     ///   (`GreenThread.cancel()`: the value is not delivered either);
     ///   `.notInKernel` when it would wait outside a green thread.
+    ///
+    /// ```swift
+    /// for line in lines { try requests.send(Request(line)) }
+    /// ```
     public func send(_ value: sending T) throws(GreenChannelError) {
         var value: T? = value
         guard let me = currentGreenThread() else {
@@ -142,6 +154,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Outside a green thread it returns a value or nil if it can do so at
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
+    ///
+    /// ```swift
+    /// while let request = requests.receive() { handle(request) }
+    /// ```
     public func receive() -> sending T? {
         // Each value was sent (disconnected from its sender) and goes to
         // exactly one receiver, so handing it out as `sending` is sound;
@@ -199,6 +215,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Closes the channel: waiting receivers get nil, waiting senders
     /// `GreenChannelError.closed`; later sends throw, later receives drain
     /// what is buffered and then get nil. Closing twice does nothing more.
+    ///
+    /// ```swift
+    /// for job in jobs { try queue.send(job) }
+    /// queue.close()                  // the workers' receive loops end once it is drained
+    /// ```
     public func close() {
         // The blocked senders' values leave the channel here; they are
         // dropped after the kernel lock is released, since a value's deinit

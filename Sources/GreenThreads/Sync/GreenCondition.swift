@@ -33,18 +33,26 @@ import CGreenCore
 /// ready.signal()
 /// ```
 public final class GreenCondition: @unchecked Sendable, CustomStringConvertible {
+    /// Unique among sync objects for the process's life.
     public let id: UInt64
+    /// The name given at creation, or "condition-<id>".
     public let name: String
 
     // --- kernel lock ---
     @exclusivity(unchecked) var waiters = WaitQueue()
 
+    /// Creates a condition with no waiters; `name` is shown in `gt-ps`.
+    ///
+    /// ```swift
+    /// let notEmpty = GreenCondition(name: "queue-not-empty")
+    /// ```
     public init(name: String? = nil) {
         let id = SyncObjectIDs.make()
         self.id = id
         self.name = name ?? "condition-\(id)"
     }
 
+    /// "condition 6 'queue-not-empty'".
     public var description: String { "condition \(id) '\(name)'" }
 
     /// Releases `mutex`, waits for a signal, and retakes `mutex` before
@@ -57,6 +65,13 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     ///   `.ownerDied` when retaking `mutex` finds that its holder ended (the
     ///   caller holds it); `.deadlock` when retaking it would close a cycle
     ///   (the caller then does not hold it).
+    ///
+    /// ```swift
+    /// try m.lock()
+    /// while queue.isEmpty { try notEmpty.wait(m) }
+    /// let job = queue.removeFirst()
+    /// try m.unlock()
+    /// ```
     public func wait(_ mutex: GreenMutex) throws(GreenMutexError) {
         _ = try wait(mutex, deadline: nil, operation: "GreenCondition.wait")
     }
@@ -64,6 +79,15 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// Like `wait(_:)`, but gives up waiting for a signal after `timeout`.
     /// The mutex is held again when it returns either way.
     /// - Returns: true when signalled, false when the timeout passed first.
+    ///
+    /// ```swift
+    /// try m.withLock {
+    ///     while queue.isEmpty {
+    ///         if try !notEmpty.wait(m, timeout: .seconds(1)) { return }   // idle: give up
+    ///     }
+    ///     handle(queue.removeFirst())
+    /// }
+    /// ```
     public func wait(_ mutex: GreenMutex, timeout: Duration) throws(GreenMutexError) -> Bool {
         try wait(mutex, deadline: syncDeadline(after: timeout), operation: "GreenCondition.wait(_:timeout:)")
     }
@@ -96,6 +120,11 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
 
     /// Wakes the waiting thread of highest priority, if any. Callable from
     /// any thread, with or without the mutex held.
+    ///
+    /// ```swift
+    /// try m.withLock { queue.append(job) }
+    /// notEmpty.signal()
+    /// ```
     public func signal() {
         withSyncLock { kernel in
             guard let kernel, let waiter = waiters.popTop() else { return }
@@ -104,6 +133,11 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     }
 
     /// Wakes every waiting thread, highest priority first.
+    ///
+    /// ```swift
+    /// try m.withLock { shuttingDown = true }
+    /// notEmpty.broadcast()           // every waiter rechecks and sees it
+    /// ```
     public func broadcast() {
         withSyncLock { kernel in
             guard let kernel else { return }

@@ -126,6 +126,10 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Parameters:
     ///   - name: shown in errors, deadlock reports and `gt-ps`.
     ///   - priorityInheritance: whether waiters boost the owner (default true).
+    ///
+    /// ```swift
+    /// let accounts = GreenMutex(name: "accounts")
+    /// ```
     public init(name: String? = nil, priorityInheritance: Bool = true) {
         let id = SyncObjectIDs.make()
         self.id = id
@@ -151,6 +155,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         unlinkHeld(by: me)
     }
 
+    /// "mutex 3 'accounts'".
     public var description: String { "mutex \(id) '\(name)'" }
 
     var identity: SyncObjectIdentity { SyncObjectIdentity(kind: "mutex", id: id, name: name) }
@@ -178,6 +183,12 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///   `.notInKernel` outside a green thread (none of these acquire it);
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
+    ///
+    /// ```swift
+    /// try accounts.lock()
+    /// defer { try? accounts.unlock() }
+    /// balance -= amount
+    /// ```
     @inlinable
     public func lock() throws(GreenMutexError) {
         // gt_current_owner: out of line in the core's no-preempt section,
@@ -215,6 +226,11 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// Like `lock()`, but gives up after `timeout`.
     /// - Returns: true when the caller holds the mutex, false on timeout.
     /// - Throws: as `lock()`.
+    ///
+    /// ```swift
+    /// guard try accounts.lock(timeout: .milliseconds(50)) else { return .retryLater }
+    /// defer { try? accounts.unlock() }
+    /// ```
     public func lock(timeout: Duration) throws(GreenMutexError) -> Bool {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock(timeout:)") }
         if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
@@ -231,6 +247,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// holds it, outside a green thread, and when its last owner ended
     /// holding it (tryLock cannot report `.ownerDied`: use `lock()`, which
     /// acquires such a mutex and throws `.ownerDied`).
+    ///
+    /// ```swift
+    /// if accounts.tryLock() {
+    ///     defer { try? accounts.unlock() }
+    ///     flushPending()
+    /// }                                  // else: somebody else is at it
+    /// ```
     public func tryLock() -> Bool {
         guard let me = gt_current_owner() else { return false }
         if word.compareExchange(expected: 0, desired: UInt(bitPattern: me), successOrdering: .acquiring,
@@ -429,6 +452,12 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///
     /// - Throws: `.notOwner` when the caller does not hold it;
     ///   `.notInKernel` outside a green thread (which can hold no mutex).
+    ///
+    /// ```swift
+    /// try accounts.lock()
+    /// balance += amount
+    /// try accounts.unlock()
+    /// ```
     @inlinable
     public func unlock() throws(GreenMutexError) {
         if let me = gt_current_owner() {
@@ -542,6 +571,10 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// never left held after withLock returns. To repair the protected state
     /// instead, call `lock()`, which keeps the mutex held when it throws
     /// `.ownerDied`.
+    ///
+    /// ```swift
+    /// let total = try accounts.withLock { balances.values.reduce(0, +) }
+    /// ```
     @inlinable
     public func withLock<R>(_ body: () throws -> R) throws -> R {
         do {

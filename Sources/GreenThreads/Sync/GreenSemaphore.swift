@@ -22,7 +22,9 @@ import CGreenCore
 /// useSharedResource()
 /// ```
 public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible {
+    /// Unique among sync objects for the process's life.
     public let id: UInt64
+    /// The name given at creation, or "semaphore-<id>".
     public let name: String
 
     // --- kernel lock ---
@@ -30,6 +32,10 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     @exclusivity(unchecked) var waiters = WaitQueue()
 
     /// Creates a semaphore holding `value` permits (at least 0).
+    ///
+    /// ```swift
+    /// let connections = GreenSemaphore(value: 8, name: "db-connections")
+    /// ```
     public init(value: Int, name: String? = nil) {
         precondition(value >= 0, "GreenSemaphore(value: \(value)): the initial count cannot be negative")
         let id = SyncObjectIDs.make()
@@ -38,6 +44,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
         self.permits = value
     }
 
+    /// "semaphore 4 'db-connections'".
     public var description: String { "semaphore \(id) '\(name)'" }
 
     /// The permits available now (a snapshot).
@@ -48,12 +55,23 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Outside a green thread it takes a permit if one is available and
     /// otherwise stops the program with a message: waiting there could never
     /// end.
+    ///
+    /// ```swift
+    /// connections.wait()
+    /// defer { connections.signal() }
+    /// try query(database)
+    /// ```
     public func wait() {
         _ = wait(deadline: nil, operation: "GreenSemaphore.wait()")
     }
 
     /// Takes a permit, waiting at most `timeout`.
     /// - Returns: true with a permit taken, false when the timeout passed.
+    ///
+    /// ```swift
+    /// guard connections.wait(timeout: .milliseconds(100)) else { return .busy }
+    /// defer { connections.signal() }
+    /// ```
     public func wait(timeout: Duration) -> Bool {
         wait(deadline: syncDeadline(after: timeout), operation: "GreenSemaphore.wait(timeout:)")
     }
@@ -88,6 +106,12 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
 
     /// Returns a permit: the waiting thread of highest priority gets it, or
     /// the count grows by one. Callable from any thread.
+    ///
+    /// ```swift
+    /// let done = GreenSemaphore(value: 0)
+    /// try GreenThread.spawn { work(); done.signal() }
+    /// done.wait()                    // until work() is done
+    /// ```
     public func signal() {
         withSyncLock { kernel in
             if let kernel, let waiter = waiters.popTop() {

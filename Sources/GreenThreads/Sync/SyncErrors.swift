@@ -4,10 +4,19 @@
 // error is read, so errors copy identities rather than hold references).
 
 /// A green thread as named in an error: its id and name.
+///
+/// ```swift
+/// catch GreenMutexError.ownerDied(let previous, let mutex) {
+///     print("\(previous) died holding \(mutex)")   // "thread 7 'writer' died holding mutex 3 'log'"
+/// }
+/// ```
 public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
+    /// The thread's `GreenThread.id`.
     public var id: UInt64
+    /// The thread's `GreenThread.name`.
     public var name: String
 
+    /// Names a thread by id and name.
     public init(id: UInt64, name: String) {
         self.id = id
         self.name = name
@@ -17,32 +26,56 @@ public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
         self.init(id: thread.id, name: thread.name)
     }
 
+    /// "thread 7 'writer'".
     public var description: String { "thread \(id) '\(name)'" }
 }
 
 /// A sync object (mutex, condition, semaphore, channel) as named in an error.
+///
+/// ```swift
+/// catch GreenMutexError.alreadyOwned(_, let mutex) {
+///     print(mutex.kind, mutex.name)   // "mutex accounts"
+/// }
+/// ```
 public struct SyncObjectIdentity: Sendable, Hashable, CustomStringConvertible {
+    /// "mutex", "condition", "semaphore" or "channel".
     public var kind: String
+    /// The object's `id`, unique among sync objects for the process's life.
     public var id: UInt64
+    /// The object's `name`.
     public var name: String
 
+    /// Names a sync object by kind, id and name.
     public init(kind: String, id: UInt64, name: String) {
         self.kind = kind
         self.id = id
         self.name = name
     }
 
+    /// "mutex 3 'accounts'".
     public var description: String { "\(kind) \(id) '\(name)'" }
 }
 
 /// Misuse of a `GreenMutex`, or news that its previous owner died.
+///
+/// ```swift
+/// do {
+///     try accounts.lock()
+/// } catch GreenMutexError.ownerDied {
+///     repairAccounts()            // we hold the mutex: its last owner died inside
+/// }
+/// defer { try? accounts.unlock() }
+/// ```
 public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     /// One link of a wait-for cycle: `thread` waits for `mutex`, which the
     /// thread of the next link holds (the last link's mutex is held by the
     /// first link's thread).
     public struct WaitLink: Sendable, Equatable, CustomStringConvertible {
+        /// The waiting thread.
         public var thread: ThreadIdentity
+        /// The mutex it waits for.
         public var mutex: SyncObjectIdentity
+        /// "thread 2 'a' waits for mutex 5 'left'".
         public var description: String { "\(thread) waits for \(mutex)" }
     }
 
@@ -68,6 +101,7 @@ public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     /// the mutex, or before: the lock is not acquired.
     case cancelled(thread: ThreadIdentity, mutex: SyncObjectIdentity)
 
+    /// A sentence naming the threads and the mutex, and what to do.
     public var description: String {
         switch self {
         case .cancelled(let thread, let mutex):
@@ -109,6 +143,7 @@ public enum GreenChannelError: Error, Equatable, CustomStringConvertible {
     /// before: the value was not delivered.
     case cancelled(threadID: UInt64)
 
+    /// A sentence saying which operation failed and why.
     public var description: String {
         switch self {
         case .closed:

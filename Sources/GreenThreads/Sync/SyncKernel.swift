@@ -127,6 +127,12 @@ extension GreenThread {
     /// What the thread is blocked on right now (kind, object, owner if
     /// any), or nil when it is not blocked: a snapshot, read under the
     /// kernel lock. Sync primitives record it on every blocking call.
+    ///
+    /// ```swift
+    /// if let wait = worker.thread.waitingOn {
+    ///     print("\(worker.thread.name) waits on \(wait)")   // "waits on mutex 0x3 held by thread 2 'low'"
+    /// }
+    /// ```
     public var waitingOn: WaitRecord? {
         withSyncLock { _ in runState == .blocked || runState == .sleeping ? waitRecord : nil }
     }

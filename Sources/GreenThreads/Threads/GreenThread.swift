@@ -31,8 +31,21 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     let givenName: String?
 
     /// What a thread is doing, as reported by `state` and snapshots.
+    ///
+    /// ```swift
+    /// if handle.thread.state == .blocked { print(handle.thread.waitingOn!) }
+    /// ```
     public enum State: String, Sendable, Codable {
-        case ready, running, blocked, sleeping, finished
+        /// Waiting for a worker to run it.
+        case ready
+        /// Running on a worker now.
+        case running
+        /// Waiting on a mutex, condition, semaphore, channel or join.
+        case blocked
+        /// In `GreenThread.sleep(for:)`.
+        case sleeping
+        /// Returned or threw; its result waits in its `JoinHandle`.
+        case finished
     }
 
     // --- scheduling (kernel lock) ---
@@ -119,6 +132,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         joiners.reserveCapacity(1)
     }
 
+    /// "green thread 7 'worker'".
     public var description: String { "green thread \(id) '\(name)'" }
 
     /// Rounds of `tearDownLocals`, as POSIX's PTHREAD_DESTRUCTOR_ITERATIONS
@@ -149,6 +163,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Outside `Kernel.run` there is none: calling this there stops the
     /// program with a message saying so. Use `GreenThread.isInKernel` to check.
+    ///
+    /// ```swift
+    /// print("running on \(GreenThread.current.name)")
+    /// ```
     public static var current: GreenThread {
         guard let owner = gt_current_owner() else {
             fatalError("GreenThread.current called outside a green thread: run this code inside Kernel.run { ... }")
@@ -184,6 +202,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// to its new run-queue level, a running thread that now ranks below a
     /// ready one is preempted, and inherited priorities along a chain of
     /// mutexes are recomputed.
+    ///
+    /// ```swift
+    /// GreenThread.current.setPriority(.high)   // this request is interactive
+    /// ```
     public func setPriority(_ priority: Priority) {
         kernel.withCriticalLock { kernel.changeBasePriority(of: self, to: priority.level) }
     }
@@ -223,6 +245,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///   - priority: its base priority (default `.normal`).
     ///   - stackSize: bytes of stack (default `KernelConfiguration.defaultStackSize`),
     ///     at least `minimumStackSize`.
+    ///   - body: what the thread runs; its result or error is the handle's.
     /// - Returns: a handle to wait for the thread's result.
     ///
     /// `body` is `sending`: it may run on another worker OS thread at the same
@@ -233,6 +256,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `GreenThreadError.notInKernel` outside a green thread (from
     ///   other threads and tasks, spawn through a `Kernel.Handle`, see
     ///   `Kernel.start`), `.invalidStackSize` for a stack below the minimum.
+    ///
+    /// ```swift
+    /// let parser = try GreenThread.spawn(name: "parser", priority: .low, stackSize: 256 * 1024) {
+    ///     try parse(document)        // deep recursion: a larger stack
+    /// }
+    /// let tree = try parser.join()
+    /// ```
     @discardableResult
     @inlinable  // specialized in the caller: no generic metadata lookup per spawn
     public static func spawn<T>(
@@ -268,6 +298,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Gives the CPU to another ready thread of the same or higher priority,
     /// if there is one. Outside a kernel it yields the OS thread
     /// (`sched_yield`).
+    ///
+    /// ```swift
+    /// while !done.load(ordering: .acquiring) { GreenThread.yield() }
+    /// ```
     public static func yield() {
         guard gt_on_green_thread() != 0 else {
             _ = gt_sys_sched_yield()
@@ -282,6 +316,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///
     /// A cancelled thread (`cancel()`) does not sleep: the call returns at
     /// once, and a sleep in progress ends when the thread is cancelled.
+    /// ```swift
+    /// while running { poll(); GreenThread.sleep(for: .milliseconds(10)) }
+    /// ```
     public static func sleep(for duration: Duration) {
         let ns = duration.nanosecondsClamped
         guard gt_on_green_thread() != 0 else {
@@ -296,6 +333,10 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Runs `body` with preemption disabled for the calling thread: no time
     /// slice ends inside it (a slice that ends meanwhile ends right after).
     /// Regions nest. The thread can still block (a mutex, a channel) inside.
+    ///
+    /// ```swift
+    /// let snapshot = GreenThread.withoutPreemption { (first: stats.first, last: stats.last) }
+    /// ```
     public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
         gt_no_preempt_enter()
         defer {
@@ -306,6 +347,11 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 }
 
 /// Scheduling counters of one thread.
+///
+/// ```swift
+/// let s = handle.thread.statistics
+/// print("\(s.cpuTime) on the CPU, \(s.switches) switches, \(s.preemptions) preempted")
+/// ```
 public struct ThreadStatistics: Sendable, Equatable {
     /// Time-stamp counter ticks spent running.
     public var cpuTicks: UInt64 = 0

@@ -1,9 +1,17 @@
 // Errors a caller can cause at run time. Each says what went wrong in words a
 // person can act on; broken kernel invariants are preconditions instead.
 
-/// Misuse of the green-thread API.
 import Glibc
 
+/// Misuse of the green-thread API.
+///
+/// ```swift
+/// do {
+///     _ = try GreenThread.spawn(stackSize: 4096) { work() }
+/// } catch let error as GreenThreadError {
+///     print(error)   // "invalid stack size 4096 bytes: the minimum is 32768 bytes (32 KiB)"
+/// }
+/// ```
 public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     /// A priority level outside 0...31.
     case invalidPriority(Int)
@@ -27,6 +35,7 @@ public enum GreenThreadError: Error, Equatable, CustomStringConvertible {
     /// `GreenThreadGroup.spawn` after its `withThreadGroup` scope ended.
     case threadGroupEnded
 
+    /// A sentence saying what went wrong and what is allowed.
     public var description: String {
         switch self {
         case .invalidPriority(let level):

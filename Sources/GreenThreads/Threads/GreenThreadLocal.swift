@@ -36,6 +36,10 @@ public final class GreenThreadLocal<Value: Sendable>: @unchecked Sendable {
     ///   has no thread-local key left for it (each local keeps one, for
     ///   code outside green threads; glibc allows 1024 per process). Without
     ///   a key the local would alias key 0, another library's.
+    ///
+    /// ```swift
+    /// let scratch = try GreenThreadLocal<[UInt8]>(default: [])
+    /// ```
     public init(default defaultValue: Value) throws {
         self.defaultValue = defaultValue
         self.slot = greenThreadLocalSlots.add(1, ordering: .relaxed).oldValue

@@ -93,6 +93,11 @@ public struct JoinHandle<T> {
     ///   thread joins itself; `.cancelled` when the joiner is cancelled;
     ///   `.notInKernel` when called outside a kernel before the thread
     ///   finished (use `value` from async code).
+    ///
+    /// ```swift
+    /// let sizes = try files.map { f in try GreenThread.spawn { try size(of: f) } }
+    /// let total = try sizes.map { try $0.join() }.reduce(0, +)
+    /// ```
     public func join() throws -> T {
         if gt_on_green_thread() != 0 {
             if GreenThread.current === thread { throw GreenThreadError.joinedSelf(threadID: thread.id) }

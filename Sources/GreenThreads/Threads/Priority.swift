@@ -18,6 +18,10 @@ public struct Priority: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     /// Creates a priority, throwing `GreenThreadError.invalidPriority` for a
     /// level outside 0...31.
+    ///
+    /// ```swift
+    /// let belowNormal = try Priority(level: Priority.normal.level - 1)
+    /// ```
     public init(level: Int) throws(GreenThreadError) {
         guard (0..<Priority.levelCount).contains(level) else {
             throw GreenThreadError.invalidPriority(level)
@@ -27,13 +31,19 @@ public struct Priority: Comparable, Hashable, Sendable, CustomStringConvertible 
 
     init(unchecked level: Int) { self.level = level }
 
+    /// Level 0: runs only when nothing else is ready.
     public static let lowest = Priority(unchecked: 0)
+    /// Level 8: background work (batch jobs, compaction).
     public static let low = Priority(unchecked: 8)
+    /// Level 16: the default, and the main thread's.
     public static let normal = Priority(unchecked: 16)
+    /// Level 24: latency-sensitive work that mostly waits (requests, events).
     public static let high = Priority(unchecked: 24)
+    /// Level 31: supervisors and watchdogs; keep their work short.
     public static let highest = Priority(unchecked: 31)
 
     public static func < (a: Priority, b: Priority) -> Bool { a.level < b.level }
 
+    /// The level, as a number: "16".
     public var description: String { "\(level)" }
 }

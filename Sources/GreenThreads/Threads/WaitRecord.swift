@@ -5,6 +5,12 @@ import GTSnapshot
 /// What a blocked or sleeping thread is waiting for: the snapshot module's
 /// type, so a thread's control block and a snapshot of it share one
 /// definition.
+///
+/// ```swift
+/// if let wait = handle.thread.waitingOn, wait.kind == "mutex" {
+///     print("held by \(wait.ownerName ?? "nobody")")
+/// }
+/// ```
 public typealias WaitRecord = WaitSnapshot
 
 /// Why a block ended.
