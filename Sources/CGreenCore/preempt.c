@@ -68,6 +68,9 @@ static void gt_on_sigvtalrm(int sig, siginfo_t *info, void *context) {
         if (hook != NULL) hook(w, trace_request, context);
     }
     w->ticks++;
+    // Taken even in the scheduling context: a request that found no thread
+    // to preempt must not end the slice of the next one (issue 10).
+    int requested = __atomic_exchange_n(&w->preempt_requested, 0, __ATOMIC_ACQUIRE);
     gt_thread_core *t = w->current;
     if (t == NULL || !w->preemption_enabled) goto out;  // the M's scheduling context
 
@@ -80,7 +83,6 @@ static void gt_on_sigvtalrm(int sig, siginfo_t *info, void *context) {
     if (info->si_code == SI_TIMER && info->si_value.sival_int == 1) {
         w->slice_periods += 1 + (uint32_t)(info->si_overrun > 0 ? info->si_overrun : 0);
     }
-    int requested = __atomic_exchange_n(&w->preempt_requested, 0, __ATOMIC_ACQUIRE);
     int lost = __atomic_load_n(&w->processor, __ATOMIC_ACQUIRE) == NULL;
     int expired = w->slice_periods >= w->periods_per_slice;
     if (!lost && !requested && !expired && !w->preempt_pending) goto out;

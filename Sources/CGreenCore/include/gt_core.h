@@ -61,7 +61,7 @@ typedef struct gt_thread_core {
     uintptr_t exclusivity[2];    // Swift's exclusivity access set, swapped at each switch
     uint64_t id;
     int32_t saved_errno;         // errno of this thread while switched out
-    int32_t no_preempt;          // GreenThread.withoutPreemption depth (and swift_once)
+    volatile int32_t no_preempt; // withoutPreemption depth (read by the handler on the same OS thread)
     void *stack_low;             // lowest usable byte of the stack
     void *stack_high;            // one past the highest usable byte
     void *guard_low;             // guard region [guard_low, stack_low), may be empty
@@ -101,8 +101,10 @@ typedef struct gt_worker_state {
     void *machine;                 // opaque: the Swift Machine of this OS thread (unretained)
     void *processor;               // atomic: the Swift Processor this M holds, or NULL (park.c)
     int32_t is_worker;             // 1 while this OS thread is an M of the running kernel
-    int32_t critical;              // kernel preempt-disable count (see invariants)
-    int32_t preempt_pending;       // a preemption came due while deferred; honour it when safe
+    // volatile: shared with this OS thread's own signal handler, so every
+    // access must really happen where the code says (the sig_atomic_t rule).
+    volatile int32_t critical;        // kernel preempt-disable count (see invariants)
+    volatile int32_t preempt_pending; // a preemption came due while deferred; honour it when safe
     int32_t preemption_enabled;    // the kernel's configuration
     uint64_t slice_start;          // TSC when the current thread got the CPU (accounting)
     uint32_t slice_periods;        // tick periods of CPU time the current thread has used

@@ -14,8 +14,9 @@
 //   and high's wait is bounded by the rest of that section.
 //
 // The main thread watches at the highest priority: every millisecond it
-// wakes (preempting whoever runs), notes which thread ran last and low's
-// effective priority, and goes back to sleep. It then prints one row per
+// wakes (preempting whoever runs), notes which thread ran last, and goes
+// back to sleep; low notes its own effective priority at the end of its
+// critical section. It then prints one row per
 // thread with a '#' in each 5 ms column (wider if the run took over half a
 // second) where that thread ran.
 //
@@ -39,6 +40,8 @@ func nowNanoseconds() -> Int64 {
 /// watcher swaps in 0. Lock-free: a lock here would itself be contended.
 final class LastRunner: Sendable {
     let row = Atomic<Int>(0)
+    /// High has asked for the bus (low reads its boost only after that).
+    let highAsked = Atomic<Bool>(false)
 }
 
 /// Burns `milliseconds` of the calling thread's own running time: wall-clock
@@ -93,7 +96,17 @@ func run(inheritance: Bool) throws -> Run {
             var mine: [Event] = []
             try bus.withLock {
                 mine.append(Event(atNanoseconds: nowNanoseconds() - t0, text: "low locks the bus"))
+                let base = GreenThread.current.priority.level
                 work(milliseconds: csMs, row: 4, last)
+                // Read by low itself at the end of its section, once high
+                // waits for the bus: the watcher's 1 ms samples can miss a
+                // boost that lasts about a millisecond.
+                while !last.highAsked.load(ordering: .acquiring) { GreenThread.yield() }
+                let boosted = GreenThread.current.effectivePriority.level
+                if boosted != base {
+                    mine.append(Event(atNanoseconds: nowNanoseconds() - t0,
+                                      text: "low's effective priority \(base) -> \(boosted)"))
+                }
                 mine.append(Event(atNanoseconds: nowNanoseconds() - t0, text: "low unlocks the bus"))
             }
             return mine
@@ -112,6 +125,7 @@ func run(inheritance: Bool) throws -> Run {
             high = try GreenThread.spawn(name: "high", priority: .high) { () -> (wait: Int64, events: [Event]) in
                 let asked = nowNanoseconds()
                 var mine = [Event(atNanoseconds: asked - t0, text: "high asks for the bus")]
+                last.highAsked.store(true, ordering: .releasing)
                 try bus.withLock {
                     mine.append(Event(atNanoseconds: nowNanoseconds() - t0, text: "high gets the bus"))
                     work(milliseconds: 1, row: 1, last)
@@ -122,7 +136,6 @@ func run(inheritance: Bool) throws -> Run {
 
         // Watch every millisecond until everyone is done.
         var samples: [(Int64, Int)] = []
-        var lowLevel = low.thread.effectivePriority.level
         var lowLockedAt: Int64?
         while !(low.isFinished && high?.isFinished == true && mediums.allSatisfy(\.isFinished)) {
             GreenThread.sleep(for: .milliseconds(1))
@@ -131,11 +144,6 @@ func run(inheritance: Bool) throws -> Run {
             if lowLockedAt == nil, bus.owner === low.thread { lowLockedAt = now }
             // Low has had 5 ms inside its critical section: start the others.
             if high == nil, let since = lowLockedAt, now - since >= 5_000_000 { try startTheOthers() }
-            let level = low.thread.effectivePriority.level
-            if level != lowLevel, !low.isFinished {
-                note("low's effective priority \(lowLevel) -> \(level)")
-                lowLevel = level
-            }
         }
         let highResult = try high!.join()
         events += try low.join() + mediums.flatMap { try $0.join() } + highResult.events
