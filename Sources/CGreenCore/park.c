@@ -100,6 +100,17 @@ int gt_processor_retake(gt_worker_state *w, void *p) {
 
 void gt_set_highest_ready(int level) { __atomic_store_n(&gt_highest_ready_level, level, __ATOMIC_RELAXED); }
 
+// Park lock held.
+static gt_worker_state *gt_spare_pop_locked(void) {
+    gt_worker_state *w = gt_spares;
+    if (w != NULL) {
+        gt_spares = w->next_spare;
+        w->next_spare = NULL;
+        gt_spare_total--;
+    }
+    return w;
+}
+
 void gt_spare_push(gt_worker_state *w) {
     gt_park_lock();
     w->next_spare = gt_spares;
@@ -147,7 +158,7 @@ int gt_park(gt_worker_state *w, void *context) {
     void *p = __atomic_exchange_n(&w->processor, NULL, __ATOMIC_ACQ_REL);
     gt_worker_state *spare = NULL;
     if (p != NULL) {
-        spare = gt_spares;
+        spare = gt_spare_pop_locked();
         if (spare == NULL) {
             __atomic_store_n(&w->processor, p, __ATOMIC_RELEASE);
             gt_park_unlock();
@@ -155,9 +166,6 @@ int gt_park(gt_worker_state *w, void *context) {
             gt_wake_monitor();
             return 0;
         }
-        gt_spares = spare->next_spare;
-        spare->next_spare = NULL;
-        gt_spare_total--;
     } else {
         w->next_returned = gt_returned;
         gt_returned = w;
@@ -210,12 +218,7 @@ void gt_park_pending(void) {
 
 gt_worker_state *gt_spare_pop(void) {
     gt_park_lock();
-    gt_worker_state *w = gt_spares;
-    if (w != NULL) {
-        gt_spares = w->next_spare;
-        w->next_spare = NULL;
-        gt_spare_total--;
-    }
+    gt_worker_state *w = gt_spare_pop_locked();
     gt_park_unlock();
     return w;
 }

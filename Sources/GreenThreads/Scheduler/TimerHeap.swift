@@ -70,37 +70,29 @@ struct TimerHeap {
         guard !entries.isEmpty else { return nil }
         entries.swapAt(0, entries.count - 1)
         let top = entries.removeLast()
-        var i = 0
+        siftDown(0)
+        return top
+    }
+
+    /// Moves the entry at `i` down until both children are later.
+    private mutating func siftDown(_ start: Int) {
+        var i = start
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i
             if l < entries.count && entries[l].deadline < entries[m].deadline { m = l }
             if r < entries.count && entries[r].deadline < entries[m].deadline { m = r }
-            if m == i { break }
+            if m == i { return }
             entries.swapAt(i, m)
             i = m
         }
-        return top
     }
 
     /// Drops entries whose thread no longer waits on them, so that
     /// `isEmpty` means "no thread will ever be woken by a timer".
     mutating func dropStale() {
         entries.removeAll { $0.generation != $0.thread.timerGeneration }  // in place
-        // Heapify in place, bottom-up.
-        var start = entries.count / 2 - 1
-        while start >= 0 {
-            var i = start
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < entries.count && entries[l].deadline < entries[m].deadline { m = l }
-                if r < entries.count && entries[r].deadline < entries[m].deadline { m = r }
-                if m == i { break }
-                entries.swapAt(i, m)
-                i = m
-            }
-            start -= 1
-        }
+        // Heapify in place, bottom-up (no allocation under the lock).
+        for start in stride(from: entries.count / 2 - 1, through: 0, by: -1) { siftDown(start) }
     }
 }
