@@ -783,6 +783,8 @@ void gt_dump_all(int fd, int sig, void *ucontext) {
     }
     gt_out_str(o, "; dump of all green threads, pid ");
     gt_out_dec(o, getpid());
+    gt_out_str(o, ", monotonic ");  // the clock of sleep deadlines, for the time left
+    gt_out_dec(o, gt_now_ns());
     gt_out_str(o, "\n(raw frames: `gt-ps --dump FILE` names, demangles and groups them)\n");
     if (!locked) {
         gt_out_str(o, "(the kernel lock stayed busy, most likely held by the crashed thread: "

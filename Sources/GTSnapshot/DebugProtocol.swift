@@ -102,7 +102,8 @@ public struct DebugRequest: Codable, Sendable, Equatable {
             throw DebugRequestError("unknown command '\(name.prefix(40))'; known: "
                                     + Command.allCases.map(\.rawValue).joined(separator: ", "))
         }
-        guard let stacks = try? c.decodeIfPresent(Bool.self, forKey: .includeStacks) else {
+        let stacks: Bool?
+        do { stacks = try c.decodeIfPresent(Bool.self, forKey: .includeStacks) } catch {
             throw DebugRequestError("'includeStacks' must be true or false")
         }
         self.init(command: command, includeStacks: stacks ?? false, version: version)

@@ -177,7 +177,7 @@ public struct WaitSnapshot: Codable, Sendable, Equatable, CustomStringConvertibl
 
     public var description: String {
         var s = "\(kind) 0x\(String(objectID, radix: 16))"
-        if let owner = ownerThreadID { s += " held by thread \(owner)" + (ownerName.map { " '\($0)'" } ?? "") }
+        if let owner = ownerThreadID { s += " held by thread \(owner)" + (ownerName.map { " '\(printable($0))'" } ?? "") }
         return s
     }
 }

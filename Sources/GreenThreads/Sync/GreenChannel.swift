@@ -95,7 +95,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             let waiter = Waiter(thread: me, object: self)
             waiter.value = value.take()
             senders.insert(waiter)
-            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id),
+            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id, objectName: name),
                                         deadline: nil, onTimeout: nil)
         }
         if outcome == .closed { throw GreenChannelError.closed }
@@ -144,7 +144,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             if closed { return nil }
             let waiter = Waiter(thread: me, object: self)
             receivers.insert(waiter)
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id),
+            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id, objectName: name),
                                                deadline: nil, onTimeout: nil)
             return outcome == .granted ? waiter.value.take() : nil
         }

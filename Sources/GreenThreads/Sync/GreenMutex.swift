@@ -312,7 +312,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         #endif
         // 5. Block until an unlock hands the mutex over, the owner dies, or
         //    the deadline passes.
-        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
+        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name, objectName: name)
         let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil ? nil : { [self] waiter in
             // Timed out (monitor, kernel lock): leave the queue; the owner's
             // priority drops to what the remaining waiters require.
