@@ -252,24 +252,34 @@ enum IdleClient {
     }
 }
 
-/// A private tmux server running one command in a 160x50 pty.
+/// A private tmux server running one command in a 160x50 pty. Driven
+/// through system(3)/popen(3), which wait for the tmux client with
+/// waitpid: Foundation's Process did not see the client exit once the
+/// server it forks had detached (the test hung).
 struct Tmux {
     let socket = "gt-test-\(UUID().uuidString.prefix(8))"
 
     init(command: String, environment: [String: String]) throws {
         let env = environment.map { "\($0.key)='\($0.value)'" }.joined(separator: " ")
-        let r = try Tool.run(["/usr/bin/tmux", "-L", socket, "new-session", "-d", "-x", "160", "-y", "50",
-                              "env \(env) NO_COLOR=1 \(command); echo EXITED $?; sleep 60"])
-        guard r.status == 0 else { throw HostError("tmux: \(r)") }
+        let inner = "env \(env) NO_COLOR=1 \(command); echo EXITED $?; sleep 60"
+        let rc = system("/usr/bin/tmux -L \(socket) new-session -d -x 160 -y 50 \"\(inner)\" </dev/null >/dev/null 2>&1")
+        guard rc == 0 else { throw HostError("tmux new-session failed: \(rc)") }
     }
 
     func screen() -> String {
-        (try? Tool.run(["/usr/bin/tmux", "-L", socket, "capture-pane", "-p"]).stdout) ?? ""
+        guard let f = popen("/usr/bin/tmux -L \(socket) capture-pane -p 2>/dev/null", "r") else { return "" }
+        var out = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buffer, 1, buffer.count, f)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        pclose(f)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    func send(_ keys: String) {
-        _ = try? Tool.run(["/usr/bin/tmux", "-L", socket, "send-keys", keys])
-    }
+    func send(_ keys: String) { _ = system("/usr/bin/tmux -L \(socket) send-keys \(keys) >/dev/null 2>&1") }
 
     /// Polls the screen until it shows `text` (10 s at most).
     func waitFor(_ text: String) -> Bool {
@@ -280,5 +290,5 @@ struct Tmux {
         return false
     }
 
-    func kill() { _ = try? Tool.run(["/usr/bin/tmux", "-L", socket, "kill-server"]) }
+    func kill() { _ = system("/usr/bin/tmux -L \(socket) kill-server >/dev/null 2>&1") }
 }
