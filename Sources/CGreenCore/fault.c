@@ -113,15 +113,23 @@ static void gt_chain(int sig, siginfo_t *info, void *context) {
         prev->sa_handler(sig);
         return;
     }
-    // Default action: restore it and return; the faulting instruction runs
-    // again and the kernel terminates the process with the right signal.
+    // Default action: restore it. A real fault (si_code > 0) needs nothing
+    // more: returning runs the faulting instruction again, which faults
+    // again and the kernel terminates the process with the right signal. A
+    // signal sent by kill, tgkill or raise (si_code <= 0: SI_USER, SI_TKILL,
+    // SI_QUEUE) has no instruction to repeat: returning would swallow it, so
+    // it is sent again, to this thread; it is blocked while the handler runs
+    // and is delivered, with the default action, as the handler returns.
     signal(sig, SIG_DFL);
+    if (info == NULL || info->si_code <= 0) raise(sig);
 }
 
 static void gt_on_fault(int sig, siginfo_t *info, void *context) {
     size_t stack_size = 0;
     uintptr_t addr = (uintptr_t)info->si_addr;
-    if (sig != SIGSEGV || gt_guard_lookup(addr, &stack_size) < 0) {
+    // si_addr is a fault address only for a real fault (si_code > 0); for a
+    // kill(2) the same bytes hold the sender's pid and uid.
+    if (sig != SIGSEGV || info->si_code <= 0 || gt_guard_lookup(addr, &stack_size) < 0) {
         gt_crash_dump(sig, context);  // issue 6: every green thread's trace, then the usual chain
         gt_chain(sig, info, context);
         return;

@@ -1,19 +1,21 @@
 // unwind.c: stack traces of green threads with libunwind, trace requests to
-// other workers, and the crash / SIGQUIT dump of every green thread.
+// other workers, and the fatal-signal dump of every green thread.
 //
 // Owns: the raw capture of traces (program counters) from the calling
 // context, a parked thread's switch frame, or a signal frame; symbol and
-// image lookup; the trace-request protocol answered by the SIGVTALRM handler
-// (preempt.c calls the hook registered here); the fatal-signal handlers for
-// SIGILL, SIGFPE and SIGABRT (fault.c owns SIGSEGV/SIGBUS and calls
-// gt_crash_dump) and the optional SIGQUIT dump.
+// image lookup for the Swift symbolizer (never in a handler); the
+// trace-request protocol answered by the SIGVTALRM handler (preempt.c calls
+// the hook registered here); the fatal-signal handlers for SIGILL, SIGFPE
+// and SIGABRT (fault.c owns SIGSEGV/SIGBUS and calls gt_crash_dump), whose
+// dump is raw (PCs, images, offsets); and the SIGQUIT handler, which only
+// wakes the snapshot server's thread (the on-demand dump is a snapshot).
 //
 // Invariants:
 // - Everything reachable from a signal handler (capture, trace requests,
-//   the dump) allocates nothing and takes no lock: libunwind's local
-//   unwinding is signal-safe (libunwind(3)), buffers are static or on the
-//   stack, output is write(2). Demangling allocates and lives elsewhere
-//   (gt_demangle, called from Swift only).
+//   the dump) allocates nothing, takes no lock but the kernel lock through
+//   the walker (bounded, CrashDump.swift), and looks no symbol up: output
+//   is write(2), images come from /proc/self/maps. Names, demangling and
+//   trimming of the kernel's frames live in Swift (GTSnapshot), once.
 // - A walk only starts from a consistent stack: a parked thread's saved
 //   frame, a signal frame, or the caller's own context. A worker asked for
 //   its running thread's trace walks it only when the interrupted stack
@@ -29,6 +31,7 @@
 #include "gt_frame.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -215,49 +218,6 @@ char *gt_demangle_short(const char *name) {
         atomic_store_explicit(&fn, f, memory_order_release);
     }
     return f(name, strlen(name), NULL, NULL);
-}
-
-// The kernel's own switch and capture code, by mangled name prefix. A
-// parked thread's innermost frames are gt_switch and the scheduler's block
-// path; a captured trace's are the capture functions. Users see their code
-// from the first frame outside these (GreenThread.sleep, JoinHandle.join, ...).
-static const char *const gt_kernel_prefixes[] = {
-    "gt_",                                   // the C core: gt_switch, handlers, capture
-    "$s12GreenThreads10KernelCoreC",         // the scheduler and its switch paths
-    "$s12GreenThreads10KernelLockC",         // its lock, when a trace ends there
-    "$s12GreenThreads14preemptionHook",      // the SIGVTALRM handler's switch
-    "$s12GreenThreads16yieldPendingHook",
-    "$s12GreenThreads12TraceCaptureO",       // Debug/TraceCapture.swift
-    "$s12GreenThreads0A6ThreadC10stackTrace",// GreenThread.stackTrace()
-    "$s12GreenThreads6KernelO8snapshot",     // Kernel.snapshot(includeStacks:), for its caller's trace
-};
-
-static const char *const gt_root_prefixes[] = {
-    "gt_trampoline",
-    "$s12GreenThreads16greenThreadEntry",
-    "$s12GreenThreads13runThreadBody",
-};
-
-static int gt_has_prefix(const char *name, const char *const *prefixes, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return 1;
-    }
-    return 0;
-}
-
-int gt_symbol_is_kernel(const char *name) {
-    return gt_has_prefix(name, gt_kernel_prefixes, sizeof gt_kernel_prefixes / sizeof gt_kernel_prefixes[0]);
-}
-
-int gt_path_is_system_library(const char *path) {
-    static const char *const system[] = {"libc.so", "libc-", "ld-linux", "ld64.so", "linux-vdso", "libpthread"};
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    return gt_has_prefix(base, system, sizeof system / sizeof system[0]);
-}
-
-int gt_symbol_is_thread_root(const char *name) {
-    return gt_has_prefix(name, gt_root_prefixes, sizeof gt_root_prefixes / sizeof gt_root_prefixes[0]);
 }
 
 // ---------------------------------------------------------------------------
@@ -456,19 +416,39 @@ void gt_worker_counters_read(const gt_worker_state *w, gt_worker_counters *out) 
     out->is_worker = __atomic_load_n(&w->is_worker, __ATOMIC_RELAXED);
 }
 
+
 // ---------------------------------------------------------------------------
-// The dump: formatted into a static buffer, written with write(2).
+// The fatal-signal dump: formatted into static buffers, written with write(2)
+// to stderr and, when a dump directory is set, to a file there.
+//
+// It looks nothing up: no dladdr, no libunwind name lookup (both may take
+// the loader's lock, which the crashed thread may hold). Each frame is its
+// raw PC with the image that maps it and the offset in that image, from
+// /proc/self/maps read with open/read (async-signal-safe system calls).
+// `gt-ps --dump` symbolizes, demangles, trims the kernel's frames and groups
+// the result (GTSnapshot's CrashDumpText: the one place that knows the
+// text form and the trimming rules).
+//
+// The thread list comes from the walker (Swift, CrashDump.swift), which
+// takes the kernel lock before it reads the registry, so no thread is
+// reaped under it, and keeps it until `release` (the end of the dump): the
+// scheduler stays frozen, so parked threads' saved frames stay put.
 
-typedef struct { int fd; size_t len; char buf[4096]; } gt_out;
+typedef struct { int fd[2]; size_t len; char buf[4096]; } gt_out;
 
-static void gt_out_flush(gt_out *o) {
+static void gt_write_all(int fd, const char *p, size_t n) {
     size_t done = 0;
-    while (done < o->len) {
-        ssize_t k = write(o->fd, o->buf + done, o->len - done);
+    while (fd >= 0 && done < n) {
+        ssize_t k = write(fd, p + done, n - done);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) break;
         done += (size_t)k;
     }
+}
+
+static void gt_out_flush(gt_out *o) {
+    gt_write_all(o->fd[0], o->buf, o->len);
+    gt_write_all(o->fd[1], o->buf, o->len);
     o->len = 0;
 }
 
@@ -498,6 +478,23 @@ static void gt_out_hex(gt_out *o, uint64_t v, int width) {
     while (n > 0) gt_out_char(o, digits[--n]);
 }
 
+// A thread name between quotes: bytes below 0x20, 0x7f, the quote and the
+// backslash are written as \xNN, so a name cannot forge lines or terminal
+// escapes, and the reader (CrashDumpText) finds the closing quote.
+static void gt_out_name(gt_out *o, const char *name) {
+    gt_out_char(o, '\'');
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\'' || *p == '\\') {
+            gt_out_str(o, "\\x");
+            gt_out_char(o, "0123456789abcdef"[*p >> 4]);
+            gt_out_char(o, "0123456789abcdef"[*p & 15]);
+        } else {
+            gt_out_char(o, (char)*p);
+        }
+    }
+    gt_out_char(o, '\'');
+}
+
 static const char *gt_signal_name(int sig) {
     switch (sig) {
     case SIGSEGV: return "SIGSEGV";
@@ -505,26 +502,125 @@ static const char *gt_signal_name(int sig) {
     case SIGILL: return "SIGILL";
     case SIGFPE: return "SIGFPE";
     case SIGABRT: return "SIGABRT";
-    case SIGQUIT: return "SIGQUIT";
     case SIGTRAP: return "SIGTRAP";
     default: return "signal";
     }
 }
 
+// --- images, from /proc/self/maps --------------------------------------------
+
+// 256 KiB holds the maps of a large process (a few thousand mappings of
+// ~100 bytes; stack slabs are one mapping each, guards do not split them).
+// Executable mappings are what frames can be in; a few hundred images is
+// far more than a Swift server loads.
+#define GT_MAPS_BYTES (256 * 1024)
+#define GT_MAX_IMAGES 512
+static char gt_maps[GT_MAPS_BYTES];          // guarded by gt_dump_busy
+typedef struct { uintptr_t start, end, base; const char *path; } gt_image;
+static gt_image gt_images[GT_MAX_IMAGES];    // guarded by gt_dump_busy
+static int gt_image_count;
+
+static uintptr_t gt_parse_hex(const char **p) {
+    uintptr_t v = 0;
+    for (;; (*p)++) {
+        char c = **p;
+        if (c >= '0' && c <= '9') v = v * 16 + (uintptr_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v = v * 16 + (uintptr_t)(c - 'a' + 10);
+        else return v;
+    }
+}
+
+// Reads the maps and keeps each executable file mapping with its image's
+// load base: the start of the image's first mapping minus its file offset
+// (maps are sorted by address, and the first mapping of an ELF image maps
+// offset 0 at the load base). A frame's image offset is pc - base, what
+// addr2line -e <image> wants.
+static void gt_images_load(void) {
+    gt_image_count = 0;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    size_t len = 0;
+    for (;;) {
+        ssize_t k = read(fd, gt_maps + len, sizeof gt_maps - 1 - len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        len += (size_t)k;
+        if (len == sizeof gt_maps - 1) break;
+    }
+    close(fd);
+    gt_maps[len] = 0;
+    const char *last_path = NULL;
+    size_t last_path_len = 0;
+    uintptr_t last_base = 0;
+    for (char *line = gt_maps; *line && gt_image_count < GT_MAX_IMAGES;) {
+        char *end = line;
+        while (*end && *end != '\n') end++;
+        int more = *end == '\n';
+        *end = 0;
+        // start-end perms offset dev inode path
+        const char *p = line;
+        uintptr_t start = gt_parse_hex(&p);
+        if (*p == '-') p++;
+        uintptr_t stop = gt_parse_hex(&p);
+        while (*p == ' ') p++;
+        int executable = p[0] && p[1] && p[2] == 'x';
+        while (*p && *p != ' ') p++;
+        while (*p == ' ') p++;
+        uintptr_t offset = gt_parse_hex(&p);
+        for (int field = 0; field < 2; field++) {  // dev, inode
+            while (*p == ' ') p++;
+            while (*p && *p != ' ') p++;
+        }
+        while (*p == ' ') p++;
+        if (*p == '/') {
+            size_t n = strlen(p);
+            if (last_path == NULL || n != last_path_len || memcmp(p, last_path, n) != 0) {
+                last_path = p;
+                last_path_len = n;
+                last_base = start - offset;
+            }
+            if (executable) gt_images[gt_image_count++] = (gt_image){start, stop, last_base, p};
+        }
+        line = more ? end + 1 : end;
+    }
+}
+
+static const gt_image *gt_image_of(uintptr_t pc) {
+    for (int i = 0; i < gt_image_count; i++) {
+        if (pc >= gt_images[i].start && pc < gt_images[i].end) return &gt_images[i];
+    }
+    return NULL;
+}
+
+// --- the dump ---------------------------------------------------------------
+
 static const char *const gt_state_names[] = {"ready", "running", "blocked", "sleeping", "finished"};
 
+// Threads listed at most: 2048 x 88 bytes of table. A dump of more is cut
+// (and says so); the live view (gt-ps) has no such limit.
 #define GT_DUMP_MAX_THREADS 2048
-static gt_dump_thread gt_dump_table[GT_DUMP_MAX_THREADS];
+static gt_dump_thread gt_dump_table[GT_DUMP_MAX_THREADS];  // guarded by gt_dump_busy
 static int gt_dump_count, gt_dump_dropped;
 static _Atomic(gt_dump_walker) gt_walker;
+static _Atomic(gt_dump_walker) gt_walker_release;
 static void *_Atomic gt_walker_kernel;
 static _Atomic int gt_dump_busy;
 static gt_trace gt_dump_trace;            // guarded by gt_dump_busy
 static gt_trace_request gt_dump_request;  // guarded by gt_dump_busy; lives for the process
+static char gt_dump_dir[512];             // set before the handlers are installed
 
-void gt_dump_set_walker(gt_dump_walker walker, void *kernel) {
+void gt_dump_set_walker(gt_dump_walker walker, gt_dump_walker release, void *kernel) {
     atomic_store(&gt_walker_kernel, kernel);
+    atomic_store(&gt_walker_release, release);
     atomic_store(&gt_walker, walker);
+}
+
+int gt_dump_set_directory(const char *dir) {
+    size_t n = dir ? strlen(dir) : 0;
+    if (n >= sizeof gt_dump_dir - 32) return -1;  // room for "/gt-<pid>.crash"
+    if (n > 0) memcpy(gt_dump_dir, dir, n);
+    gt_dump_dir[n] = 0;
+    return 0;
 }
 
 int gt_dump_add(const gt_dump_thread *thread) {
@@ -543,64 +639,36 @@ static const gt_dump_thread *gt_dump_find(uint64_t id) {
     return NULL;
 }
 
-// How many innermost frames are the kernel's: the run of kernel frames
-// (and system-library frames among them) up to its last kernel frame.
-static int gt_dump_kernel_prefix(const gt_trace *trace) {
-    char name[256];
-    int cut = 0;
-    for (int i = 0; i < trace->count; i++) {
-        uint64_t offset = 0;
-        if (gt_symbol_lookup(trace->pc[i], trace->exact[i], name, sizeof name, &offset) == 0 &&
-            gt_symbol_is_kernel(name)) {
-            cut = i + 1;
-            continue;
-        }
-        const char *path;
-        uintptr_t base;
-        if (gt_image_lookup(trace->pc[i], &path, &base) != 0 || !gt_path_is_system_library(path)) break;
-    }
-    return cut;
-}
-
-// The frames of `trace`, minus the kernel's switch frames at the inner end
-// and its thread-entry frames at the outer end, as in the snapshot's text.
+// Every frame of `trace`, raw: `#3 0x000055d5f0e3c1a2 /path/app+0x3c1a2`,
+// with `*` after the index for an interrupted (exact) PC.
 static void gt_dump_frames(gt_out *o, const gt_trace *trace) {
-    char name[256];
-    int index = 0;
-    for (int i = gt_dump_kernel_prefix(trace); i < trace->count; i++) {
-        uint64_t offset = 0;
-        int named = gt_symbol_lookup(trace->pc[i], trace->exact[i], name, sizeof name, &offset) == 0;
-        if (named && gt_symbol_is_thread_root(name)) break;
+    for (int i = 0; i < trace->count; i++) {
         gt_out_str(o, "    #");
-        gt_out_dec(o, index++);
-        gt_out_str(o, " ");
+        gt_out_dec(o, i);
+        gt_out_str(o, trace->exact[i] ? "* " : " ");
         gt_out_hex(o, trace->pc[i], 12);
-        gt_out_str(o, " ");
-        gt_out_str(o, named ? name : "???");
-        if (named) { gt_out_str(o, " + "); gt_out_dec(o, (int64_t)offset); }
-        const char *path;
-        uintptr_t base;
-        if (gt_image_lookup(trace->pc[i], &path, &base) == 0) {
-            const char *file = strrchr(path, '/');
-            gt_out_str(o, " (");
-            gt_out_str(o, file ? file + 1 : path);
-            if (!named) { gt_out_str(o, "+"); gt_out_hex(o, trace->pc[i] - base, 1); }  // for addr2line
-            gt_out_str(o, ")");
+        const gt_image *image = gt_image_of(trace->pc[i]);
+        if (image != NULL) {
+            gt_out_char(o, ' ');
+            gt_out_str(o, image->path);
+            gt_out_char(o, '+');
+            gt_out_hex(o, trace->pc[i] - image->base, 1);
         }
         gt_out_char(o, '\n');
     }
     if (trace->truncated) gt_out_str(o, "    ...\n");
-    if (index == 0) gt_out_str(o, "    (no frames)\n");
+    if (trace->count == 0) gt_out_str(o, "    (no frames)\n");
 }
 
-// Header line of one thread, the same shape as KernelSnapshot's text form.
+// Header line of one thread (CrashDumpText parses it):
+// thread 3 'name' blocked on mutex 0x1f held by thread 2 'other', priority 8/24 (boosted), 5 switches, 1 preemptions
 static void gt_dump_header(gt_out *o, const gt_dump_thread *t) {
     gt_thread_core *c = t->core;
     gt_out_str(o, "thread ");
     gt_out_dec(o, (int64_t)c->id);
-    gt_out_str(o, " '");
-    gt_out_str(o, c->name);
-    gt_out_str(o, "' ");
+    gt_out_char(o, ' ');
+    gt_out_name(o, c->name);
+    gt_out_char(o, ' ');
     gt_out_str(o, t->state >= 0 && t->state <= GT_DUMP_FINISHED ? gt_state_names[t->state] : "?");
     if (t->worker >= 0) { gt_out_str(o, " on worker "); gt_out_dec(o, t->worker); }
     if (t->wait_kind[0] != 0) {
@@ -612,7 +680,7 @@ static void gt_dump_header(gt_out *o, const gt_dump_thread *t) {
             gt_out_str(o, " held by thread ");
             gt_out_dec(o, (int64_t)t->wait_owner);
             const gt_dump_thread *owner = gt_dump_find(t->wait_owner);
-            if (owner != NULL) { gt_out_str(o, " '"); gt_out_str(o, owner->core->name); gt_out_str(o, "'"); }
+            if (owner != NULL) { gt_out_char(o, ' '); gt_out_name(o, owner->core->name); }
         }
     }
     gt_out_str(o, ", priority ");
@@ -634,6 +702,8 @@ static void gt_dump_thread_trace(gt_out *o, const gt_dump_thread *t, int is_self
         gt_trace_ucontext(ucontext, trace);
     } else if (t->state == GT_DUMP_RUNNING && t->worker_state != NULL) {
         // A request a handler still holds is never reused (unwind.c top).
+        // 100 ms: a worker answers in microseconds unless it sits where a
+        // walk is unsafe; a dying process should not wait long for one.
         static int request_lost;
         int r = request_lost ? GT_TRACE_TIMED_OUT
                              : gt_trace_request_run(&gt_dump_request, t->worker_state, t->core, 100000000);
@@ -654,9 +724,29 @@ static void gt_dump_thread_trace(gt_out *o, const gt_dump_thread *t, int is_self
     gt_dump_frames(o, trace);
 }
 
+// The dump file: <dir>/gt-<pid>.crash, created exclusively (an old dump of
+// a recycled pid is kept, and this one goes to stderr only).
+static int gt_dump_file_open(void) {
+    if (gt_dump_dir[0] == 0) return -1;
+    char path[sizeof gt_dump_dir];
+    size_t n = strlen(gt_dump_dir);
+    memcpy(path, gt_dump_dir, n);
+    char digits[16];
+    int d = 0;
+    for (int pid = getpid(); pid > 0 && d < 16; pid /= 10) digits[d++] = (char)('0' + pid % 10);
+    const char *prefix = "/gt-";
+    for (const char *p = prefix; *p; p++) path[n++] = *p;
+    while (d > 0) path[n++] = digits[--d];
+    const char *suffix = ".crash";
+    for (const char *p = suffix; *p; p++) path[n++] = *p;
+    path[n] = 0;
+    return open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
 void gt_dump_all(int fd, int sig, void *ucontext) {
     static gt_out out;  // guarded by gt_dump_busy
     gt_dump_walker walker = atomic_load(&gt_walker);
+    gt_dump_walker release = atomic_load(&gt_walker_release);
     void *kernel = atomic_load(&gt_walker_kernel);
     if (walker == NULL || kernel == NULL) return;
     // One dump at a time; a second one (two threads crashing together)
@@ -666,11 +756,14 @@ void gt_dump_all(int fd, int sig, void *ucontext) {
         gt_sleep_ns(1000000);
     }
     gt_out *o = &out;
-    o->fd = fd;
+    o->fd[0] = fd;
+    o->fd[1] = gt_dump_file_open();
     o->len = 0;
     gt_dump_count = 0;
     gt_dump_dropped = 0;
-    walker(kernel);
+    gt_images_load();
+    int32_t locked = 0;
+    walker(kernel, &locked);
     gt_worker_state *self = &gt_tls_state;
     gt_thread_core *current = self->is_worker ? self->current : NULL;
     gt_out_str(o, "\nGreenThreads: ");
@@ -681,17 +774,22 @@ void gt_dump_all(int fd, int sig, void *ucontext) {
     if (current != NULL) {
         gt_out_str(o, "green thread ");
         gt_out_dec(o, (int64_t)current->id);
-        gt_out_str(o, " '");
-        gt_out_str(o, current->name);
-        gt_out_str(o, "'");
+        gt_out_char(o, ' ');
+        gt_out_name(o, current->name);
     } else {
         gt_out_str(o, "OS thread ");
         gt_out_dec(o, (int64_t)gt_sys_gettid().value);
         gt_out_str(o, " (not a green thread)");
     }
-    gt_out_str(o, sig == SIGQUIT ? "; dump of all green threads, the program continues\n"
-                                 : "; dump of all green threads\n");
-    gt_out_str(o, "(names are mangled: pipe through swift-demangle)\n");
+    gt_out_str(o, "; dump of all green threads, pid ");
+    gt_out_dec(o, getpid());
+    gt_out_str(o, ", monotonic ");  // the clock of sleep deadlines, for the time left
+    gt_out_dec(o, gt_now_ns());
+    gt_out_str(o, "\n(raw frames: `gt-ps --dump FILE` names, demangles and groups them)\n");
+    if (!locked) {
+        gt_out_str(o, "(the kernel lock stayed busy, most likely held by the crashed thread: "
+                      "threads listed without it)\n");
+    }
     if (current == NULL) {
         gt_out_str(o, "\ninterrupted OS thread:\n");
         gt_trace_ucontext(ucontext, &gt_dump_trace);
@@ -709,8 +807,10 @@ void gt_dump_all(int fd, int sig, void *ucontext) {
         gt_out_dec(o, gt_dump_dropped);
         gt_out_str(o, " more threads not shown\n");
     }
-    gt_out_char(o, '\n');
+    gt_out_str(o, "\nend of dump\n");
     gt_out_flush(o);
+    if (o->fd[1] >= 0) close(o->fd[1]);
+    if (release != NULL && locked) release(kernel, &locked);
     atomic_store(&gt_dump_busy, 0);
 }
 
@@ -765,24 +865,32 @@ int gt_crash_handlers_install(void) {
     return 0;
 }
 
+// SIGQUIT only wakes the snapshot server's thread, which takes the dump in
+// Swift like any snapshot (under the kernel lock, symbolized, demangled):
+// the handler writes one byte to the server's pipe. The pipe is
+// non-blocking: a burst of SIGQUITs fills it and the extra bytes are
+// dropped, which loses nothing (one dump answers them all).
 static struct sigaction gt_previous_quit;
 static int gt_quit_installed;
+static _Atomic int gt_quit_fd = -1;
 
 static void gt_on_quit(int sig, siginfo_t *info, void *ucontext) {
-    (void)info;
+    (void)sig; (void)info; (void)ucontext;
     int saved_errno = errno;  // the interrupted code's errno
-    gt_dump_all(2, sig, ucontext);
+    int fd = atomic_load_explicit(&gt_quit_fd, memory_order_relaxed);
+    char byte = 'q';
+    if (fd >= 0) (void)!write(fd, &byte, 1);
     errno = saved_errno;
 }
 
-int gt_quit_dump_install(void) {
+int gt_quit_dump_install(int notify_fd) {
+    atomic_store(&gt_quit_fd, notify_fd);
     if (gt_quit_installed) return 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = gt_on_quit;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaddset(&sa.sa_mask, SIGVTALRM);
     if (sigaction(SIGQUIT, &sa, &gt_previous_quit) != 0) return -1;
     gt_quit_installed = 1;
     return 0;
@@ -792,4 +900,5 @@ void gt_quit_dump_uninstall(void) {
     if (!gt_quit_installed) return;
     sigaction(SIGQUIT, &gt_previous_quit, NULL);
     gt_quit_installed = 0;
+    atomic_store(&gt_quit_fd, -1);
 }

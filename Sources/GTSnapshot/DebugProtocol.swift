@@ -9,8 +9,12 @@
 // responses carry a KernelSnapshot and may be large.
 //
 //   request:  {"version":1,"command":"snapshot","includeStacks":true}
+//             {"version":1,"command":"summary"}   (counts only: cheap)
 //   response: {"version":1,"ok":true,"snapshot":{...}}
+//             {"version":1,"ok":true,"summary":{...}}
 //             {"version":1,"ok":false,"error":"..."}
+
+import FoundationEssentials
 
 public enum DebugProtocol {
     /// The version of requests and responses this build speaks.
@@ -62,6 +66,8 @@ public struct DebugRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
         /// A KernelSnapshot (with traces when `includeStacks`).
         case snapshot
+        /// A KernelSummary: counts only, cheap enough to ask every process.
+        case summary
         /// An empty successful response: is a kernel listening?
         case ping
     }
@@ -76,32 +82,52 @@ public struct DebugRequest: Codable, Sendable, Equatable {
         self.includeStacks = includeStacks
     }
 
-    /// Parses a request payload (the bytes after the length header),
-    /// refusing anything malformed with a message for the client.
-    public static func parse(_ payload: [UInt8]) throws -> DebugRequest {
-        guard payload.count <= DebugProtocol.maxRequestBytes else {
-            throw DebugRequestError("request of \(payload.count) bytes exceeds \(DebugProtocol.maxRequestBytes)")
+    private enum CodingKeys: String, CodingKey { case version, command, includeStacks }
+
+    /// Decodes field by field, so each refusal names what is wrong: the
+    /// version first (a request of another version is refused whatever
+    /// else it says), then the command, then the optional flag.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        guard let version = try? c.decode(Int.self, forKey: .version) else {
+            throw DebugRequestError("missing integer 'version'")
         }
-        let json: JSONValue
-        do { json = try JSONValue.parse(payload, maxDepth: 8) } catch let e as JSONError {
-            throw DebugRequestError(e.description)
-        }
-        guard case .object = json else { throw DebugRequestError("a request is a JSON object") }
-        guard let version = json["version"]?.intValue else { throw DebugRequestError("missing integer 'version'") }
         guard version == DebugProtocol.version else {
             throw DebugRequestError("protocol version \(version) is not supported (this process speaks \(DebugProtocol.version))")
         }
-        guard let name = json["command"]?.stringValue else { throw DebugRequestError("missing string 'command'") }
+        guard let name = try? c.decode(String.self, forKey: .command) else {
+            throw DebugRequestError("missing string 'command'")
+        }
         guard let command = Command(rawValue: name) else {
             throw DebugRequestError("unknown command '\(name.prefix(40))'; known: "
                                     + Command.allCases.map(\.rawValue).joined(separator: ", "))
         }
-        var stacks = false
-        if let value = json["includeStacks"] {
-            guard let b = value.boolValue else { throw DebugRequestError("'includeStacks' must be true or false") }
-            stacks = b
+        let stacks: Bool?
+        do { stacks = try c.decodeIfPresent(Bool.self, forKey: .includeStacks) } catch {
+            throw DebugRequestError("'includeStacks' must be true or false")
         }
-        return DebugRequest(command: command, includeStacks: stacks, version: version)
+        self.init(command: command, includeStacks: stacks ?? false, version: version)
+    }
+
+    /// Parses a request payload (the bytes after the length header) with
+    /// FoundationEssentials' JSONDecoder, refusing anything malformed with
+    /// a message for the client. The size is checked first: the decoder
+    /// then only ever sees a few KiB (its nesting limit bounds the rest).
+    public static func parse(_ payload: [UInt8]) throws -> DebugRequest {
+        guard payload.count <= DebugProtocol.maxRequestBytes else {
+            throw DebugRequestError("request of \(payload.count) bytes exceeds \(DebugProtocol.maxRequestBytes)")
+        }
+        do {
+            return try JSONDecoder().decode(DebugRequest.self, from: Data(payload))
+        } catch let e as DebugRequestError {
+            throw e
+        } catch DecodingError.typeMismatch(_, _) {
+            throw DebugRequestError("a request is a JSON object")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw DebugRequestError("not JSON: \(context.debugDescription)")
+        } catch {
+            throw DebugRequestError("unreadable request: \(error)")
+        }
     }
 }
 
@@ -118,12 +144,21 @@ public struct DebugResponse: Codable, Sendable {
     /// Why the request failed (ok == false).
     public var error: String?
     public var snapshot: KernelSnapshot?
+    /// The answer to a `summary` request.
+    public var summary: KernelSummary?
 
     public init(snapshot: KernelSnapshot?) {
         version = DebugProtocol.version
         ok = true
         error = nil
         self.snapshot = snapshot
+    }
+
+    public init(summary: KernelSummary) {
+        version = DebugProtocol.version
+        ok = true
+        error = nil
+        self.summary = summary
     }
 
     public init(error: String) {

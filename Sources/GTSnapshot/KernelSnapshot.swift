@@ -6,7 +6,12 @@
 // and by the tools (gt-ps), which read them: it depends on the toolchain
 // only, and its types are plain Codable values. The JSON form is versioned
 // (`formatVersion`): a field is only ever added (optional, so older readers
-// ignore it); a change in meaning bumps the version.
+// ignore it); a change in meaning bumps the version. New per-kernel lists
+// (processors, OS threads) go beside `workers` as optional arrays.
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A snapshot of a running kernel.
 ///
@@ -91,10 +96,16 @@ public struct ThreadSnapshot: Codable, Sendable {
     public var stack: StackUsage
     /// Its stack trace, when the snapshot includes stacks.
     public var trace: StackTrace?
+    /// The GreenMutexes it holds, most recently locked first. Nil when not
+    /// known: a running thread's list changes under the reader (it is the
+    /// owner's own, unlocked); the mutexes others wait for are still in
+    /// their `wait`. Added in format 1 as an optional (older writers omit it).
+    public var heldMutexes: [HeldMutex]?
 
     public init(id: UInt64, name: String, state: ThreadState, basePriority: Int, effectivePriority: Int,
                 worker: Int?, cpuTimeNanoseconds: UInt64, switches: UInt64, preemptions: UInt64,
-                deferredPreemptions: UInt64, wait: WaitSnapshot?, stack: StackUsage, trace: StackTrace?) {
+                deferredPreemptions: UInt64, wait: WaitSnapshot?, stack: StackUsage, trace: StackTrace?,
+                heldMutexes: [HeldMutex]? = nil) {
         self.id = id
         self.name = name
         self.state = state
@@ -108,14 +119,27 @@ public struct ThreadSnapshot: Codable, Sendable {
         self.wait = wait
         self.stack = stack
         self.trace = trace
+        self.heldMutexes = heldMutexes
     }
 
     /// Whether the effective priority is raised above the base by inheritance.
     public var isBoosted: Bool { effectivePriority > basePriority }
 }
 
+/// A mutex a thread holds.
+public struct HeldMutex: Codable, Sendable, Equatable {
+    public var id: UInt64
+    public var name: String
+
+    public init(id: UInt64, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
 /// What a blocked or sleeping thread waits on. The library keeps the same
-/// value in each thread's control block (`GreenThreads.WaitRecord`).
+/// value in each thread's control block (`GreenThreads.WaitRecord`), made
+/// when the wait begins.
 public struct WaitSnapshot: Codable, Sendable, Equatable, CustomStringConvertible {
     /// "join", "sleep", "mutex", "condition", ...
     public var kind: String
@@ -125,17 +149,35 @@ public struct WaitSnapshot: Codable, Sendable, Equatable, CustomStringConvertibl
     /// the mutex owner), if known.
     public var ownerThreadID: UInt64?
     public var ownerName: String?
+    /// When the wait began, on the monotonic clock (the snapshot's
+    /// `monotonicNanoseconds` minus this is how long it has waited).
+    /// Optional: added in format 1; older writers omit it.
+    public var sinceMonotonicNanoseconds: Int64?
+    /// The name of the object waited on (a mutex's name), when known.
+    public var objectName: String?
 
-    public init(kind: String, objectID: UInt64, ownerThreadID: UInt64? = nil, ownerName: String? = nil) {
+    /// `since` defaults to now: a record is made as its wait begins.
+    public init(kind: String, objectID: UInt64, ownerThreadID: UInt64? = nil, ownerName: String? = nil,
+                since: Int64? = WaitSnapshot.monotonicNow(), objectName: String? = nil) {
         self.kind = kind
         self.objectID = objectID
         self.ownerThreadID = ownerThreadID
         self.ownerName = ownerName
+        self.sinceMonotonicNanoseconds = since
+        self.objectName = objectName
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds (the clock of sleep deadlines and of
+    /// `KernelSnapshot.monotonicNanoseconds`; the vDSO makes it ~20 ns).
+    public static func monotonicNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     public var description: String {
         var s = "\(kind) 0x\(String(objectID, radix: 16))"
-        if let owner = ownerThreadID { s += " held by thread \(owner)" + (ownerName.map { " '\($0)'" } ?? "") }
+        if let owner = ownerThreadID { s += " held by thread \(owner)" + (ownerName.map { " '\(printable($0))'" } ?? "") }
         return s
     }
 }
@@ -194,11 +236,52 @@ public struct DebugServerStatistics: Codable, Sendable, Equatable {
     public var refusedPeers: UInt64
     /// Requests dropped as malformed, oversized or too slow.
     public var badRequests: UInt64
+    /// Connections refused because `maxClients` were already open.
+    /// Optional: added in format 1; older writers omit it.
+    public var refusedBusy: UInt64?
+    /// The most connections the server keeps open at once.
+    public var maxClients: Int?
 
-    public init(socketPath: String, requestsServed: UInt64, refusedPeers: UInt64, badRequests: UInt64) {
+    public init(socketPath: String, requestsServed: UInt64, refusedPeers: UInt64, badRequests: UInt64,
+                refusedBusy: UInt64? = nil, maxClients: Int? = nil) {
         self.socketPath = socketPath
         self.requestsServed = requestsServed
         self.refusedPeers = refusedPeers
         self.badRequests = badRequests
+        self.refusedBusy = refusedBusy
+        self.maxClients = maxClients
+    }
+}
+
+/// The answer to a `summary` request: counts only, taken under the kernel
+/// lock in one pass without copying any thread, so a tool can ask every
+/// process of a machine for it.
+public struct KernelSummary: Codable, Sendable, Equatable {
+    public var processID: Int32
+    public var processName: String
+    public var kernelRunning: Bool
+    public var threads: Int
+    public var ready: Int
+    public var running: Int
+    public var blocked: Int
+    public var sleeping: Int
+    public var workers: Int
+    public var threadsSpawned: UInt64
+    public var server: DebugServerStatistics?
+
+    public init(processID: Int32, processName: String, kernelRunning: Bool, threads: Int, ready: Int,
+                running: Int, blocked: Int, sleeping: Int, workers: Int, threadsSpawned: UInt64,
+                server: DebugServerStatistics? = nil) {
+        self.processID = processID
+        self.processName = processName
+        self.kernelRunning = kernelRunning
+        self.threads = threads
+        self.ready = ready
+        self.running = running
+        self.blocked = blocked
+        self.sleeping = sleeping
+        self.workers = workers
+        self.threadsSpawned = threadsSpawned
+        self.server = server
     }
 }

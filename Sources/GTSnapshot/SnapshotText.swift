@@ -32,7 +32,7 @@ extension KernelSnapshot: CustomStringConvertible {
 
     /// `thread 7 'a' -> thread 8 'b' -> thread 7 'a'`
     public func cycleDescription(_ cycle: [UInt64]) -> String {
-        (cycle + cycle.prefix(1)).map { id in "thread \(id) '\(thread(id: id)?.name ?? "?")'" }
+        (cycle + cycle.prefix(1)).map { id in "thread \(id) '\(printable(thread(id: id)?.name ?? "?"))'" }
             .joined(separator: " -> ")
     }
 }
@@ -41,7 +41,7 @@ extension WorkerSnapshot {
     func line(threads snapshot: KernelSnapshot) -> String {
         let doing: String
         if let id = currentThreadID {
-            doing = "running thread \(id) '\(snapshot.thread(id: id)?.name ?? "?")'"
+            doing = "running thread \(id) '\(printable(snapshot.thread(id: id)?.name ?? "?"))'"
         } else {
             doing = isIdle ? "idle" : "in its scheduler"
         }
@@ -60,27 +60,34 @@ extension ThreadSnapshot {
             return "sleep, \(formatNanoseconds(UInt64(max(0, left)))) left"
         }
         var s = "\(wait.kind) \(hex(wait.objectID))"
+        if let name = wait.objectName { s += " '\(printable(name))'" }
         if let owner = wait.ownerThreadID {
-            s += " held by thread \(owner)" + (wait.ownerName.map { " '\($0)'" } ?? "")
+            s += " held by thread \(owner)" + (wait.ownerName.map { " '\(printable($0))'" } ?? "")
+        }
+        if let since = wait.sinceMonotonicNanoseconds, monotonicNanoseconds > since {
+            s += " for \(formatNanoseconds(UInt64(monotonicNanoseconds - since)))"
         }
         return s
     }
 
     /// The thread's line in the text form.
     public func headerLine(now monotonicNanoseconds: Int64) -> String {
-        var s = "thread \(id) '\(name)' \(state.rawValue)"
+        var s = "thread \(id) '\(printable(name))' \(state.rawValue)"
         if let worker { s += " on worker \(worker)" }
         if let wait = waitDescription(now: monotonicNanoseconds) { s += " on \(wait)" }
         s += ", priority \(basePriority)/\(effectivePriority)"
         if isBoosted { s += " (boosted)" }
         s += ", \(switches) switches, \(preemptions) preemptions (\(deferredPreemptions) deferred)"
         s += ", cpu \(formatNanoseconds(cpuTimeNanoseconds)), stack \(formatBytes(stack.usedBytes))/\(formatBytes(stack.sizeBytes))"
+        if let held = heldMutexes, !held.isEmpty {
+            s += ", holds " + held.map { "'\(printable($0.name))'" }.joined(separator: ", ")
+        }
         return s
     }
 }
 
 /// `850 ns`, `12.3 us`, `4.56 ms`, `1.234 s`.
-public func formatNanoseconds(_ ns: UInt64) -> String {
+package func formatNanoseconds(_ ns: UInt64) -> String {
     func fixed(_ value: UInt64, _ unit: UInt64, _ decimals: Int) -> String {
         // Whole and fraction apart: value * scale could overflow for huge
         // values (a sleep "forever" has a deadline near Int64.max).
@@ -101,7 +108,7 @@ public func formatNanoseconds(_ ns: UInt64) -> String {
 }
 
 /// `512 B`, `12K`, `64K`, `1.5M`: compact sizes for tables and headers.
-public func formatBytes(_ bytes: Int) -> String {
+package func formatBytes(_ bytes: Int) -> String {
     switch bytes {
     case ..<1024: return "\(bytes)B"
     case ..<(1 << 20): return "\((bytes + 512) / 1024)K"
@@ -110,4 +117,26 @@ public func formatBytes(_ bytes: Int) -> String {
         return "\(tenths / 10).\(tenths % 10)M"
     default: return "\((bytes + (1 << 19)) >> 20)M"
     }
+}
+
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1:
+/// a thread name could otherwise move the cursor, clear the screen or
+/// forge lines) are written as `\xNN` / `\u{NNNN}`, and the backslash as
+/// `\\`, so the output says exactly which bytes the name holds.
+package func printable(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\\" }) else {
+        return text
+    }
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar.value {
+        case 0x5C: out += "\\\\"
+        case ..<0x20, 0x7F:
+            let digits = String(scalar.value, radix: 16)
+            out += "\\x" + (digits.count == 1 ? "0" : "") + digits
+        case 0x80...0x9F: out += "\\u{" + String(scalar.value, radix: 16) + "}"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }

@@ -75,9 +75,17 @@ public struct StackFrame: Codable, Sendable, Hashable {
     /// `addr2line -f -C -e <image> <imageOffset>` wants (position-independent
     /// images; `-1` the offset for return addresses to land on the call).
     public var imageOffset: UInt64?
+    /// `file.swift:42`, where debug information has it (gt-ps fills it in
+    /// with addr2line; the library does not look it up). Optional: added
+    /// in format 1; older writers omit it.
+    public var sourceLocation: String?
+    /// True when `pc` is an interrupted instruction rather than a return
+    /// address (look up `imageOffset` itself, not the byte before it). Nil
+    /// means a return address. Optional: added in format 1.
+    public var interrupted: Bool?
 
     public init(pc: UInt64, symbol: String?, offset: UInt64, function: String?, shortName: String? = nil,
-                image: String?, imageOffset: UInt64?) {
+                image: String?, imageOffset: UInt64?, sourceLocation: String? = nil, interrupted: Bool? = nil) {
         self.pc = pc
         self.symbol = symbol
         self.offset = offset
@@ -85,6 +93,8 @@ public struct StackFrame: Codable, Sendable, Hashable {
         self.shortName = shortName
         self.image = image
         self.imageOffset = imageOffset
+        self.sourceLocation = sourceLocation
+        self.interrupted = interrupted
     }
 
     /// The demangled name, else the symbol, else "???".
@@ -108,6 +118,7 @@ public struct StackFrame: Codable, Sendable, Hashable {
             // An unnamed frame gets its image offset, for addr2line.
             s += symbol == nil ? " (\(imageName)+\(hex(imageOffset ?? 0)))" : " (\(imageName))"
         }
+        if let sourceLocation { s += " at \(sourceLocation)" }
         return s
     }
 }

@@ -1,6 +1,7 @@
 // Scenarios for the debug area (see main.swift): stack traces of parked,
 // preempted and running threads, stack high-water marks, deadlock reports,
-// crash and SIGQUIT dumps, and long-running targets for gt-ps.
+// crash and SIGQUIT dumps, a kill(2)-sent SIGSEGV/SIGBUS, and long-running
+// targets for gt-ps.
 //
 // The functions threads park or spin in are named (debug...) and
 // @inline(never), and do work after each call, so the calls are neither
@@ -302,6 +303,12 @@ let debugScenarios: [String: () throws -> Void] = [
             let sleeper = try GreenThread.spawn(name: "sleeper") { debugParkOuter() }
             let spinner = try GreenThread.spawn(name: "spinner") { _ = debugSpinUntilStopped() }
             let joiner = try GreenThread.spawn(name: "joiner") { try sleeper.join() }
+            // Two threads parked by one closure (identical stacks: one group
+            // in gt-ps --stacks); the first one's name would clear a terminal
+            // and forge a line if printed raw.
+            let pool = try ["evil\u{1B}[2J\nname\u{7}", "pool"].map { name in
+                try GreenThread.spawn(name: name) { debugParkOuter() }
+            }
             _ = debugAwaitThread("lock-waiter", stacks: false) { $0.state == .blocked }
             _ = debugAwaitThread("lock-holder", stacks: false) { $0.isBoosted }
             _ = debugAwaitThread("joiner", stacks: false) { $0.state == .blocked }
@@ -311,8 +318,20 @@ let debugScenarios: [String: () throws -> Void] = [
             debugRelease.store(true, ordering: .relaxed)
             for h in [holder, waiter, spinner] { try h.join() }
             try joiner.join()
+            for h in pool { try h.join() }
         }
         print("OK")
+    },
+    "kill-self": {
+        // --signal segv|bus: the process sends itself the signal with
+        // kill(2) (si_code SI_USER). The fault handler must not swallow it:
+        // the process dies of that signal and never prints "survived".
+        let sig = option("signal") == "bus" ? SIGBUS : SIGSEGV
+        try Kernel.run(KernelConfiguration(workers: 1)) {
+            kill(getpid(), sig)
+            GreenThread.sleep(for: .milliseconds(300))
+        }
+        print("survived")
     },
     "ps-cycle": {
         // Two threads join each other (a deadlock among them) while another

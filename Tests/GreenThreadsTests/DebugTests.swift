@@ -2,7 +2,7 @@
 // threads; stack high-water marks; the deadlock report; crash and SIGQUIT
 // dumps; gt-ps end to end over the snapshot socket; the server's defences
 // (other users, garbage, slow clients); the request parser under fuzzing;
-// and the snapshot's JSON, written without Foundation, read with it.
+// and the snapshot's JSON round trip.
 import Foundation
 import GreenThreads
 import GTSnapshot
@@ -45,22 +45,59 @@ extension GreenThreadsTests {
 
         @Test(arguments: [("segv", SIGSEGV, "SIGSEGV"), ("abort", SIGABRT, "SIGABRT"), ("trap", SIGILL, "SIGILL")])
         func crashDumpListsEveryGreenThreadBeforeTheProcessDies(how: String, signal: Int32, name: String) throws {
-            let r = try Host.run("crash-dump", ["--how", how], timeout: .seconds(30))
+            let dir = "/tmp/gt-dumps-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let r = try Host.run("crash-dump", ["--how", how], environment: ["GT_DUMP_DIR": dir], timeout: .seconds(30))
             #expect(r.signaled && r.status == signal, "expected \(name): \(r)")
+            // On stderr, raw: every thread, its frames as image+offset, no names looked up in the handler.
             #expect(r.stderr.contains("GreenThreads: \(name) (\(signal)) in green thread"), "\(r)")
             #expect(r.stderr.contains("'parked' sleeping on sleep"), "\(r)")
-            #expect(r.stderr.contains("debugParkInner") && r.stderr.contains("debugParkOuter"), "\(r)")
             #expect(r.stderr.contains("'crasher' running on worker"), "\(r)")
-            #expect(r.stderr.contains("debugCrashNow"), "the crashing frame: \(r)")
+            #expect(r.stderr.contains("gt-test-host+0x") && !r.stderr.contains("debugParkInner"), "\(r)")
+            #expect(r.stderr.contains("end of dump"), "\(r)")
             #expect(!r.stdout.contains("survived"))
+            // The same dump in the file, which gt-ps renders named, demangled and trimmed.
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+            #expect(files.count == 1 && files[0].hasSuffix(".crash"), "\(files)")
+            let file = dir + "/" + (files.first ?? "none")
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            #expect(text.contains("'parked' sleeping on sleep") && text.contains("end of dump"), "\(text)")
+            let rendered = try Tool.run([Tool.path("gt-ps"), "--dump", file])
+            #expect(rendered.status == 0, "\(rendered)")
+            #expect(rendered.stdout.contains("\(name) (\(signal)) in green thread") && rendered.stdout.contains("'crasher'"), "\(rendered)")
+            for function in ["debugParkInner()", "debugParkMiddle()", "debugParkOuter()", "debugCrashNow", "GreenThread.sleep(for:)"] {
+                #expect(rendered.stdout.contains(function), "\(function) missing:\n\(rendered)")
+            }
+            #expect(!rendered.stdout.contains("gt_switch") && !rendered.stdout.contains("$s"), "kernel frames or mangled names:\n\(rendered)")
+            // A saved stderr renders too.
+            let saved = dir + "/stderr.txt"
+            try r.stderr.write(toFile: saved, atomically: true, encoding: .utf8)
+            let fromStderr = try Tool.run([Tool.path("gt-ps"), "--dump", saved])
+            #expect(fromStderr.status == 0 && fromStderr.stdout.contains("debugParkOuter()"), "\(fromStderr)")
+        }
+
+        /// Regression: the fault handler restored the default action and
+        /// returned, which ends a process only for a real fault (the
+        /// instruction runs again); a kill(2)-sent SIGSEGV/SIGBUS was lost.
+        @Test(arguments: [("segv", SIGSEGV), ("bus", SIGBUS)])
+        func segvOrBusSentByKillIsNotSwallowed(name: String, signal: Int32) throws {
+            let r = try Host.run("kill-self", ["--signal", name], timeout: .seconds(30))
+            #expect(r.signaled && r.status == signal && !r.stdout.contains("survived"), "\(r)")
         }
 
         @Test func sigquitDumpsEveryThreadAndTheProgramContinuesWhenAsked() throws {
             let r = try Host.expectOK("quit-dump", environment: ["GT_DUMP_ON": "SIGQUIT"], timeout: .seconds(30))
             #expect(r.stderr.contains("GreenThreads: SIGQUIT (3)") && r.stderr.contains("the program continues"), "\(r)")
-            #expect(r.stderr.contains("'parked'") && r.stderr.contains("debugParkInner"), "\(r)")
-            // The spinner runs on a worker: traced from the signal or on request.
+            // Taken by the server's thread as a snapshot: symbolized and trimmed.
+            #expect(r.stderr.contains("'parked'") && r.stderr.contains("debugParkInner()"), "\(r)")
+            #expect(!r.stderr.contains("gt_switch"), "\(r)")
+            // The spinner runs on a worker: traced on request.
             #expect(r.stderr.contains("'quit-spinner'") && r.stderr.contains("debugSpinUntilStopped"), "\(r)")
+            // Without the socket too (the server's thread runs for the dump alone).
+            let quiet = try Host.expectOK("quit-dump", environment: ["GT_DUMP_ON": "SIGQUIT", "GT_DEBUG_SERVER": "0"],
+                                          timeout: .seconds(30))
+            #expect(quiet.stderr.contains("GreenThreads: SIGQUIT (3)") && quiet.stderr.contains("debugParkInner()"), "\(quiet)")
             // Without GT_DUMP_ON, SIGQUIT keeps its default action.
             let plain = try Host.run("quit-dump", ["--raise-unblocked", "1"], timeout: .seconds(30))
             #expect(plain.signaled && plain.status == SIGQUIT && !plain.stdout.contains("OK"), "\(plain)")
@@ -198,7 +235,7 @@ extension GreenThreadsTests {
             #expect(after.status == 0, "\(after)")
             let snapshot = try JSONDecoder().decode(KernelSnapshot.self, from: Data(after.stdout.utf8))
             #expect(snapshot.server.map { $0.badRequests >= UInt64(bad) } == true, "\(snapshot.server.map { "\($0)" } ?? "nil")")
-            #expect(snapshot.threads.count == 6, "threads disturbed: \(snapshot.threads.map(\.name))")
+            #expect(snapshot.threads.count == 8, "threads disturbed: \(snapshot.threads.map(\.name))")
             #expect(host.finish(), "the target did not end cleanly:\n\(host.stdout)\n\(host.stderr)")
         }
 
@@ -242,7 +279,7 @@ extension GreenThreadsTests {
             print("fuzz seed \(seed): \(accepted) of 20000 inputs accepted")
         }
 
-        @Test func snapshotJSONWrittenWithoutFoundationReadsBackWithFoundation() throws {
+        @Test func snapshotJSONRoundTripsWithEveryFieldAndTrickyNames() throws {
             let frame = StackFrame(pc: 0x5555_0000_1234, symbol: "$s4main3fooyyF", offset: 18,
                                    function: "main.foo() -> ()", image: "/usr/bin/app", imageOffset: 0x1234)
             let tricky = "quote\" backslash\\ newline\n tab\t nul\u{0} bell\u{7} é 🧵"
@@ -261,7 +298,7 @@ extension GreenThreadsTests {
                                           workers: [WorkerSnapshot(index: 0, osThreadID: 78, currentThreadID: 9, isIdle: false,
                                                                    ticks: 1, preemptions: 2, deferrals: 3, retries: 4)],
                                           server: DebugServerStatistics(socketPath: "/tmp/x", requestsServed: 1, refusedPeers: 2, badRequests: 3))
-            let bytes = try JSONWriter.encode(DebugResponse(snapshot: snapshot))
+            let bytes = try JSONEncoder().encode(DebugResponse(snapshot: snapshot))
             let back = try JSONDecoder().decode(DebugResponse.self, from: Data(bytes))
             let s = try #require(back.snapshot)
             #expect(back.ok && back.version == DebugProtocol.version)
@@ -273,39 +310,7 @@ extension GreenThreadsTests {
             // The request the tool sends (Foundation) parses in the server's parser.
             let request = DebugRequest(command: .snapshot, includeStacks: true)
             #expect(try DebugRequest.parse(Array(JSONEncoder().encode(request))) == request)
-            #expect(try DebugRequest.parse(JSONWriter.encode(request)) == request)
-        }
-
-        /// Exercises what synthesized conformances do not: nested containers
-        /// filled in turn, nils inside arrays, empty containers, a super encoder.
-        struct HandWritten: Encodable {
-            enum K: String, CodingKey { case a, b, c, d }
-            func encode(to encoder: any Encoder) throws {
-                var top = encoder.container(keyedBy: K.self)
-                var nested = top.nestedContainer(keyedBy: K.self, forKey: .a)
-                try nested.encode([Int?.none, 1, nil], forKey: .b)
-                var list = nested.nestedUnkeyedContainer(forKey: .c)
-                try list.encode("x")
-                try list.encodeNil()
-                var inner = list.nestedContainer(keyedBy: K.self)
-                try inner.encode(true, forKey: .d)
-                _ = list.nestedUnkeyedContainer()
-                try top.encode([[UInt64]](), forKey: .b)
-                try top.encode(-0.5, forKey: .c)
-                try top.encode(Empty(), forKey: .d)
-                try "s".encode(to: top.superEncoder())
-            }
-        }
-        struct Empty: Encodable { func encode(to encoder: any Encoder) throws {} }
-
-        @Test func jsonWriterHandlesNestedContainersNilsAndEmptyValues() throws {
-            let text = String(decoding: try JSONWriter.encode(HandWritten()), as: UTF8.self)
-            #expect(text == #"{"a":{"b":[null,1,null],"c":["x",null,{"d":true},[]]},"b":[],"c":-0.5,"d":{},"super":"s"}"#)
-            let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-            #expect(parsed?["c"] as? Double == -0.5)
-            #expect(throws: EncodingError.self) { try JSONWriter.encode([Double.nan]) }
-            #expect(try JSONWriter.encode([String]()) == Array("[]".utf8))
-            #expect(try JSONWriter.encode("a\u{1}") == Array(#""a\u0001""#.utf8))
+            #expect(try DebugRequest.parse(Array(#"{"version":1,"command":"summary"}"#.utf8)) == DebugRequest(command: .summary))
         }
 
         @Test func waitForGraphFindsEachCycleOnceStartingAtItsSmallestThread() {

@@ -91,6 +91,19 @@ enum SnapshotClient {
 
     /// Sends one request and returns the decoded response.
     static func send(_ request: DebugRequest, to path: String, timeout: Double) throws -> DebugResponse {
+        try decode(sendRaw(request, to: path, timeout: timeout))
+    }
+
+    static func decode(_ payload: [UInt8]) throws -> DebugResponse {
+        do {
+            return try JSONDecoder().decode(DebugResponse.self, from: Data(payload))
+        } catch {
+            throw ClientError.decode("\(error)")
+        }
+    }
+
+    /// Sends one request and returns the response's payload as it came.
+    static func sendRaw(_ request: DebugRequest, to path: String, timeout: Double) throws -> [UInt8] {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError.connect(path: path, errno: errno) }
         defer { close(fd) }
@@ -121,22 +134,38 @@ enum SnapshotClient {
         guard length <= DebugProtocol.maxResponseBytes else {
             throw ClientError.io(path: path, what: "response of \(length) bytes is too large")
         }
-        let payload = try readExactly(fd, length, path: path, deadline: deadline)
-        do {
-            return try JSONDecoder().decode(DebugResponse.self, from: Data(payload))
-        } catch {
-            throw ClientError.decode("\(error)")
-        }
+        return try readExactly(fd, length, path: path, deadline: deadline)
     }
 
-    /// A snapshot, or the server's error.
-    static func snapshot(pid: Int32, stacks: Bool, timeout: Double) throws -> KernelSnapshot {
+    /// A snapshot, or the server's error; with the snapshot's JSON exactly
+    /// as the process wrote it (for --json, which passes it through).
+    static func snapshot(pid: Int32, stacks: Bool, timeout: Double) throws -> (KernelSnapshot, ArraySlice<UInt8>) {
         let path = try socketPath(for: pid)
-        let response = try send(DebugRequest(command: .snapshot, includeStacks: stacks), to: path, timeout: timeout)
+        let payload = try sendRaw(DebugRequest(command: .snapshot, includeStacks: stacks), to: path, timeout: timeout)
+        let response = try decode(payload)
         guard response.ok, let snapshot = response.snapshot else {
             throw ClientError.server("process \(pid): \(response.error ?? "no snapshot in the response")")
         }
-        return snapshot
+        guard let raw = JSONMember.topLevel("snapshot", in: payload) else {
+            throw ClientError.decode("no top-level 'snapshot' member")
+        }
+        return (snapshot, raw)
+    }
+
+    /// A summary; from a full snapshot (without stacks) when the process
+    /// is older than the summary command.
+    static func summary(path: String, timeout: Double) throws -> KernelSummary {
+        let response = try send(DebugRequest(command: .summary), to: path, timeout: timeout)
+        if response.ok, let summary = response.summary { return summary }
+        if response.error?.contains("unknown command") == true,
+           let s = try send(DebugRequest(command: .snapshot), to: path, timeout: timeout).snapshot {
+            func n(_ state: ThreadState) -> Int { s.threads.filter { $0.state == state }.count }
+            return KernelSummary(processID: s.processID, processName: s.processName, kernelRunning: s.kernelRunning,
+                                 threads: s.threads.count, ready: n(.ready), running: n(.running), blocked: n(.blocked),
+                                 sleeping: n(.sleeping), workers: s.workers.count, threadsSpawned: s.threadsSpawned,
+                                 server: s.server)
+        }
+        throw ClientError.server(response.error ?? "no summary in the response")
     }
 
     private static func waitReady(_ fd: Int32, _ events: Int16, path: String, deadline: Date) throws {
@@ -174,5 +203,70 @@ enum SnapshotClient {
             done += n
         }
         return bytes
+    }
+}
+
+/// Finds a member of a JSON object's top level without decoding: the
+/// bytes of its value, exactly as written. The response was decoded
+/// already, so the input is known to be valid JSON.
+enum JSONMember {
+    private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+
+    static func topLevel(_ name: String, in bytes: [UInt8]) -> ArraySlice<UInt8>? {
+        let key = Array("\"\(name)\"".utf8)
+        var depth = 0
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == quote {
+                let start = i
+                i = stringEnd(bytes, from: i)
+                guard depth == 1, Array(bytes[start..<i]) == key else { continue }
+                var j = skipSpace(bytes, from: i)
+                guard j < bytes.count, bytes[j] == UInt8(ascii: ":") else { continue }
+                j = skipSpace(bytes, from: j + 1)
+                return bytes[j..<valueEnd(bytes, from: j)]
+            }
+            if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+            if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") { depth -= 1 }
+            i += 1
+        }
+        return nil
+    }
+
+    /// One past the closing quote of the string starting at `i`.
+    private static func stringEnd(_ bytes: [UInt8], from i: Int) -> Int {
+        var j = i + 1
+        while j < bytes.count && bytes[j] != quote { j += bytes[j] == backslash ? 2 : 1 }
+        return min(j + 1, bytes.count)
+    }
+
+    private static func skipSpace(_ bytes: [UInt8], from i: Int) -> Int {
+        var j = i
+        while j < bytes.count && [0x20, 0x0A, 0x0D, 0x09].contains(bytes[j]) { j += 1 }
+        return j
+    }
+
+    /// One past the end of the value starting at `i`.
+    private static func valueEnd(_ bytes: [UInt8], from i: Int) -> Int {
+        var depth = 0
+        var j = i
+        while j < bytes.count {
+            let b = bytes[j]
+            if b == quote {
+                j = stringEnd(bytes, from: j)
+                if depth == 0 { return j }
+                continue
+            }
+            if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+            if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
+                if depth == 0 { return j }  // a scalar ended by its container
+                depth -= 1
+                if depth == 0 { return j + 1 }
+            }
+            if depth == 0 && b == UInt8(ascii: ",") { return j }
+            j += 1
+        }
+        return j
     }
 }

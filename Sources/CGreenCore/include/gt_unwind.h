@@ -1,5 +1,6 @@
 // gt_unwind.h: stack traces of green threads (unwind.c), for Kernel.snapshot,
-// GreenThread.stackTrace(), gt-ps, deadlock reports and crash dumps.
+// GreenThread.stackTrace(), gt-ps, deadlock reports and crash dumps; and the
+// debug socket's accept (debug_socket.c).
 //
 // A trace is captured as raw program counters first (cheap, and possible in
 // a signal handler), and symbolized later: names with libunwind and dladdr,
@@ -60,18 +61,6 @@ char *gt_demangle(const char *name);
 /// `_swift_backtrace_demangle` (what its crash backtracer prints), looked up
 /// at run time because it is runtime SPI that may go away.
 char *gt_demangle_short(const char *name);
-/// 1 if `name` (mangled) belongs to the kernel's own switch and capture
-/// code: gt_* C functions and the scheduler (KernelCore). Traces drop the
-/// innermost run of such frames (and system-library frames among them).
-int gt_symbol_is_kernel(const char *name);
-/// 1 if `path` is the C library, the loader or the vdso: frames there may
-/// sit inside the kernel's leading frames (a futex wait in KernelLock), and
-/// trimming looks through them for the last kernel frame.
-int gt_path_is_system_library(const char *path);
-/// 1 if `name` belongs to the kernel's thread-entry frames (gt_trampoline,
-/// greenThreadEntry, runThreadBody): traces drop them at their outer end.
-int gt_symbol_is_thread_root(const char *name);
-
 /// swift_demangle from libswiftCore: returns a malloc'ed string when
 /// `output_buffer` is NULL, or NULL if `mangled` is not a Swift name.
 char *swift_demangle(const char *mangled, size_t mangled_length, char *output_buffer,
@@ -141,8 +130,11 @@ typedef struct gt_worker_counters {
 void gt_worker_counters_read(const gt_worker_state *w, gt_worker_counters *out);
 
 // ---------------------------------------------------------------------------
-// Crash dumps: every green thread's trace on stderr when the program dies of
-// a fatal signal, and on SIGQUIT when GT_DUMP_ON=SIGQUIT.
+// Crash dumps: every green thread's raw trace (PCs, images, offsets) on
+// stderr, and in <dir>/gt-<pid>.crash when a dump directory is set, when the
+// program dies of a fatal signal. `gt-ps --dump FILE` renders it. SIGQUIT
+// (GT_DUMP_ON=SIGQUIT) only wakes the snapshot server, which prints a
+// symbolized snapshot.
 
 /// What the kernel knows of one thread, copied by the walker (Swift) into
 /// the dump's pre-allocated table.
@@ -159,28 +151,43 @@ typedef struct gt_dump_thread {
 } gt_dump_thread;
 enum { GT_DUMP_READY = 0, GT_DUMP_RUNNING, GT_DUMP_BLOCKED, GT_DUMP_SLEEPING, GT_DUMP_FINISHED };
 
-/// The walker: called in the dumping handler with `kernel`; it must call
-/// gt_dump_add for each live thread without allocating or locking.
-typedef void (*gt_dump_walker)(void *kernel);
-void gt_dump_set_walker(gt_dump_walker walker, void *kernel);
+/// The walker: called in the dumping handler with `kernel`; it takes the
+/// kernel lock if it can (setting `*locked`) and calls gt_dump_add for each
+/// live thread without allocating. `release` is called at the end of the
+/// dump with the same arguments, to drop the lock when `*locked`.
+typedef void (*gt_dump_walker)(void *kernel, int32_t *locked);
+void gt_dump_set_walker(gt_dump_walker walker, gt_dump_walker release, void *kernel);
+/// Where dumps are also written (GT_DUMP_DIR), or "" / NULL for stderr
+/// only. Returns -1 if the path is too long. Call before a crash can happen.
+int gt_dump_set_directory(const char *dir);
 /// Adds one thread to the dump in progress (oldest first). Returns 0, or -1
 /// when the table is full (the dump then says how many were left out).
 int gt_dump_add(const gt_dump_thread *thread);
-/// Prints the dump (the walker's threads, with traces) to `fd`; `signal`
-/// and `ucontext` describe the interrupted thread. Async-signal-safe.
+/// Prints the dump (the walker's threads, with traces) to `fd` and the dump
+/// file; `signal` and `ucontext` describe the interrupted thread.
+/// Async-signal-safe.
 void gt_dump_all(int fd, int signal, void *ucontext);
 
 /// Installs the fatal-signal handlers (SIGILL, SIGFPE, SIGABRT; SIGSEGV and
 /// SIGBUS are fault.c's, which calls gt_crash_dump) that dump before
 /// chaining to the previous handler or the default action. Idempotent.
 int gt_crash_handlers_install(void);
-/// Makes SIGQUIT dump all threads and continue (GT_DUMP_ON=SIGQUIT), or
-/// restores its previous disposition.
-int gt_quit_dump_install(void);
+/// Makes SIGQUIT write one byte to `notify_fd` (non-blocking: the snapshot
+/// server's dump pipe) and continue, or restores its previous disposition.
+int gt_quit_dump_install(int notify_fd);
 void gt_quit_dump_uninstall(void);
 
 /// The crash dump for fatal `signal`, at most once per process.
 void gt_crash_dump(int signal, void *ucontext);
+
+// ---------------------------------------------------------------------------
+// The debug socket's calls that Swift's Glibc module does not export.
+
+/// accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): the
+/// connection is close-on-exec from its first instant, so a child forked
+/// by another thread meanwhile never inherits it. Returns the fd, or -1
+/// with errno set (read it right after, in the caller's wrapper).
+int gt_accept_cloexec(int listener);
 
 #ifdef __cplusplus
 }

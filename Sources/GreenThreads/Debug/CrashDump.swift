@@ -1,26 +1,62 @@
-// CrashDump: the Swift half of the fatal-signal and SIGQUIT dumps (the C
-// half, CGreenCore/unwind.c, installs the handlers, walks stacks and prints).
+// CrashDump: the Swift half of the fatal-signal dump (the C half,
+// CGreenCore/unwind.c, installs the handlers, walks stacks and prints raw
+// frames). The on-demand (SIGQUIT) dump is not here: it is a snapshot,
+// taken by the snapshot server's thread (SnapshotServer.swift).
 //
 // The walker below runs inside a signal handler, on a thread that may have
-// crashed anywhere, even holding the kernel lock. So it takes no lock (the
-// registry is read as it is: a dump is best effort, and a thread being
-// spawned or reaped at that instant may be missed), allocates nothing, and
-// holds no strong reference (unowned(unsafe) locals: no retain or release,
-// which could free an object inside a handler). It copies each live
-// thread's fields into the C dump table and returns. Its code paths are run
-// once when the kernel starts (`prewarm`), so no Swift metadata is
-// instantiated for the first time inside a handler (that takes a lock).
+// crashed anywhere, even holding the kernel lock. What makes its registry
+// walk safe: reaping (the only thing that frees a GreenThread, or unlinks
+// it) runs under the kernel lock. So the walker takes the lock first,
+// trying for `lockPatienceNanoseconds` without blocking, and keeps it until
+// the dump ends (`crashDumpRelease`): nothing is reaped, spawned or switched
+// meanwhile, and parked threads' saved frames stay put. If the lock stays
+// busy that long, its holder is stuck or is the crashed thread itself
+// (a crash inside the scheduler); either way no one reaps while it is held,
+// and the walk goes ahead without it (the dump says so). The one window
+// left: a stuck holder that lets go during the walk, and a reap right then.
+//
+// It allocates nothing and holds no strong reference (unowned(unsafe)
+// locals: no retain or release, which could free an object inside a
+// handler). Its code paths are run once when the kernel starts (`prewarm`),
+// so no Swift metadata is instantiated for the first time inside a handler
+// (that takes a lock).
 import CGreenCore
+import Glibc
 
 /// Called by gt_dump_all with the kernel registered by DebugSession.
-let crashDumpWalker: @convention(c) (UnsafeMutableRawPointer?) -> Void = { raw in
+let crashDumpWalker: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Void = { raw, locked in
     guard let raw else { return }
-    Unmanaged<KernelCore>.fromOpaque(raw)._withUnsafeGuaranteedRef { CrashDump.walk($0, emit: true) }
+    Unmanaged<KernelCore>.fromOpaque(raw)._withUnsafeGuaranteedRef { kernel in
+        let got = CrashDump.lock(kernel)
+        locked?.pointee = got ? 1 : 0
+        CrashDump.walk(kernel, emit: true)
+    }
+}
+
+/// Called by gt_dump_all when the dump is written: drops the lock.
+let crashDumpRelease: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> Void = { raw, locked in
+    guard let raw, locked?.pointee == 1 else { return }
+    Unmanaged<KernelCore>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.lock.unlock() }
 }
 
 enum CrashDump {
     /// Threads listed at most (a corrupt registry must not loop forever).
     static let walkLimit = 1 << 20
+    /// How long the dump tries for the kernel lock: holders keep it for
+    /// microseconds, so 200 ms means it will not come (see the top), and a
+    /// dying process should not wait longer.
+    static let lockPatienceNanoseconds: Int64 = 200_000_000
+
+    /// Takes the kernel lock by polling (a signal handler must not block).
+    static func lock(_ kernel: KernelCore) -> Bool {
+        let deadline = gt_clock_monotonic_ns() + lockPatienceNanoseconds
+        while !kernel.lock.tryLock() {
+            if gt_clock_monotonic_ns() >= deadline { return false }
+            var nap = timespec(tv_sec: 0, tv_nsec: 100_000)
+            nanosleep(&nap, nil)
+        }
+        return true
+    }
 
     /// Adds every live thread, oldest first, to the C dump table.
     static func walk(_ kernel: KernelCore, emit: Bool) {
@@ -75,9 +111,10 @@ enum CrashDump {
     /// Runs the walker's code once outside any handler (see the top).
     static func prewarm(_ kernel: KernelCore) {
         _ = gt_enter_critical()
-        kernel.lock.lock()
-        walk(kernel, emit: false)
-        kernel.lock.unlock()
+        if lock(kernel) {
+            walk(kernel, emit: false)
+            kernel.lock.unlock()
+        }
         KernelCore.exitCritical()
     }
 }

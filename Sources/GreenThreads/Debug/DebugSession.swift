@@ -7,12 +7,16 @@
 //   - KernelConfiguration.debugServer = false, or GT_DEBUG_SERVER=0 in the
 //     environment: no socket, no server thread.
 //   - GT_DUMP_ON=SIGQUIT: SIGQUIT prints every green thread's trace to
-//     stderr and the program continues (like Go and the JVM). Off by
+//     stderr and the program continues (like Go and the JVM): the handler
+//     wakes the snapshot server's thread (started for it even without a
+//     socket), which prints a symbolized snapshot. Off by
 //     default: SIGQUIT's default action (quit with a core) is the contract
 //     of most programs, and Swift's backtracer may own it. When on, SIGQUIT
 //     is unblocked on Kernel.run's thread (worker 0) while the kernel runs.
 //   - Crash dumps on SIGSEGV (not a guard hit), SIGBUS, SIGILL, SIGFPE and
 //     SIGABRT are always on: they only add output before the usual end.
+//     GT_DUMP_DIR=<dir>: also written to <dir>/gt-<pid>.crash, which
+//     `gt-ps --dump FILE` renders.
 import CGreenCore
 import Glibc
 
@@ -29,13 +33,21 @@ final class DebugSession {
         let session = DebugSession(kernel: kernel)
         gt_trace_support_install(kernel.configuration.preemption ? 1 : 0)
         CrashDump.prewarm(kernel)
-        gt_dump_set_walker(crashDumpWalker, Unmanaged.passUnretained(kernel).toOpaque())
+        if let dir = getenv("GT_DUMP_DIR"), gt_dump_set_directory(dir) != 0 {
+            "GreenThreads: GT_DUMP_DIR is too long; crash dumps go to stderr only\n".withCString { gt_write_stderr($0) }
+        }
+        gt_dump_set_walker(crashDumpWalker, crashDumpRelease, Unmanaged.passUnretained(kernel).toOpaque())
         if gt_crash_handlers_install() != 0 {
             "GreenThreads: cannot install the crash-dump handlers; crashes will not list green threads\n"
                 .withCString { gt_write_stderr($0) }
         }
-        if let dumpOn = getenv("GT_DUMP_ON"), String(cString: dumpOn).uppercased() == "SIGQUIT" {
-            session.quitDump = gt_quit_dump_install() == 0
+        let wantsQuitDump = getenv("GT_DUMP_ON").map { String(cString: $0).uppercased() == "SIGQUIT" } ?? false
+        let wantsSocket = kernel.configuration.debugServer && !SnapshotServer.disabledByEnvironment
+        if wantsSocket || wantsQuitDump {
+            session.server = SnapshotServer.start(kernel: kernel, listen: wantsSocket)
+        }
+        if wantsQuitDump, let server = session.server {
+            session.quitDump = gt_quit_dump_install(server.dumpWrite) == 0
             // Asked for explicitly, so make SIGQUIT deliverable: a process
             // may start with it blocked everywhere (test runners and some
             // supervisors spawn children so). This thread becomes worker 0
@@ -46,23 +58,21 @@ final class DebugSession {
             pthread_sigmask(SIG_UNBLOCK, &set, &old)
             session.quitWasBlocked = sigismember(&old, SIGQUIT) == 1
         }
-        if kernel.configuration.debugServer && !SnapshotServer.disabledByEnvironment {
-            session.server = SnapshotServer.start(kernel: kernel)
-        }
         return session
     }
 
     func stop() {
+        if quitDump { gt_quit_dump_uninstall() }  // before the pipe it writes to closes
         server?.stop()
         server = nil
-        if quitDump { gt_quit_dump_uninstall() }
         if quitWasBlocked {  // Kernel.run's thread, as at start
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, SIGQUIT)
             pthread_sigmask(SIG_BLOCK, &set, nil)
         }
-        gt_dump_set_walker(nil, nil)
+        gt_dump_set_walker(nil, nil, nil)
+        gt_dump_set_directory(nil)
         // The SIGVTALRM handler goes away with the kernel: no more requests.
         gt_trace_support_install(0)
     }

@@ -1,5 +1,6 @@
 // DebugSocket: the system calls of the snapshot server (Unix domain socket,
-// peer credentials, poll with deadlines) and its socket directory.
+// created and accepted close-on-exec; peer credentials; poll; non-blocking
+// reads and writes) and its socket directory.
 //
 // Each wrapper is @inline(never) and reads errno right after its call, as
 // CGreenCore/sys.c does for the kernel's calls: nothing between the call
@@ -30,7 +31,9 @@ struct PeerCredentials {
 enum DebugSocket {
     @inline(never)
     static func listen(at path: String) -> SocketResult {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // Close-on-exec from creation (no fcntl window for a fork to
+        // inherit it); non-blocking, so the accept loop stops at EAGAIN.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return SocketResult(value: -1, error: errno) }
         var address = sockaddr_un()
         guard fill(&address, path) else {
@@ -45,8 +48,10 @@ enum DebugSocket {
             close(fd)
             return SocketResult(value: -1, error: e)
         }
-        // Only the owner may connect (the directory is private too).
-        if chmod(path, 0o600) != 0 || Glibc.listen(fd, 16) != 0 {
+        // Only the owner may connect (the directory is private too). The
+        // backlog holds a burst of connections between two polls (the loop
+        // accepts them all at once, up to `SnapshotServer.maxClients`).
+        if chmod(path, 0o600) != 0 || Glibc.listen(fd, 128) != 0 {
             let e = errno
             close(fd)
             unlink(path)
@@ -66,13 +71,14 @@ enum DebugSocket {
         }
     }
 
-    /// Accepts a connection, non-blocking (the server polls with deadlines).
+    /// Accepts a connection: non-blocking (the server polls), and
+    /// close-on-exec from its first instant (accept4 with SOCK_CLOEXEC: a
+    /// separate fcntl would leave a window in which a fork by another
+    /// thread inherits the connection).
     @inline(never)
     static func accept(_ listener: Int32) -> SocketResult {
-        let fd = Glibc.accept(listener, nil, nil)  // accept4 is not exported to Swift
+        let fd = gt_accept_cloexec(listener)
         guard fd >= 0 else { return SocketResult(value: -1, error: errno) }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         return SocketResult(value: Int(fd), error: 0)
     }
 
@@ -84,50 +90,49 @@ enum DebugSocket {
         return rc == 0 && Int(length) == MemoryLayout<PeerCredentials>.size ? credentials : nil
     }
 
-    /// Waits until `fd` is ready for `events` or `wake` is readable, at most
-    /// until `deadline` (CLOCK_MONOTONIC ns). True when `fd` is ready.
+    /// poll(2) for at most `timeoutNanoseconds` (rounded up to a
+    /// millisecond, capped at a minute: the loop re-polls). -1 on EINTR.
     @inline(never)
-    static func wait(_ fd: Int32, events: Int16, wake: Int32, deadline: Int64) -> Bool {
-        while true {
-            let left = deadline - gt_clock_monotonic_ns()
-            guard left > 0 else { return false }
-            var fds = [pollfd(fd: fd, events: events, revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
-            let rc = poll(&fds, 2, Int32(min(left / 1_000_000 + 1, 60_000)))
-            if rc < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            if fds[1].revents != 0 { return false }  // the server is stopping
-            if fds[0].revents != 0 { return true }
-        }
+    static func poll(_ fds: inout [pollfd], timeoutNanoseconds: Int64) -> Int32 {
+        let ms = Int32(min((timeoutNanoseconds + 999_999) / 1_000_000, 60_000))
+        let rc = Glibc.poll(&fds, nfds_t(fds.count), ms)
+        return rc < 0 && errno == EINTR ? -1 : max(rc, 0)
     }
 
-    /// Reads exactly `count` bytes before `deadline`, or nil (EOF, error,
-    /// timeout, or stop).
-    static func read(_ fd: Int32, count: Int, wake: Int32, deadline: Int64) -> [UInt8]? {
+    /// Reads what is available, at most `count` bytes, without waiting:
+    /// [] when nothing is there yet, nil at EOF or on an error.
+    @inline(never)
+    static func receiveSome(_ fd: Int32, upTo count: Int) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, count - done) }
-            if n > 0 { done += n; continue }
-            if n == 0 { return nil }
-            let e = errno
-            guard e == EAGAIN || e == EINTR else { return nil }
-            guard wait(fd, events: Int16(POLLIN), wake: wake, deadline: deadline) else { return nil }
-        }
-        return bytes
+        let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, count) }
+        if n > 0 { return Array(bytes.prefix(n)) }
+        if n == 0 { return nil }
+        let e = errno
+        return e == EAGAIN || e == EINTR ? [] : nil
     }
 
-    /// Writes all of `bytes` before `deadline`. MSG_NOSIGNAL: a client that
-    /// went away gives EPIPE, not a SIGPIPE that would kill the process.
-    static func write(_ fd: Int32, _ bytes: [UInt8], wake: Int32, deadline: Int64) -> Bool {
+    /// Sends what the socket takes of `bytes[from...]` without waiting:
+    /// the count sent (0 when full), or -1 when the peer is gone or on an
+    /// error. MSG_NOSIGNAL: a client that went away gives EPIPE, not a
+    /// SIGPIPE that would kill the process.
+    @inline(never)
+    static func sendSome(_ fd: Int32, _ bytes: [UInt8], from offset: Int) -> Int {
+        guard offset < bytes.count else { return 0 }
+        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+        if n >= 0 { return n }
+        let e = errno
+        return e == EAGAIN || e == EINTR ? 0 : -1
+    }
+
+    /// Writes all of `bytes` to a blocking descriptor (stderr, for the dump).
+    @inline(never)
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
             if n > 0 { done += n; continue }
-            let e = errno
-            guard n < 0, e == EAGAIN || e == EINTR else { return false }
-            guard wait(fd, events: Int16(POLLOUT), wake: wake, deadline: deadline) else { return false }
+            if n < 0 && errno == EINTR { continue }
+            return false
         }
         return true
     }

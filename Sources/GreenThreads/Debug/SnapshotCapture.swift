@@ -21,6 +21,7 @@
 //
 // Lock order: TraceCapture.requestLock -> kernel lock.
 import CGreenCore
+import GTSnapshot
 import Glibc
 import GTSnapshot
 
@@ -90,6 +91,7 @@ private struct ThreadRecord {
     var wait: WaitRecord?
     var stack: GreenStack?
     var trace: RawTrace?
+    var held: [HeldMutex]?
 }
 
 enum SnapshotCapture {
@@ -179,15 +181,17 @@ extension KernelCore {
             if lockHeld { traceAll() } else { TraceCapture.requestLock.withLock { _ in traceAll() } }
         }
         threads = []  // our references to finished threads may be the last ones: drop them here, unlocked
+        var heldByID: [UInt64: String] = [:]
+        for r in records { for m in r.held ?? [] { heldByID[m.id] = m.name } }
         let snapshots = records.map { r in
             ThreadSnapshot(
                 id: r.id, name: r.name, state: r.state, basePriority: r.basePriority,
                 effectivePriority: r.effectivePriority, worker: r.worker,
                 cpuTimeNanoseconds: SnapshotCapture.nanoseconds(ticks: r.cpuTicks), switches: r.switches,
                 preemptions: r.preemptions, deferredPreemptions: r.deferrals,
-                wait: r.wait,  // WaitRecord is WaitSnapshot
+                wait: r.wait.map { named($0, held: heldByID) },  // WaitRecord is WaitSnapshot
                 stack: r.stack.map(SnapshotCapture.usage) ?? StackUsage(sizeBytes: 0, usedBytes: 0, residentBytes: 0),
-                trace: r.trace?.symbolized())
+                trace: r.trace?.symbolized(), heldMutexes: r.held)
         }
         return KernelSnapshot(processID: getpid(), processName: SnapshotCapture.processName(),
                               wallClockNanoseconds: SnapshotCapture.wallClockNanoseconds(),
@@ -218,6 +222,7 @@ extension KernelCore {
                     if now > c.slice_start { r.cpuTicks &+= now - c.slice_start }
                 }
             }
+            if t.runningOn == nil { r.held = heldMutexes(of: t) }
             records.append(r)
             threads.append(t)
         }
@@ -228,6 +233,50 @@ extension KernelCore {
                                   ticks: c.ticks, preemptions: c.preemptions, deferrals: c.deferrals, retries: c.retries)
         }
         return (records.reversed(), threads.reversed(), workerList)
+    }
+
+    /// The robust list of a thread that is not running (kernel lock held):
+    /// only its owner changes the list, and a switched-out owner cannot
+    /// until the scheduler, frozen by the lock, resumes it; the listed
+    /// mutexes stay alive while held (GreenMutex.swift). A bound keeps a
+    /// corrupt list from looping.
+    private func heldMutexes(of t: GreenThread) -> [HeldMutex] {
+        var out: [HeldMutex] = []
+        var m = t.heldMutexes
+        while let current = m, out.count < 4096 {
+            current._withUnsafeGuaranteedRef { mutex in
+                out.append(HeldMutex(id: mutex.id, name: mutex.name))
+                m = mutex.heldNext
+            }
+        }
+        return out
+    }
+
+    /// A wait record with the name of the mutex waited on, when its owner's
+    /// list named it.
+    private func named(_ wait: WaitRecord, held: [UInt64: String]) -> WaitRecord {
+        guard wait.objectName == nil, wait.kind == "mutex", let name = held[wait.objectID] else { return wait }
+        var named = wait
+        named.objectName = name
+        return named
+    }
+
+    /// Counts for a `summary` request: one pass under the kernel lock,
+    /// nothing copied per thread.
+    func captureSummary() -> KernelSummary {
+        var counts: [ThreadState: Int] = [:]
+        var total = 0
+        lock.lock()
+        forEachLiveThread { t in
+            counts[ThreadState(rawValue: t.runState.rawValue) ?? .ready, default: 0] += 1
+            total += 1
+        }
+        let spawned = threadsSpawned, workerCount = processors.count
+        lock.unlock()
+        return KernelSummary(processID: getpid(), processName: SnapshotCapture.processName(), kernelRunning: true,
+                             threads: total, ready: counts[.ready] ?? 0, running: counts[.running] ?? 0,
+                             blocked: counts[.blocked] ?? 0, sleeping: counts[.sleeping] ?? 0,
+                             workers: workerCount, threadsSpawned: spawned)
     }
 
     /// A thread's raw trace if it is not running now (kernel lock held);

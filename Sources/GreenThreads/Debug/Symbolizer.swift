@@ -79,6 +79,7 @@ enum Symbolizer {
             imageOffset = UInt64(pc &- base)
         }
         return StackFrame(pc: UInt64(pc), symbol: symbol, offset: offset, function: function,
-                          shortName: shortName, image: image, imageOffset: imageOffset)
+                          shortName: shortName, image: image, imageOffset: imageOffset,
+                          interrupted: exact ? true : nil)
     }
 }

@@ -7,11 +7,11 @@
 //   - a preempted thread: the signal frame on its stack (`preempted`);
 //   - a thread running on another worker: that worker walks its own
 //     interrupted context when asked with a signal (`running`).
-// Trimming: the innermost frames inside the kernel's switch and capture code
-// (gt_switch, KernelCore's block path, this file) and the outermost
-// thread-entry frames (gt_trampoline, greenThreadEntry) are dropped, so a
-// trace starts at GreenThread.sleep, JoinHandle.join, or the user's code,
-// and ends at the thread's body.
+// Trimming (GTSnapshot's FrameTrimming, shared with gt-ps's crash dumps):
+// the innermost frames inside the kernel's switch and capture code and the
+// outermost thread-entry frames are dropped, so a trace starts at
+// GreenThread.sleep, JoinHandle.join, or the user's code, and ends at the
+// thread's body.
 //
 // Lock order: `requestLock` -> the kernel lock. `requestLock` guards the one
 // trace-request slot and is taken only by OS threads that run no green
@@ -44,24 +44,7 @@ struct RawTrace {
 
     /// Symbolizes and trims (see the top of the file). Not in a signal handler.
     func symbolized() -> StackTrace {
-        let all = zip(pcs, exact).map { Symbolizer.frame(pc: $0, exact: $1) }
-        // The kernel's innermost run: kernel frames, and system-library
-        // frames among them (a futex wait inside KernelLock), up to the last
-        // kernel frame. A thread blocked in read(2) from its own code keeps
-        // its libc frame: no kernel frame follows it.
-        var cut = 0
-        for (i, frame) in all.enumerated() {
-            if let symbol = frame.symbol, gt_symbol_is_kernel(symbol) != 0 {
-                cut = i + 1
-            } else if frame.image.map({ gt_path_is_system_library($0) == 0 }) ?? true {
-                break
-            }
-        }
-        var frames: [StackFrame] = []
-        for frame in all[cut...] {
-            if let symbol = frame.symbol, gt_symbol_is_thread_root(symbol) != 0 { break }
-            frames.append(frame)
-        }
+        let frames = FrameTrimming.trim(zip(pcs, exact).map { Symbolizer.frame(pc: $0, exact: $1) })
         var note = self.note
         if note == nil && frames.isEmpty && origin == .parked { note = "not started yet" }
         return StackTrace(origin: origin, frames: frames, truncated: truncated, note: note)

@@ -41,6 +41,10 @@ final class KernelLock: @unchecked Sendable {
         }
     }
 
+    /// One attempt, without waiting: for the crash dump, whose signal
+    /// handler must not block on a lock the crashed thread may hold.
+    func tryLock() -> Bool { gt_atomic_cas_u32(word, 0, 1) != 0 }
+
     @inline(__always)
     func unlock() {
         if gt_atomic_exchange_u32(word, 0) == 2 {

@@ -116,7 +116,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             senders.insert(waiter)
             // Cancelling the sender takes it off the queue (outcome
             // .timedOut: a channel has no timeouts); its value is dropped.
-            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id),
+            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id, objectName: name),
                                         deadline: nil, cancellable: true) { [self] waiter in
                 senders.remove(waiter)
             }
@@ -183,7 +183,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             let waiter = Waiter(thread: me, object: self)
             receivers.insert(waiter)
             // Cancelling the receiver takes it off the queue: it gets nil.
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id),
+            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id, objectName: name),
                                                deadline: nil, cancellable: true) { [self] waiter in
                 receivers.remove(waiter)
             }

@@ -107,7 +107,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
             mutex.releaseHoldingKernelLock(by: me, kernel)
             let waiter = SyncWaiter(thread: me, object: self)
             waiters.insert(waiter)
-            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "condition", objectID: id),
+            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "condition", objectID: id, objectName: name),
                                         deadline: deadline) { [self] waiter in
                 waiters.remove(waiter)
             }

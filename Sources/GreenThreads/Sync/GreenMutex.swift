@@ -388,7 +388,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         #endif
         // 5. Block until an unlock hands the mutex over, the owner dies, the
         //    deadline passes, or (cancellable) the thread is cancelled.
-        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name)
+        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name, objectName: name)
         let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil && !cancellable ? nil : { [self] waiter in
             // Timed out (monitor) or cancelled (GreenThread.cancel), kernel
             // lock held: issue 10's ordered removal (`timedOut`).

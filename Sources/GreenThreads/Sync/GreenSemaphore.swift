@@ -96,7 +96,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
             if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
             let waiter = SyncWaiter(thread: me, object: self)
             waiters.insert(waiter)
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "semaphore", objectID: id),
+            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "semaphore", objectID: id, objectName: name),
                                                deadline: deadline) { [self] waiter in
                 waiters.remove(waiter)
             }
