@@ -37,6 +37,7 @@
 // stack of spare Ms topped up (Kernel/Monitor.swift).
 #include "gt_core.h"
 #include <errno.h>
+#include <sched.h>
 #include <ucontext.h>
 
 extern __thread gt_worker_state gt_tls_state;
@@ -47,6 +48,9 @@ static int gt_spare_total;               // park lock
 static gt_worker_state *gt_returned;     // park lock
 static uint32_t *gt_monitor_word;        // set before any M starts
 int gt_highest_ready_level = -1;
+// The CPUs a Machine may run on, restored after a hand-off pinned it.
+static cpu_set_t gt_usable_cpus;
+static int gt_pin_handoffs;  // 1 when pinning is possible (affinity readable)
 
 static void gt_park_lock(void) {
     int spins = 0;
@@ -61,6 +65,8 @@ static void gt_park_lock(void) {
 static void gt_park_unlock(void) { __atomic_store_n(&gt_park_lock_word, 0, __ATOMIC_RELEASE); }
 
 void gt_park_setup(uint32_t *monitor_word) {
+    gt_pin_handoffs = sched_getaffinity(0, sizeof gt_usable_cpus, &gt_usable_cpus) == 0 &&
+                      CPU_COUNT(&gt_usable_cpus) > 1;
     gt_park_lock();
     gt_monitor_word = monitor_word;
     gt_spares = NULL;
@@ -80,13 +86,38 @@ static void gt_wake_monitor(void) {
     if (m != NULL) gt_wake_word(m);
 }
 
+// Hand-offs stay on one CPU (BRIEF.md: a futex hand-off costs about 1 us
+// between two OS threads on the same CPU and about 40 us across CPUs on
+// this kind of virtual machine, where the idle CPU must be woken): the
+// giver, which is about to sleep, pins the taker to its own CPU before
+// waking it; the taker, once running, widens its affinity again.
+static void gt_pin_to_this_cpu(gt_worker_state *w) {
+    if (!gt_pin_handoffs) return;
+    int cpu = sched_getcpu();
+    if (cpu < 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(__atomic_load_n(&w->tid, __ATOMIC_RELAXED), sizeof one, &one) == 0) {
+        __atomic_store_n(&w->pinned, 1, __ATOMIC_RELEASE);
+    }
+}
+
+void gt_unpin_self(gt_worker_state *w) {
+    if (__atomic_load_n(&w->pinned, __ATOMIC_ACQUIRE) == 0) return;
+    __atomic_store_n(&w->pinned, 0, __ATOMIC_RELAXED);
+    sched_setaffinity(0, sizeof gt_usable_cpus, &gt_usable_cpus);
+}
+
 void gt_park_wait(gt_worker_state *w, uint32_t seen, int64_t timeout_ns) {
     gt_sys_futex_wait(&w->park_word, seen, timeout_ns);
+    gt_unpin_self(w);
 }
 
 void gt_park_wake(gt_worker_state *w) { gt_wake_word(&w->park_word); }
 
 void gt_park_resume(gt_worker_state *w, void *p) {
+    gt_pin_to_this_cpu(w);
     __atomic_store_n(&w->processor, p, __ATOMIC_RELEASE);
     gt_wake_word(&w->park_word);
 }
@@ -200,6 +231,7 @@ int gt_park(gt_worker_state *w, void *context) {
         if (__atomic_load_n(&w->processor, __ATOMIC_ACQUIRE) != NULL) break;
         gt_sys_futex_wait(&w->park_word, seen, -1);
     }
+    gt_unpin_self(w);
     t->preempt_context = NULL;
     __atomic_store_n(&w->parked, 0, __ATOMIC_RELEASE);
     return 1;

@@ -1,10 +1,6 @@
 // What the processor / OS-thread split costs (issue 11):
-//   - one preemption end to end: two call-free spinners on one processor
-//     with 1 ms slices stamp the time-stamp counter each iteration; when the
-//     runner changes, the time since the other's last stamp is one
-//     preemption: the signal, the handler, parking the OS thread, the spare
-//     taking the processor and handing it to the other thread's own OS
-//     thread (two same-machine hand-offs and one futex wake each);
+//   - one preemption (PreemptionBenchmark's notes): the processor time
+//     lost per preemption, from the paired wall and CPU times;
 //   - one blocked hand-off: a thread blocks its OS thread in read(2) on an
 //     empty pipe while an equal thread waits to run; the figure is the time
 //     from the block to the other thread running (the monitor's detection
@@ -18,77 +14,32 @@ import Synchronization
 
 // Shared by the measuring threads (globals: the closures given to spawn are
 // `sending`, so they capture no local state of the caller).
-private let gapLast = Atomic<UInt64>(0)
-private let gapRunner = Atomic<Int>(-1)
 private let blockedAt = Atomic<UInt64>(0)
 private let ranAt = Atomic<UInt64>(0)
 private let spinStop = Atomic<Bool>(false)
 
 enum MachineBenchmark {
-    static let group = "preemption and hand-off cost"
+    static let group = "blocked OS thread hand-off"
     static let memoryGroup = "CPU-bound threads: OS threads and RSS"
 
     static func run(spinners: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
-        var gapsP50: [Double] = [], gapsP99: [Double] = [], handoffs: [Double] = []
+        var handoffs: [Double] = []
         for rep in 0..<reps {
-            progress("preemption gap rep \(rep + 1)/\(reps)")
-            let gaps = try preemptionGaps(milliseconds: 1000)
-            gapsP50.append(quantile(gaps, 0.5))
-            gapsP99.append(quantile(gaps, 0.99))
             progress("blocked hand-off rep \(rep + 1)/\(reps)")
             handoffs.append(try blockedHandoffMicroseconds())
         }
         progress("\(spinners) CPU-bound threads")
         let memory = try cpuBoundThreads(spinners)
         return [
-            Row(group: group, runtime: "GreenThreads, one preemption (signal, park, hand-off), p50", metric: "us",
-                values: gapsP50, reference: true),
-            Row(group: group, runtime: "GreenThreads, one preemption, p99", metric: "us", values: gapsP99),
             Row(group: group, runtime: "GreenThreads, blocked read(2) to the next thread running", metric: "us",
-                values: handoffs, note: "blockedHandoffAfter \(KernelConfiguration().blockedHandoffAfter)"),
+                values: handoffs, reference: true,
+                note: "blockedHandoffAfter \(KernelConfiguration().blockedHandoffAfter)"),
             Row(group: memoryGroup, runtime: "GreenThreads, \(spinners) spinners on \(memory.workers) workers",
                 metric: "OS threads", values: [Double(memory.osThreads)], reference: true,
                 note: "\(memory.preempted) preempted at least once; \(memory.osThreadsBefore) OS threads before"),
             Row(group: memoryGroup, runtime: "GreenThreads, \(spinners) spinners, RSS per thread", metric: "KiB",
                 values: [memory.rssPerThreadKiB]),
         ]
-    }
-
-    static func quantile(_ xs: [Double], _ q: Double) -> Double {
-        let s = xs.sorted()
-        return s.isEmpty ? 0 : s[min(s.count - 1, Int(Double(s.count) * q))]
-    }
-
-    /// Gaps between two spinners' runs on one processor, in microseconds.
-    static func preemptionGaps(milliseconds: Int) throws -> [Double] {
-        gapLast.store(0, ordering: .relaxed)
-        gapRunner.store(-1, ordering: .relaxed)
-        let hz = Double(gt_tsc_frequency())
-        let gaps = try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) { () -> [Double] in
-            let deadline = monotonicNanoseconds() + Int64(milliseconds) * 1_000_000
-            let spinners = try (0..<2).map { me in
-                try GreenThread.spawn(name: "gap\(me)") { () -> [UInt64] in
-                    var mine: [UInt64] = []
-                    mine.reserveCapacity(10_000)
-                    while monotonicNanoseconds() < deadline {
-                        for _ in 0..<200 {
-                            // The stamp is read after the other's: a stamp taken
-                            // before a preemption would be older than theirs.
-                            if gapRunner.load(ordering: .relaxed) != me {
-                                let before = gapLast.load(ordering: .relaxed)
-                                let now = gt_tsc()
-                                if before != 0 && now > before && mine.count < 10_000 { mine.append(now &- before) }
-                                gapRunner.store(me, ordering: .relaxed)
-                            }
-                            gapLast.store(gt_tsc(), ordering: .relaxed)
-                        }
-                    }
-                    return mine
-                }
-            }
-            return try spinners.flatMap { try $0.join() }.map { Double($0) / hz * 1e6 }
-        }
-        return gaps
     }
 
     /// Time from a thread blocking its OS thread in read(2) to an equal peer

@@ -123,6 +123,7 @@ typedef struct gt_worker_state {
     // whoever hands it a processor or wakes it.
     uint32_t park_word;
     int32_t parked;                // atomic: 1 while parked with its preempted thread
+    int32_t pinned;                // atomic: pinned to the giver's CPU by a hand-off (park.c)
     // A spare M woken by a parking M finds that M here: it must requeue the
     // parked thread (in Swift) before it schedules. Written before the wake.
     struct gt_worker_state *handoff_from;
@@ -273,6 +274,8 @@ gt_worker_state *gt_spare_pop(void);
 /// Sleeps until `w->park_word` differs from `seen` (or `timeout_ns` passes,
 /// if >= 0).
 void gt_park_wait(gt_worker_state *w, uint32_t seen, int64_t timeout_ns);
+/// Restores the calling Machine's affinity after a hand-off pinned it.
+void gt_unpin_self(gt_worker_state *w);
 /// Wakes `w` without handing it anything (retire, shut down).
 void gt_park_wake(gt_worker_state *w);
 /// Takes the next M that parked after losing its processor, or NULL.

@@ -181,6 +181,7 @@ final class Machine: @unchecked Sendable {
     func runLoop() {
         let ws = gt_enter_critical()!
         precondition(ws.pointee.critical == 1, "OS thread \(id) started inside a critical section")
+        gt_unpin_self(ws)  // handed a processor before it first ran
         kernel.lock.lock()
         while !kernel.shuttingDown {
             if let resume = resumeNext {
@@ -199,6 +200,7 @@ final class Machine: @unchecked Sendable {
                 kernel.requeueParked(Machine.from(from), on: p, by: self)
             }
             if let next = kernel.pickNext(p) {
+                kernel.noteProcessorBusy()
                 if next.boundMachine != nil {
                     kernel.resumeParked(next, from: self)
                 } else {

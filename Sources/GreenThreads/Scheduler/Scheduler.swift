@@ -354,9 +354,15 @@ extension KernelCore {
     func wake(_ p: Processor) {
         p.isIdle = false
         if let m = p.heldBy { gt_park_wake(m.state) }
+        noteProcessorBusy()
+    }
+
+    /// A processor starts running a thread, which may block in the OS: a
+    /// monitor in its long sleep should watch it (one wake-up per long
+    /// sleep). Kernel lock held.
+    @inline(__always)
+    func noteProcessorBusy() {
         if monitorSleepsLong {
-            // It now runs a thread that may block in the OS: the monitor
-            // should watch it (one wake-up per long sleep).
             monitorSleepsLong = false
             wakeMonitor()
         }
