@@ -410,7 +410,7 @@ void gt_worker_counters_read(const gt_worker_state *w, gt_worker_counters *out) 
     out->ticks = __atomic_load_n(&w->ticks, __ATOMIC_RELAXED);
     out->preemptions = __atomic_load_n(&w->preemptions, __ATOMIC_RELAXED);
     out->deferrals = __atomic_load_n(&w->deferrals, __ATOMIC_RELAXED);
-    out->retries = __atomic_load_n(&w->parks, __ATOMIC_RELAXED);  // parks (the field kept its name for the snapshot)
+    out->parks = __atomic_load_n(&w->parks, __ATOMIC_RELAXED);
     out->slice_start = __atomic_load_n(&w->slice_start, __ATOMIC_RELAXED);
     out->tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
     out->is_worker = __atomic_load_n(&w->is_worker, __ATOMIC_RELAXED);

@@ -42,6 +42,9 @@ public struct KernelSnapshot: Codable, Sendable {
     /// Live threads, oldest first.
     public var threads: [ThreadSnapshot]
     public var workers: [WorkerSnapshot]
+    /// The kernel's OS threads and what each does (issue 11). Optional:
+    /// added in format 1; older writers omit it.
+    public var osThreads: [OSThreadSnapshot]?
     /// Who waits for whom, with the cycles (deadlocks) among them.
     public var waitGraph: WaitForGraph
     /// The snapshot server's counters, when a server answered.
@@ -50,7 +53,8 @@ public struct KernelSnapshot: Codable, Sendable {
     public init(version: Int = KernelSnapshot.formatVersion, processID: Int32, processName: String,
                 wallClockNanoseconds: Int64, monotonicNanoseconds: Int64, includesStacks: Bool,
                 kernelRunning: Bool, threadsSpawned: UInt64, threads: [ThreadSnapshot],
-                workers: [WorkerSnapshot], server: DebugServerStatistics? = nil) {
+                workers: [WorkerSnapshot], osThreads: [OSThreadSnapshot]? = nil,
+                server: DebugServerStatistics? = nil) {
         self.version = version
         self.processID = processID
         self.processName = processName
@@ -61,6 +65,7 @@ public struct KernelSnapshot: Codable, Sendable {
         self.threadsSpawned = threadsSpawned
         self.threads = threads
         self.workers = workers
+        self.osThreads = osThreads
         self.waitGraph = WaitForGraph(threads: threads)
         self.server = server
     }
@@ -208,12 +213,23 @@ public struct WorkerSnapshot: Codable, Sendable {
     /// The thread it runs, nil while idle.
     public var currentThreadID: UInt64?
     public var isIdle: Bool
-    /// SIGVTALRM deliveries, preemptions taken, preemptions deferred at an
-    /// unsafe point, and one-shot retries armed for them.
+    /// On the OS thread that holds this processor now: SIGVTALRM
+    /// deliveries, preemptions taken, and preemptions deferred (critical
+    /// section, withoutPreemption, inside malloc).
     public var ticks: UInt64
     public var preemptions: UInt64
     public var deferrals: UInt64
+    /// Retry timers of the first preemption design; always 0 since
+    /// preempted threads keep their OS thread (nothing is retried). Kept so
+    /// that format 1 readers still decode.
     public var retries: UInt64
+    /// Hand-offs of this processor (issue 11; optional, format 1): to a
+    /// spare OS thread when its OS thread parked with a preempted thread, to
+    /// a parked thread's own OS thread when that thread resumed, and taken
+    /// by the monitor from an OS thread blocked in the OS.
+    public var parkHandoffs: UInt64?
+    public var resumeHandoffs: UInt64?
+    public var blockedHandoffs: UInt64?
 
     public init(index: Int, osThreadID: Int32, currentThreadID: UInt64?, isIdle: Bool,
                 ticks: UInt64, preemptions: UInt64, deferrals: UInt64, retries: UInt64) {
@@ -225,6 +241,37 @@ public struct WorkerSnapshot: Codable, Sendable {
         self.preemptions = preemptions
         self.deferrals = deferrals
         self.retries = retries
+    }
+}
+
+/// One OS thread of the kernel (a "Machine").
+public struct OSThreadSnapshot: Codable, Sendable, Equatable {
+    /// What it does: runs green code holding a processor (or schedules on
+    /// it), sleeps inside the handler with the preempted thread it keeps,
+    /// waits as a spare, or is blocked in the OS after the monitor took its
+    /// processor.
+    public enum Role: String, Codable, Sendable {
+        case running, scheduling, parked, spare, blocked
+    }
+    /// The kernel's number for it (gt-m<id> in top -H).
+    public var id: Int
+    /// Its kernel thread id, 0 before it started.
+    public var osThreadID: Int32
+    public var role: Role
+    /// The processor it holds, if any.
+    public var processor: Int?
+    /// The green thread it runs or keeps, if any.
+    public var threadID: UInt64?
+    /// Times it parked with a preempted thread.
+    public var parks: UInt64
+
+    public init(id: Int, osThreadID: Int32, role: Role, processor: Int?, threadID: UInt64?, parks: UInt64) {
+        self.id = id
+        self.osThreadID = osThreadID
+        self.role = role
+        self.processor = processor
+        self.threadID = threadID
+        self.parks = parks
     }
 }
 

@@ -46,7 +46,8 @@ extension WorkerSnapshot {
             doing = isIdle ? "idle" : "in its scheduler"
         }
         return "worker \(index) (tid \(osThreadID)): \(doing); \(ticks) ticks, \(preemptions) preemptions, "
-            + "\(deferrals) deferred, \(retries) retries"
+            + "\(deferrals) deferred; hand-offs \(parkHandoffs ?? 0) park, \(resumeHandoffs ?? 0) resume, "
+            + "\(blockedHandoffs ?? 0) blocked"
     }
 }
 

@@ -6,6 +6,7 @@
 import CGreenCore
 import Dispatch
 import GreenThreads
+import GTSnapshot
 import Glibc
 import Synchronization
 
@@ -222,6 +223,44 @@ let foreignLockScenarios: [String: () throws -> Void] = [
         // A 1 ms ticker across a 300 ms block: a hand-off within a few ms
         // leaves well over a third of the ticks; without one, none.
         check(ticksDuringBlock >= blockMs / 3, "the ticker stopped while a thread was blocked: \(ticksDuringBlock) ticks")
+        print("OK")
+    },
+
+    "snapshot-os-threads": {
+        // Three call-free spinners on one processor with 1 ms slices: once
+        // each was preempted, a snapshot shows their OS threads parked with
+        // them, the processor's hand-offs, and each parked spinner's own
+        // frames (its trace comes from the context saved when it parked).
+        var snapshot: KernelSnapshot?
+        var spinnerIDs: [UInt64] = []
+        try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) {
+            GreenThread.current.setPriority(.highest)
+            let spinners = try (0..<3).map { i in try GreenThread.spawn(name: "parker\(i)") { spinUntilStopped() } }
+            spinnerIDs = spinners.map(\.thread.id)
+            let deadline = gt_clock_monotonic_ns() + 10_000_000_000
+            while spinners.contains(where: { $0.thread.statistics.preemptions == 0 }) && gt_clock_monotonic_ns() < deadline {
+                GreenThread.sleep(for: .milliseconds(20))
+            }
+            snapshot = Kernel.snapshot(includeStacks: true)
+            stopFlag.store(true, ordering: .relaxed)
+            for s in spinners { _ = try s.join() }
+        }
+        guard let snapshot, let osThreads = snapshot.osThreads else {
+            check(false, "no OS threads in the snapshot")
+            return
+        }
+        let parked = osThreads.filter { $0.role == .parked }
+        print("os_threads=\(osThreads.map { "\($0.id):\($0.role.rawValue)" }.joined(separator: ","))")
+        print("parked=\(parked.count)\npark_handoffs=\(snapshot.workers[0].parkHandoffs ?? 0)")
+        check(parked.count >= 2, "expected the waiting spinners' OS threads parked: \(osThreads)")
+        check(parked.allSatisfy { $0.threadID.map(spinnerIDs.contains) == true }, "parked with a spinner: \(parked)")
+        check((snapshot.workers[0].parkHandoffs ?? 0) > 0, "no park hand-off counted")
+        for p in parked {
+            let t = snapshot.thread(id: p.threadID!)!
+            let frames = t.trace?.frames.map(\.symbol) ?? []
+            check(frames.contains { ($0 ?? "").contains("spinUntilStopped") },
+                  "parked thread \(t.id)'s trace misses its own frame: \(frames)")
+        }
         print("OK")
     },
 ]

@@ -30,5 +30,11 @@ extension GreenThreadsTests {
                                        timeout: .seconds(5))
             #expect(!without.succeeded, "the ticker should stop without the hand-off: \(without)")
         }
+
+        @Test func snapshotShowsOSThreadsParkedWithTheirPreemptedThreads() throws {
+            let r = try Host.expectOK("snapshot-os-threads", timeout: .seconds(30))
+            #expect((r.number("parked") ?? 0) >= 2, "\(r)")
+            #expect((r.number("park_handoffs") ?? 0) > 0, "\(r)")
+        }
     }
 }

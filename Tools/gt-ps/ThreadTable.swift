@@ -128,6 +128,7 @@ struct ThreadTable {
         var lines = summary(snapshot).map(fit)
         if let extraSummary { lines.append(fit(extraSummary)) }
         for w in snapshot.workers { lines.append(fit(workerLine(w, snapshot))) }
+        if let line = osThreadLine(snapshot) { lines.append(fit(line)) }
         lines.append("")
         let laid = layout(threads)
         lines.append(row(laid.map(\.title), laid))
@@ -176,7 +177,21 @@ struct ThreadTable {
         let doing = w.currentThreadID.map { id in "runs \(id) '\(printable(s.thread(id: id)?.name ?? "?"))'" }
             ?? (w.isIdle ? "idle" : "scheduling")
         return "worker \(w.index) tid \(w.osThreadID) \(doing)  ticks \(w.ticks) pre \(w.preemptions) "
-            + "def \(w.deferrals) retry \(w.retries)"
+            + "def \(w.deferrals) handoff \(w.parkHandoffs ?? 0)/\(w.resumeHandoffs ?? 0)/\(w.blockedHandoffs ?? 0)"
+    }
+
+    /// `os threads: 2 running, 5 parked, 2 spare, 1 blocked (tid 4250 with 7)`
+    func osThreadLine(_ s: KernelSnapshot) -> String? {
+        guard let all = s.osThreads else { return nil }
+        let order: [OSThreadSnapshot.Role] = [.running, .scheduling, .parked, .spare, .blocked]
+        let counts = order.compactMap { role -> String? in
+            let n = all.filter { $0.role == role }.count
+            return n == 0 ? nil : "\(n) \(role.rawValue)"
+        }
+        let blocked = all.filter { $0.role == .blocked }.prefix(3)
+            .map { "tid \($0.osThreadID) with \($0.threadID.map(String.init) ?? "?")" }
+        return "os threads: " + (counts.isEmpty ? "none" : counts.joined(separator: ", "))
+            + (blocked.isEmpty ? "" : " (blocked: " + blocked.joined(separator: ", ") + ")")
     }
 
     /// Frame lines under a row: function and offset, then the image if it

@@ -124,7 +124,7 @@ int gt_trace_request_run(gt_trace_request *r, gt_worker_state *w, gt_thread_core
 
 /// Racy but tear-free reads of a worker's counters from another thread.
 typedef struct gt_worker_counters {
-    uint64_t ticks, preemptions, deferrals, retries, slice_start;
+    uint64_t ticks, preemptions, deferrals, parks, slice_start;
     int32_t tid, is_worker;
 } gt_worker_counters;
 void gt_worker_counters_read(const gt_worker_state *w, gt_worker_counters *out);

@@ -150,6 +150,7 @@ extension KernelCore {
                          callerTrace: (UInt64, RawTrace)? = nil) -> KernelSnapshot {
         var records: [ThreadRecord] = []
         var workerList: [WorkerSnapshot] = []
+        var machineList: [OSThreadSnapshot] = []
         var threads: [GreenThread] = []
         var spawned: UInt64 = 0
         // Phase 1: one consistent copy of states, counters and wait edges
@@ -158,6 +159,7 @@ extension KernelCore {
         if !lockHeld { lock.lock() }
         spawned = threadsSpawned
         (records, threads, workerList) = collectLocked()
+        machineList = collectMachinesLocked()
         if !lockHeld { lock.unlock() }
         // Phase 1b: traces, in batches. A trace is taken where the thread
         // is at that moment; one that changed state since phase 1 says so
@@ -196,7 +198,25 @@ extension KernelCore {
         return KernelSnapshot(processID: getpid(), processName: SnapshotCapture.processName(),
                               wallClockNanoseconds: SnapshotCapture.wallClockNanoseconds(),
                               monotonicNanoseconds: gt_clock_monotonic_ns(), includesStacks: includeStacks,
-                              kernelRunning: true, threadsSpawned: spawned, threads: snapshots, workers: workerList)
+                              kernelRunning: true, threadsSpawned: spawned, threads: snapshots, workers: workerList,
+                              osThreads: machineList)
+    }
+
+    /// The kernel's OS threads and their roles. Kernel lock held.
+    private func collectMachinesLocked() -> [OSThreadSnapshot] {
+        machines.compactMap { m -> OSThreadSnapshot? in
+            guard let ms = m.state, !shuttingDown else { return nil }
+            var c = gt_worker_counters()
+            gt_worker_counters_read(ms, &c)
+            let p = m.processor
+            let role: OSThreadSnapshot.Role
+            if m.isParked { role = .parked }
+            else if p != nil { role = m.current == nil ? .scheduling : .running }
+            else if m.current != nil { role = .blocked }
+            else { role = .spare }
+            return OSThreadSnapshot(id: m.id, osThreadID: c.tid, role: role, processor: p?.index,
+                                    threadID: m.current?.id, parks: c.parks)
+        }
     }
 
     /// Phase 1, kernel lock held: copy what the snapshot needs, oldest
@@ -229,8 +249,12 @@ extension KernelCore {
         let workerList = processors.map { p -> WorkerSnapshot in
             var c = gt_worker_counters()
             if let ws = p.heldBy?.state, !shuttingDown { gt_worker_counters_read(ws, &c) }
-            return WorkerSnapshot(index: p.index, osThreadID: c.tid, currentThreadID: p.current?.id, isIdle: p.isIdle,
-                                  ticks: c.ticks, preemptions: c.preemptions, deferrals: c.deferrals, retries: c.retries)
+            var w = WorkerSnapshot(index: p.index, osThreadID: c.tid, currentThreadID: p.current?.id, isIdle: p.isIdle,
+                                   ticks: c.ticks, preemptions: c.preemptions, deferrals: c.deferrals, retries: 0)
+            w.parkHandoffs = p.parkHandoffs
+            w.resumeHandoffs = p.resumeHandoffs
+            w.blockedHandoffs = p.blockedHandoffs
+            return w
         }
         return (records.reversed(), threads.reversed(), workerList)
     }
