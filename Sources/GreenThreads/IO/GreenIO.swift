@@ -25,7 +25,7 @@ import Glibc
 /// Readiness waits and reads/writes on descriptors the program owns, which
 /// park only the calling green thread.
 ///
-/// ```swift
+/// ```swift fragment
 /// var fds: [Int32] = [0, 0]
 /// pipe(&fds)
 /// let reader = try GreenThread.spawn {

@@ -7,7 +7,7 @@ import Glibc
 
 /// A failed I/O operation: which one, and the system's error number.
 ///
-/// ```swift
+/// ```swift fragment
 /// do {
 ///     let stream = try GreenTCPStream.connect(host: "127.0.0.1", port: 9, timeout: .seconds(1))
 ///     _ = stream

@@ -63,7 +63,7 @@ public struct KernelConfiguration: Sendable {
     /// property. `Kernel.run` checks the values and throws
     /// `KernelError.invalidConfiguration` for one out of range.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) { cooperativeMain() }
     /// ```
     public init(

@@ -59,7 +59,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let requests = GreenChannel<Request>(capacity: 64, name: "requests")
     /// let handoff = GreenChannel<Int>(capacity: 0)    // each send waits for a receive
     /// ```
@@ -92,7 +92,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///   (`GreenThread.cancel()`: the value is not delivered either);
     ///   `.notInKernel` when it would wait outside a green thread.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// for line in lines { try requests.send(Request(line)) }
     /// ```
     public func send(_ value: sending T) throws(GreenChannelError) {
@@ -155,7 +155,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// while let request = requests.receive() { handle(request) }
     /// ```
     public func receive() -> sending T? {
@@ -216,7 +216,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// `GreenChannelError.closed`; later sends throw, later receives drain
     /// what is buffered and then get nil. Closing twice does nothing more.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// for job in jobs { try queue.send(job) }
     /// queue.close()                  // the workers' receive loops end once it is drained
     /// ```

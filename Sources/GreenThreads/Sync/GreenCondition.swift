@@ -66,7 +66,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     ///   caller holds it); `.deadlock` when retaking it would close a cycle
     ///   (the caller then does not hold it).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try m.lock()
     /// while queue.isEmpty { try notEmpty.wait(m) }
     /// let job = queue.removeFirst()
@@ -80,7 +80,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// The mutex is held again when it returns either way.
     /// - Returns: true when signalled, false when the timeout passed first.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try m.withLock {
     ///     while queue.isEmpty {
     ///         if try !notEmpty.wait(m, timeout: .seconds(1)) { return }   // idle: give up
@@ -121,7 +121,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// Wakes the waiting thread of highest priority, if any. Callable from
     /// any thread, with or without the mutex held.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try m.withLock { queue.append(job) }
     /// notEmpty.signal()
     /// ```
@@ -134,7 +134,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
 
     /// Wakes every waiting thread, highest priority first.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try m.withLock { shuttingDown = true }
     /// notEmpty.broadcast()           // every waiter rechecks and sees it
     /// ```

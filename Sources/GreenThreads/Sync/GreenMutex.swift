@@ -184,7 +184,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try accounts.lock()
     /// defer { try? accounts.unlock() }
     /// balance -= amount
@@ -227,7 +227,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Returns: true when the caller holds the mutex, false on timeout.
     /// - Throws: as `lock()`.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// guard try accounts.lock(timeout: .milliseconds(50)) else { return .retryLater }
     /// defer { try? accounts.unlock() }
     /// ```
@@ -248,7 +248,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// holding it (tryLock cannot report `.ownerDied`: use `lock()`, which
     /// acquires such a mutex and throws `.ownerDied`).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// if accounts.tryLock() {
     ///     defer { try? accounts.unlock() }
     ///     flushPending()
@@ -453,7 +453,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `.notOwner` when the caller does not hold it;
     ///   `.notInKernel` outside a green thread (which can hold no mutex).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// try accounts.lock()
     /// balance += amount
     /// try accounts.unlock()
@@ -572,7 +572,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// instead, call `lock()`, which keeps the mutex held when it throws
     /// `.ownerDied`.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let total = try accounts.withLock { balances.values.reduce(0, +) }
     /// ```
     @inlinable

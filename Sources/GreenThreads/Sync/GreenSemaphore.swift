@@ -56,7 +56,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// otherwise stops the program with a message: waiting there could never
     /// end.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// connections.wait()
     /// defer { connections.signal() }
     /// try query(database)
@@ -68,7 +68,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Takes a permit, waiting at most `timeout`.
     /// - Returns: true with a permit taken, false when the timeout passed.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// guard connections.wait(timeout: .milliseconds(100)) else { return .busy }
     /// defer { connections.signal() }
     /// ```
@@ -107,7 +107,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Returns a permit: the waiting thread of highest priority gets it, or
     /// the count grows by one. Callable from any thread.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let done = GreenSemaphore(value: 0)
     /// try GreenThread.spawn { work(); done.signal() }
     /// done.wait()                    // until work() is done

@@ -5,7 +5,7 @@
 
 /// A green thread as named in an error: its id and name.
 ///
-/// ```swift
+/// ```swift fragment
 /// catch GreenMutexError.ownerDied(let previous, let mutex) {
 ///     print("\(previous) died holding \(mutex)")   // "thread 7 'writer' died holding mutex 3 'log'"
 /// }
@@ -32,7 +32,7 @@ public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
 
 /// A sync object (mutex, condition, semaphore, channel) as named in an error.
 ///
-/// ```swift
+/// ```swift fragment
 /// catch GreenMutexError.alreadyOwned(_, let mutex) {
 ///     print(mutex.kind, mutex.name)   // "mutex accounts"
 /// }
@@ -58,7 +58,7 @@ public struct SyncObjectIdentity: Sendable, Hashable, CustomStringConvertible {
 
 /// Misuse of a `GreenMutex`, or news that its previous owner died.
 ///
-/// ```swift
+/// ```swift fragment
 /// do {
 ///     try accounts.lock()
 /// } catch GreenMutexError.ownerDied {

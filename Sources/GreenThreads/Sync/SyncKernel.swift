@@ -128,7 +128,7 @@ extension GreenThread {
     /// any), or nil when it is not blocked: a snapshot, read under the
     /// kernel lock. Sync primitives record it on every blocking call.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// if let wait = worker.thread.waitingOn {
     ///     print("\(worker.thread.name) waits on \(wait)")   // "waits on mutex 0x3 held by thread 2 'low'"
     /// }

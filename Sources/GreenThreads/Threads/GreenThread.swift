@@ -32,7 +32,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     /// What a thread is doing, as reported by `state` and snapshots.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// if handle.thread.state == .blocked { print(handle.thread.waitingOn!) }
     /// ```
     public enum State: String, Sendable, Codable {
@@ -257,7 +257,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///   other threads and tasks, spawn through a `Kernel.Handle`, see
     ///   `Kernel.start`), `.invalidStackSize` for a stack below the minimum.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let parser = try GreenThread.spawn(name: "parser", priority: .low, stackSize: 256 * 1024) {
     ///     try parse(document)        // deep recursion: a larger stack
     /// }
@@ -299,7 +299,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// if there is one. Outside a kernel it yields the OS thread
     /// (`sched_yield`).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// while !done.load(ordering: .acquiring) { GreenThread.yield() }
     /// ```
     public static func yield() {
@@ -316,7 +316,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///
     /// A cancelled thread (`cancel()`) does not sleep: the call returns at
     /// once, and a sleep in progress ends when the thread is cancelled.
-    /// ```swift
+    /// ```swift fragment
     /// while running { poll(); GreenThread.sleep(for: .milliseconds(10)) }
     /// ```
     public static func sleep(for duration: Duration) {
@@ -334,7 +334,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// slice ends inside it (a slice that ends meanwhile ends right after).
     /// Regions nest. The thread can still block (a mutex, a channel) inside.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let snapshot = GreenThread.withoutPreemption { (first: stats.first, last: stats.last) }
     /// ```
     public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
@@ -348,7 +348,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
 /// Scheduling counters of one thread.
 ///
-/// ```swift
+/// ```swift fragment
 /// let s = handle.thread.statistics
 /// print("\(s.cpuTime) on the CPU, \(s.switches) switches, \(s.preemptions) preempted")
 /// ```

@@ -5,7 +5,7 @@ import Glibc
 
 /// Misuse of the green-thread API.
 ///
-/// ```swift
+/// ```swift fragment
 /// do {
 ///     _ = try GreenThread.spawn(stackSize: 4096) { work() }
 /// } catch let error as GreenThreadError {

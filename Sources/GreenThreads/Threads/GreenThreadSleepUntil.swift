@@ -10,7 +10,7 @@ extension GreenThread {
     /// worker. A deadline in the past returns after a yield. Outside a
     /// kernel it sleeps the OS thread.
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let tick = ContinuousClock.now
     /// for i in 1...10 {
     ///     GreenThread.sleep(until: tick + .milliseconds(100 * i))   // no drift

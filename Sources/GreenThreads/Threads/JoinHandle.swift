@@ -94,7 +94,7 @@ public struct JoinHandle<T> {
     ///   `.notInKernel` when called outside a kernel before the thread
     ///   finished (use `value` from async code).
     ///
-    /// ```swift
+    /// ```swift fragment
     /// let sizes = try files.map { f in try GreenThread.spawn { try size(of: f) } }
     /// let total = try sizes.map { try $0.join() }.reduce(0, +)
     /// ```

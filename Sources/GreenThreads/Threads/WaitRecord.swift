@@ -6,7 +6,7 @@ import GTSnapshot
 /// type, so a thread's control block and a snapshot of it share one
 /// definition.
 ///
-/// ```swift
+/// ```swift fragment
 /// if let wait = handle.thread.waitingOn, wait.kind == "mutex" {
 ///     print("held by \(wait.ownerName ?? "nobody")")
 /// }
