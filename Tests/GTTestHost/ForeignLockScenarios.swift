@@ -80,6 +80,8 @@ private func foreignLock(_ kind: String) -> ForeignLock {
 /// broken mutual exclusion.
 private let insideLock = Atomic<Int>(0)
 private let exclusionBroken = Atomic<Int>(0)
+/// Preemptions that landed inside the lock, all threads.
+private let preemptedInsideTotal = Atomic<Int>(0)
 
 let foreignLockScenarios: [String: () throws -> Void] = [
     "foreign-lock": {
@@ -97,19 +99,31 @@ let foreignLockScenarios: [String: () throws -> Void] = [
         var preemptions: UInt64 = 0
         var preemptedInside = 0
         try Kernel.run(KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(1))) {
-            let deadline = gt_clock_monotonic_ns() + Int64(millis) * 1_000_000
+            // Run `ms`, and on (up to four times as long) until a preemption
+            // has landed inside the lock: with two workers contending, most
+            // ticks land while a thread waits, not while it holds.
+            let start = gt_clock_monotonic_ns()
+            let deadline = start + Int64(millis) * 1_000_000
+            let hardDeadline = start + 4 * Int64(millis) * 1_000_000
+            func goOn() -> Bool {
+                let now = gt_clock_monotonic_ns()
+                return now < deadline || (now < hardDeadline && preemptedInsideTotal.load(ordering: .relaxed) == 0)
+            }
             let handles = try (0..<8).map { i in
                 try GreenThread.spawn(name: "locker\(i)") { () -> (Int, Int) in
                     var count = 0, inside = 0
                     let me = GreenThread.current
-                    while gt_clock_monotonic_ns() < deadline {
+                    while goOn() {
                         lock.withLock {
                             if insideLock.add(1, ordering: .acquiringAndReleasing).newValue != 1 {
                                 exclusionBroken.add(1, ordering: .relaxed)
                             }
                             let before = me.statistics.preemptions
                             spin(nanoseconds: 30_000)
-                            if me.statistics.preemptions != before { inside += 1 }
+                            if me.statistics.preemptions != before {
+                                inside += 1
+                                preemptedInsideTotal.add(1, ordering: .relaxed)
+                            }
                             insideLock.subtract(1, ordering: .acquiringAndReleasing)
                         }
                         count += 1
