@@ -231,7 +231,15 @@ let foundationScenarios: [String: () throws -> Void] = [
 
     "deadlock": {
         do {
-            try Kernel.run(KernelConfiguration(workers: 2)) { try joinEachOther() }
+            try Kernel.run(KernelConfiguration(workers: 2)) {
+                var second: JoinHandle<Void>?
+                let first = try GreenThread.spawn(name: "first") {
+                    GreenThread.sleep(for: .milliseconds(10))
+                    try second!.join()
+                }
+                second = try GreenThread.spawn(name: "second") { try first.join() }
+                try first.join()
+            }
             check(false, "deadlock not detected")
         } catch let KernelError.deadlock(report) {
             print(report)

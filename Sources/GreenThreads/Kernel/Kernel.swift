@@ -85,6 +85,7 @@ public enum Kernel {
 
         let kernel = KernelCore(configuration: configuration)
         kernel.processors = (0..<configuration.workers).map { Processor(index: $0, kernel: kernel) }
+        kernel.reserveSchedulerStorage()
         gt_park_setup(kernel.monitorWord)
         KernelCore.running.withLock { $0 = kernel }
         defer { KernelCore.running.withLock { $0 = nil } }

@@ -17,10 +17,10 @@
 // of the kernel would stop. So no user code runs under the kernel lock, and
 // the one outside component it relies on, the memory allocator (Swift code
 // under the lock may allocate and free), is never held by a parked thread
-// (CGreenCore/allocator.c), so code under the lock may allocate and free.
-// What a parked thread can still hold, the loader's locks in a callback
-// among them, is why the monitor leaves starting OS threads to its keeper
-// (Monitor.swift).
+// (CGreenCore/allocator.c). The scheduler's own paths keep clear of the
+// allocator anyway (storage reserved ahead: `reserveSchedulerStorage`, the
+// timer heap grown by the keeper outside the lock, each thread's first
+// joiner slot), and the monitor never allocates at all (Monitor.swift).
 //
 // The switch protocol (Scheduler.swift) hands the held lock across a
 // context switch: the context that resumes releases it, after the outgoing
@@ -92,6 +92,18 @@ final class KernelCore: @unchecked Sendable {
     deinit {
         monitorWord.deallocate()
         keeperWord.deallocate()
+    }
+
+    /// The kernel lock's holder never allocates on the scheduler's paths:
+    /// a parked thread may have been preempted inside malloc holding its
+    /// arena's lock, and a lock holder that waited for it would stop every
+    /// OS thread (resuming the parked one needs the kernel lock). So the
+    /// scheduler's arrays get their whole capacity up front.
+    func reserveSchedulerStorage() {
+        idleProcessors.reserveCapacity(processors.count)
+        pendingProcessors.reserveCapacity(processors.count)
+        blockedMachines.reserveCapacity(4 * processors.count)
+        machines.reserveCapacity(configuration.maxOSThreads + 1)
     }
 
     // MARK: Critical sections

@@ -16,8 +16,8 @@
 //      async-signal-safe, so the handler cannot call it), and retire extras;
 //   5. join Machines that have exited and give back their stacks.
 // Duties 4 and 5 are run by the keeper thread on the monitor's request
-// (`runKeeper` below): the monitor itself never takes a lock that a parked
-// thread may hold (the loader's, which pthread_create and pthread_join take).
+// (`runKeeper` below): the monitor itself never allocates nor takes a lock
+// that a parked thread may hold.
 //
 // "Blocked in the OS" is observed, not declared: we cannot mark every
 // blocking call a program may make (Go's entersyscall). A processor is
@@ -50,7 +50,7 @@ extension KernelCore {
             // from being declared deadlocked.
             if checkForDeadlock() { break }
             let create = spareMachineWork()
-            if create > 0 || exitedMachines > 0 {
+            if create > 0 || timers.wantsGrowth || exitedMachines > 0 {
                 keeperMachinesToStart += create
                 wakeKeeper()
             }
@@ -71,22 +71,23 @@ extension KernelCore {
     // MARK: The keeper
 
     /// The keeper: the monitor's errand runner (Go's template thread). It
-    /// starts and joins Machines and trims the stack pool. pthread_create
-    /// and pthread_join take the loader's locks (the new thread's TLS), and
-    /// a thread parked in a `dl_iterate_phdr` callback holds one; the
-    /// monitor, which is what resumes parked threads when OS threads block,
-    /// must never wait for it, so it delegates. If the
+    /// starts and joins Machines, grows the timer heap and trims the stack
+    /// pool. All of that allocates or takes libc's locks (pthread_create
+    /// allocates the new thread's TLS), and a parked thread may hold any of
+    /// those; the monitor, which is what resumes parked threads when OS
+    /// threads block, must never wait for one, so it delegates. If the
     /// keeper waits for a lock a parked thread holds, the monitor's hand-offs
     /// get that thread resumed.
     func runKeeper() {
         while true {
             let seq = gt_atomic_load_u32(keeperWord)
-            let (create, stop): (Int, Bool) = withCriticalLock {
+            let (create, stop, grow): (Int, Bool, Bool) = withCriticalLock {
                 let n = keeperMachinesToStart
                 keeperMachinesToStart = 0
-                return (n, shuttingDown)
+                return (n, shuttingDown, timers.wantsGrowth)
             }
             if stop { return }
+            if grow { growTimerStorage() }
             for _ in 0..<create { startSpareMachine() }
             if create > 0 { retryPendingPreemptions() }
             joinExitedMachines()
@@ -144,7 +145,11 @@ extension KernelCore {
             p.heldBy = nil
             p.current = nil
             p.blockedHandoffs &+= 1
-            blockedMachines.append(BlockedMachine(machine: m, cpuNanoseconds: cpu))
+            // (Capacity reserved: no allocation under the lock; a Machine
+            // not watched parks at its next tick instead.)
+            if blockedMachines.count < blockedMachines.capacity {
+                blockedMachines.append(BlockedMachine(machine: m, cpuNanoseconds: cpu))
+            }
             watch[p.index] = ProcessorWatch()
             // A Machine blocked in the OS most often waits for a lock that a
             // preempted thread holds (stdio, malloc, the program's own
@@ -213,6 +218,15 @@ extension KernelCore {
         let create = min(wanted, room)
         startingMachines += create
         return create
+    }
+
+    /// Doubles the timer heap's storage: allocated here, without the lock,
+    /// adopted under it, the old storage freed after.
+    private func growTimerStorage() {
+        var fresh: [TimerHeap.Entry] = []
+        fresh.reserveCapacity(2 * timers.capacity)
+        let old = withCriticalLock { timers.adopt(fresh) }
+        _ = old  // freed here, outside the lock
     }
 
     /// A preemption that found no spare Machine stays pending on its

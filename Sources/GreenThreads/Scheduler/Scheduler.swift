@@ -475,7 +475,7 @@ extension KernelCore {
         kernel.releaseHeldObjects(of: current)
         current.runState = .finished
         for joiner in current.joiners { kernel.makeReady(joiner) }
-        current.joiners = []
+        current.joiners.removeAll(keepingCapacity: true)  // freed with the thread, not under the lock
         kernel.liveThreads -= 1
         if kernel.liveThreads == 0 { kernel.beginShutdown() }
         return kernel.prepareSwitch(to: kernel.pickSwitchTarget(m), on: m, action: .exit)

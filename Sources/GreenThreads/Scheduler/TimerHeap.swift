@@ -4,6 +4,11 @@
 // monitor skips entries whose generation no longer matches. Guarded by the
 // kernel lock.
 //
+// No allocation under the lock (KernelCore.swift explains why): the storage
+// is reserved ahead, and the keeper grows it outside the lock when it is
+// half full (`wantsGrowth`, Monitor.swift), swapping the entries into the new storage
+// under the lock and freeing the old one after.
+//
 // An entry keeps its thread alive, so a stale entry may hold the last
 // reference to a finished thread, and dropping it (pop, dropStale) frees
 // the thread under the kernel lock. That runs no program code: a thread's
@@ -20,7 +25,28 @@ struct TimerHeap {
         var thread: GreenThread
     }
 
-    private var entries: [Entry] = []
+    private var entries: [Entry]
+
+    init(capacity: Int = 1024) {
+        entries = []
+        entries.reserveCapacity(capacity)
+    }
+
+    /// More than half the reserved storage is in use: the monitor should
+    /// grow it before an insert has to allocate under the lock.
+    var wantsGrowth: Bool { entries.count * 2 >= entries.capacity }
+    var capacity: Int { entries.capacity }
+
+    /// Moves the entries into `storage` (reserved by the caller outside the
+    /// lock, empty, at least twice as large) and returns the old storage for
+    /// the caller to free outside the lock. Kernel lock held.
+    mutating func adopt(_ storage: [Entry]) -> [Entry] {
+        var fresh = storage
+        precondition(fresh.isEmpty && fresh.capacity >= entries.count, "timer storage too small")
+        fresh.append(contentsOf: entries)
+        swap(&fresh, &entries)
+        return fresh
+    }
 
     var isEmpty: Bool { entries.isEmpty }
     var count: Int { entries.count }

@@ -127,6 +127,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
         self.kernel = kernel
+        // The first joiner is appended under the kernel lock, which must
+        // not allocate (KernelCore.swift): reserve its slot now.
+        joiners.reserveCapacity(1)
     }
 
     /// "green thread 7 'worker'".
