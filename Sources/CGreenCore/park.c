@@ -130,6 +130,7 @@ int gt_processor_retake(gt_worker_state *w, void *p) {
 }
 
 void gt_set_highest_ready(int level) { __atomic_store_n(&gt_highest_ready_level, level, __ATOMIC_RELAXED); }
+int gt_highest_ready(void) { return __atomic_load_n(&gt_highest_ready_level, __ATOMIC_RELAXED); }
 
 // Park lock held.
 static gt_worker_state *gt_spare_pop_locked(void) {

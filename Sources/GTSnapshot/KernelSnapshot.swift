@@ -230,6 +230,10 @@ public struct WorkerSnapshot: Codable, Sendable {
     public var parkHandoffs: UInt64?
     public var resumeHandoffs: UInt64?
     public var blockedHandoffs: UInt64?
+    /// Times its OS thread was woken from idle sleep to look for work
+    /// (issue 12; optional, format 1). A processor that finds work while it
+    /// spins before sleeping needs no wake-up.
+    public var idleWakeups: UInt64?
 
     public init(index: Int, osThreadID: Int32, currentThreadID: UInt64?, isIdle: Bool,
                 ticks: UInt64, preemptions: UInt64, deferrals: UInt64, retries: UInt64) {

@@ -47,7 +47,7 @@ extension WorkerSnapshot {
         }
         return "worker \(index) (tid \(osThreadID)): \(doing); \(ticks) ticks, \(preemptions) preemptions, "
             + "\(deferrals) deferred; hand-offs \(parkHandoffs ?? 0) park, \(resumeHandoffs ?? 0) resume, "
-            + "\(blockedHandoffs ?? 0) blocked"
+            + "\(blockedHandoffs ?? 0) blocked; \(idleWakeups ?? 0) idle wake-ups"
     }
 }
 

@@ -18,7 +18,7 @@ func applyFixOptions() {
 // Each area keeps its scenarios in its own file.
 let scenarios: [String: () throws -> Void] = [
     foundationScenarios, stackScenarios, microScenarios, preemptionScenarios, syncScenarios, debugScenarios, benchmarkScenarios,
-    foreignLockScenarios, ioScenarios,
+    foreignLockScenarios, ioScenarios, schedulerScenarios,
 ].reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
 setvbuf(stdout, nil, _IOLBF, 0)

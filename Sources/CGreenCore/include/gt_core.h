@@ -289,6 +289,8 @@ void *gt_held_processor(gt_worker_state *w);
 /// The highest priority level with a ready thread, mirrored by the Swift run
 /// queue for the handler's quick "is anyone waiting" check (-1: none).
 void gt_set_highest_ready(int level);
+/// The level last published by gt_set_highest_ready (relaxed: a spinner's hint).
+int gt_highest_ready(void);
 
 /// allocator.c: whether the context interrupted by a signal is inside the
 /// memory allocator (holding its locks), so it must not be parked. Built

@@ -254,6 +254,7 @@ extension KernelCore {
             w.parkHandoffs = p.parkHandoffs
             w.resumeHandoffs = p.resumeHandoffs
             w.blockedHandoffs = p.blockedHandoffs
+            w.idleWakeups = p.idleWakeups
             return w
         }
         return (records.reversed(), threads.reversed(), workerList)

@@ -37,6 +37,10 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var runQueue = RunQueue()          // kernel lock
     @exclusivity(unchecked) var processors: [Processor] = []   // set before start, then read-only
     @exclusivity(unchecked) var idleProcessors: [Processor] = [] // kernel lock
+    /// Processors looking for work before they sleep (Machine.spinForWork; kernel lock).
+    @exclusivity(unchecked) var spinningProcessors = 0
+    /// Mirrors `shuttingDown` for spinners, which poll without the lock.
+    let stopRequested = Atomic<Bool>(false)
     /// Every Machine started and not yet joined (kernel lock).
     @exclusivity(unchecked) var machines: [Machine] = []
     @exclusivity(unchecked) var nextMachineID = 0              // kernel lock
@@ -213,6 +217,7 @@ final class KernelCore: @unchecked Sendable {
     /// Stops the workers and the monitor. Kernel lock held.
     func beginShutdown() {
         shuttingDown = true
+        stopRequested.store(true, ordering: .relaxed)
         while let p = idleProcessors.popLast() { wake(p) }
         for m in machines where m.state != nil { gt_park_wake(m.state) }
         wakeMonitor()

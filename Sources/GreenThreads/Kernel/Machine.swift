@@ -219,6 +219,7 @@ final class Machine: @unchecked Sendable {
     /// the monitor retakes nothing (an idle processor is never retaken), or
     /// the kernel stops. Kernel lock held; returns with it held.
     private func idle(on p: Processor, _ ws: UnsafeMutablePointer<gt_worker_state>) {
+        if spinForWork(on: p) { return }
         p.isIdle = true
         kernel.idleProcessors.append(p)
         if kernel.checkForDeadlock() { return }
@@ -233,6 +234,39 @@ final class Machine: @unchecked Sendable {
             kernel.idleProcessors.removeAll { $0 === p }
         }
     }
+
+    /// Go's spinning rule: before it sleeps, one processor at a time looks
+    /// for work for a few microseconds without the lock, and while one does,
+    /// `makeReady` wakes no one (the spinner will take the thread). A program
+    /// that spawns or wakes threads every few microseconds then pays no
+    /// futex wake-up (and no sleep) per thread: measured on spawn+join of
+    /// 100k threads, 2.8 futex calls per spawn before. Returns whether work
+    /// (or shutdown) was found; kernel lock held on entry and on return.
+    private func spinForWork(on p: Processor) -> Bool {
+        guard kernel.spinningProcessors == 0, !kernel.shuttingDown else { return false }
+        kernel.spinningProcessors += 1
+        kernel.lock.unlock()
+        let deadline = gt_clock_monotonic_ns() + Machine.spinNanoseconds
+        var polls = 0
+        // The ready level is published with every run-queue change
+        // (gt_set_highest_ready); a stale read costs one more look.
+        while gt_highest_ready() < 0 && !kernel.stopRequested.load(ordering: .relaxed) {
+            polls &+= 1
+            if polls & 63 == 0 && gt_clock_monotonic_ns() > deadline { break }
+            gt_cpu_relax()
+        }
+        kernel.lock.lock()
+        kernel.spinningProcessors -= 1
+        guard !kernel.runQueue.isEmpty || kernel.shuttingDown else { return false }
+        // It takes one thread; if more wait and no one else looks, wake a
+        // sleeper to look (it spins in turn).
+        if kernel.runQueue.count > 1, let other = kernel.idleProcessors.popLast() { kernel.wake(other) }
+        return true
+    }
+
+    /// How long a processor spins for work before it sleeps: a few times the
+    /// gap between spawns in a spawning loop, small against a time slice.
+    static let spinNanoseconds: Int64 = 50_000
 
     /// Waits in the spare pool until a parking Machine hands this one a
     /// processor (true) or the monitor retires it or the kernel stops

@@ -34,6 +34,9 @@ final class Processor: @unchecked Sendable {
     @exclusivity(unchecked) var resumeHandoffs: UInt64 = 0
     /// Times the monitor took it from a Machine blocked in the OS (kernel lock).
     @exclusivity(unchecked) var blockedHandoffs: UInt64 = 0
+    /// Times its Machine was woken from idle sleep to look for work (kernel
+    /// lock): what Go's spinning rule keeps low (Machine.spinForWork).
+    @exclusivity(unchecked) var idleWakeups: UInt64 = 0
     /// Switches made on it; the monitor compares it across polls (holder).
     @exclusivity(unchecked) var switches: UInt64 = 0
 

@@ -343,6 +343,11 @@ extension KernelCore {
         thread.waitRecord = nil
         thread.wakeReason = reason
         runQueue.push(thread)
+        // A spinning processor takes it (Machine.spinForWork): no wake-up.
+        // A spinner starts only with the queue empty, so the queue holds
+        // only what arrived since; beyond one thread per spinner, wake or
+        // preempt as usual (priorities hold across processors).
+        if runQueue.count <= spinningProcessors { return }
         if let idle = idleProcessors.popLast() {
             wake(idle)
             return
@@ -353,6 +358,7 @@ extension KernelCore {
     /// Wakes an idle processor's Machine from its idle sleep. Kernel lock held.
     func wake(_ p: Processor) {
         p.isIdle = false
+        p.idleWakeups &+= 1
         if let m = p.heldBy { gt_park_wake(m.state) }
         noteProcessorBusy()
     }

@@ -1,0 +1,112 @@
+// Scheduler scenarios (issue 12): how processors find work, and a seeded
+// stress of every scheduler path at once.
+import CGreenCore
+import GreenThreads
+import Glibc
+import Synchronization
+
+let schedulerScenarios: [String: () throws -> Void] = [
+    "spawn-wakeups": {
+        // One thread spawns `count` empty threads on 2 workers, one every
+        // `gap` microseconds (a little work between spawns, as a real
+        // spawner does). The other processor runs each and runs out of work
+        // before the next: without Go's spinning rule it goes to sleep and
+        // the next spawn must wake it; with it, it spins for work and
+        // almost no spawn needs a futex wake-up.
+        let count = intOption("count", 20_000)
+        let gap = Int64(intOption("gap", 10)) * 1000
+        var wakeups: UInt64 = 0
+        try Kernel.run(KernelConfiguration(workers: 2)) {
+            var handles: [JoinHandle<Void>] = []
+            handles.reserveCapacity(count)
+            for _ in 0..<count {
+                handles.append(try GreenThread.spawn {})
+                let until = gt_clock_monotonic_ns() + gap
+                while gt_clock_monotonic_ns() < until {}
+            }
+            for h in handles { try h.join() }
+            wakeups = Kernel.snapshot().workers.reduce(0) { $0 + ($1.idleWakeups ?? 0) }
+        }
+        print("spawned=\(count)\nidle_wakeups=\(wakeups)")
+        check(wakeups < UInt64(count / 4), "\(wakeups) idle wake-ups for \(count) spawns")
+        print("OK")
+    },
+
+    "scheduler-stress": {
+        // Story: `threads` threads (pairs: a sender and a receiver on their
+        // own rendezvous channel) at random priorities, on 2 workers with
+        // 1 ms slices. Between messages each one yields, sleeps a few
+        // microseconds, or adds to one of a few counters under its
+        // GreenMutex, at random. Every thread must finish (a lost wake-up or
+        // a deadlock hangs, and the test's timeout fails it), and the
+        // counters must add up. The seed fixes the workload.
+        let seed = option("seed").flatMap(UInt64.init) ?? UInt64(gt_clock_monotonic_ns()) & 0xFFFF_FFFF
+        print("seed=\(seed)")
+        let threads = intOption("threads", 10_000) & ~1
+        let messages = intOption("messages", 20)
+        let mutexCount = 4
+        let totals = try Kernel.run(KernelConfiguration(workers: 2, timeSlice: .milliseconds(1))) { () -> (Int, Int, Int, Int, Int) in
+            direct()
+            let mutexes = (0..<mutexCount).map { GreenMutex(name: "stress\($0)") }
+            // counters[k] is guarded by mutexes[k] (raw memory: disjoint slots).
+            let counters = UnsafeMutablePointer<Int>.allocate(capacity: mutexCount)
+            counters.initialize(repeating: 0, count: mutexCount)
+            defer { counters.deallocate() }
+            nonisolated(unsafe) let guarded = counters  // each slot only under its mutex
+            let increments = Atomic<Int>(0), received = Atomic<Int>(0), sentSum = Atomic<Int>(0),
+                receivedSum = Atomic<Int>(0), finished = Atomic<Int>(0)
+            var rng = SplitMix64(seed: seed)
+            var handles: [JoinHandle<Void>] = []
+            handles.reserveCapacity(threads)
+            for pair in 0..<(threads / 2) {
+                let channel = GreenChannel<Int>(capacity: 0, name: "pair\(pair)")
+                for role in 0..<2 {
+                    let threadSeed = rng.next()
+                    let level = Int(rng.next() % 32)
+                    handles.append(try spawnAt("p\(pair)\(role == 0 ? "s" : "r")", level) {
+                        var r = SplitMix64(seed: threadSeed)
+                        for m in 0..<messages {
+                            switch r.next() % 4 {
+                            case 0: GreenThread.yield()
+                            case 1: GreenThread.sleep(for: .microseconds(Int64(r.next() % 200)))
+                            case 2:
+                                let k = Int(r.next() % UInt64(mutexCount))
+                                try! mutexes[k].lock()
+                                guarded[k] += 1
+                                try! mutexes[k].unlock()
+                                increments.add(1, ordering: .relaxed)
+                            default: break
+                            }
+                            if role == 0 {
+                                let value = pair * messages + m
+                                try! channel.send(value)
+                                sentSum.add(value, ordering: .relaxed)
+                            } else if let value = channel.receive() {
+                                received.add(1, ordering: .relaxed)
+                                receivedSum.add(value, ordering: .relaxed)
+                            }
+                        }
+                        finished.add(1, ordering: .relaxed)
+                    })
+                }
+            }
+            for h in handles { try h.join() }
+            var counted = 0
+            for k in 0..<mutexCount {
+                try mutexes[k].lock()
+                counted += guarded[k]
+                try mutexes[k].unlock()
+            }
+            return (finished.load(ordering: .relaxed), received.load(ordering: .relaxed),
+                    counted - increments.load(ordering: .relaxed),
+                    sentSum.load(ordering: .relaxed), receivedSum.load(ordering: .relaxed))
+        }
+        let (finished, received, lostIncrements, sentSum, receivedSum) = totals
+        print("finished=\(finished)\nreceived=\(received)\nlost_increments=\(lostIncrements)")
+        check(finished == threads, "\(finished) of \(threads) threads finished")
+        check(received == threads / 2 * messages, "\(received) of \(threads / 2 * messages) messages received")
+        check(sentSum == receivedSum, "sum sent \(sentSum) != sum received \(receivedSum)")
+        check(lostIncrements == 0, "counters under the mutexes differ from the increments by \(lostIncrements)")
+        print("OK")
+    },
+]
