@@ -28,19 +28,29 @@ final class Machine: @unchecked Sendable {
     /// Set when registered with the kernel (kernel lock).
     @exclusivity(unchecked) var id = -1
     unowned(unsafe) let kernel: KernelCore
+    /// The same, for the switch path (used through _withUnsafeGuaranteedRef:
+    /// an unowned(unsafe) load costs a retain/release pair per use).
+    let kernelRef: Unmanaged<KernelCore>
 
     /// This Machine's OS-thread state; valid from `attach` to `detach`.
     @exclusivity(unchecked) var state: UnsafeMutablePointer<gt_worker_state>!
-    // Unowned: the kernel's registry keeps every live thread alive, and a
+    // Unretained: the kernel's registry keeps every live thread alive, and a
     // thread is reaped only after it stopped being current and previous.
-    // (Strong references here cost a retain/release pair per switch.)
-    @exclusivity(unchecked) unowned(unsafe) var current: GreenThread?
-    @exclusivity(unchecked) unowned(unsafe) var previous: GreenThread?
+    // (Strong or unowned references here cost retain/release pairs on every
+    // switch: the switch path reads them through _withUnsafeGuaranteedRef.)
+    @exclusivity(unchecked) var currentRef: Unmanaged<GreenThread>?
+    @exclusivity(unchecked) var previousRef: Unmanaged<GreenThread>?
     @exclusivity(unchecked) var previousAction: SwitchAction = .none
     /// A parked thread picked by a cooperative switch: once this Machine is
     /// back in its scheduling context, its processor goes to that thread's
     /// own Machine.
-    @exclusivity(unchecked) unowned(unsafe) var resumeNext: GreenThread?
+    @exclusivity(unchecked) var resumeNext: Unmanaged<GreenThread>?
+
+    /// The thread it runs, for everything off the switch path.
+    var current: GreenThread? {
+        get { currentRef?.takeUnretainedValue() }
+        set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
+    }
     /// Saved stack pointer of the scheduling context while a green thread runs.
     let idleContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     /// Asked by the monitor to leave the spare pool (kernel lock).
@@ -61,6 +71,7 @@ final class Machine: @unchecked Sendable {
 
     init(kernel: KernelCore) {
         self.kernel = kernel
+        kernelRef = Unmanaged.passUnretained(kernel)
         idleContext = .allocate(capacity: 1)
         idleContext.initialize(to: nil)
     }
@@ -73,11 +84,23 @@ final class Machine: @unchecked Sendable {
         Unmanaged<Machine>.fromOpaque(state.pointee.machine).takeUnretainedValue()
     }
 
+    @inline(__always)
+    static func ref(_ state: UnsafeMutablePointer<gt_worker_state>) -> Unmanaged<Machine> {
+        Unmanaged<Machine>.fromOpaque(state.pointee.machine)
+    }
+
     /// The processor this Machine holds (park.c keeps the authoritative
     /// word). Stable while the kernel lock is held by this Machine.
     var processor: Processor? {
         guard let state, let raw = gt_held_processor(state) else { return nil }
         return Processor.from(raw)
+    }
+
+    /// The same, unretained, for the switch path.
+    @inline(__always)
+    var processorRef: Unmanaged<Processor>? {
+        guard let state, let raw = gt_held_processor(state) else { return nil }
+        return Unmanaged<Processor>.fromOpaque(raw)
     }
 
     /// The index of the processor it holds, for snapshots.
@@ -184,7 +207,7 @@ final class Machine: @unchecked Sendable {
         gt_unpin_self(ws)  // handed a processor before it first ran
         kernel.lock.lock()
         while !kernel.shuttingDown {
-            if let resume = resumeNext {
+            if let resume = resumeNext?.takeUnretainedValue() {
                 // A cooperative switch picked a parked thread: give it our processor.
                 resumeNext = nil
                 kernel.resumeParked(resume, from: self)
@@ -199,12 +222,12 @@ final class Machine: @unchecked Sendable {
                 ws.pointee.handoff_from = nil
                 kernel.requeueParked(Machine.from(from), on: p, by: self)
             }
-            if let next = kernel.pickNext(p) {
+            if let picked = kernel.pickNext(p) {
                 kernel.noteProcessorBusy()
-                if next.boundMachine != nil {
-                    kernel.resumeParked(next, from: self)
+                if picked._withUnsafeGuaranteedRef({ $0.isBound }) {
+                    kernel.resumeParked(picked.takeUnretainedValue(), from: self)
                 } else {
-                    kernel.switchTo(next, on: self, action: .none)  // returns with the lock released
+                    kernel.switchTo(picked, on: self, action: .none)  // returns with the lock released
                     kernel.lock.lock()
                 }
                 continue

@@ -16,7 +16,11 @@ final class Processor: @unchecked Sendable {
     unowned(unsafe) let kernel: KernelCore
 
     /// The green thread running on this processor, or nil (kernel lock).
-    @exclusivity(unchecked) unowned(unsafe) var current: GreenThread?
+    @exclusivity(unchecked) var currentRef: Unmanaged<GreenThread>?
+    var current: GreenThread? {
+        get { currentRef?.takeUnretainedValue() }
+        set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
+    }
     /// The Machine holding this processor, or nil while it is being handed
     /// over (kernel lock). The C field `processor` of that Machine's state is
     /// the authority (park.c); this is the scheduler's view of it.

@@ -11,15 +11,17 @@
 // the back instead of running. One skip per pick keeps a pick O(1).
 //
 // The FIFOs are intrusive (links live in GreenThread): a million ready
-// threads cost no allocation. Links, heads and tails are unowned: a queued
+// threads cost no allocation. Links, heads and tails are unretained: a queued
 // thread is kept alive by the kernel's thread registry, and only the kernel
 // lock's holder touches a queue (guarded by KernelLock).
 
 import CGreenCore
 
 struct RunQueue {
-    /// Heads and tails per level, unowned: in a measured yield ping-pong,
-    /// retain/release of strong array elements was half of all the time.
+    /// Heads and tails per level, unretained like the links: in a measured
+    /// yield ping-pong, retain/release of strong references was two thirds
+    /// of all the time. `pop` returns an unretained reference too; callers
+    /// on the switch path use it through `_withUnsafeGuaranteedRef`.
     private let heads: UnsafeMutablePointer<Unmanaged<GreenThread>?>
     private let tails: UnsafeMutablePointer<Unmanaged<GreenThread>?>
     /// Bit n is set when level n has a ready thread.
@@ -48,40 +50,40 @@ struct RunQueue {
     mutating func push(_ thread: GreenThread) {
         precondition(thread.queuedLevel < 0, "green thread \(thread.id) '\(thread.name)' queued twice")
         let level = thread.effectivePriorityLevel
+        let ref = Unmanaged.passUnretained(thread)
         thread.queuedLevel = level
         thread.runNext = nil
+        thread.runPrev = tails[level]
         if let tail = tails[level] {
-            thread.runPrev = tail.takeUnretainedValue()
-            tail._withUnsafeGuaranteedRef { $0.runNext = thread }
+            tail._withUnsafeGuaranteedRef { $0.runNext = ref }
         } else {
-            thread.runPrev = nil
-            heads[level] = Unmanaged.passUnretained(thread)
+            heads[level] = ref
         }
-        tails[level] = Unmanaged.passUnretained(thread)
+        tails[level] = ref
         bitmap |= 1 << UInt32(level)
         count += 1
         gt_set_highest_ready(Int32(highestLevel))
     }
 
     /// Removes and returns the first thread of the highest non-empty level.
-    mutating func pop() -> GreenThread? {
+    mutating func pop() -> Unmanaged<GreenThread>? {
         let level = highestLevel
         guard level >= 0, let head = heads[level] else { return nil }
-        let thread = head.takeUnretainedValue()
-        remove(thread)
-        return thread
+        head._withUnsafeGuaranteedRef { remove($0) }
+        return head
     }
 
     /// Like `pop`, but a head that owes a whole `slice` (in tick periods) of
     /// debt repays it by moving to the back of its level, if it has company.
-    mutating func popFair(slice: Int32) -> GreenThread? {
+    mutating func popFair(slice: Int32) -> Unmanaged<GreenThread>? {
         let level = highestLevel
-        guard level >= 0, let headRef = heads[level] else { return nil }
-        let head = headRef.takeUnretainedValue()
-        if slice > 0, head.runNext != nil, let core = head.core, core.pointee.debt_periods >= slice {
-            core.pointee.debt_periods -= slice
-            remove(head)
-            push(head)
+        guard level >= 0, let head = heads[level] else { return nil }
+        head._withUnsafeGuaranteedRef { head in
+            if slice > 0, head.runNext != nil, let core = head.core, core.pointee.debt_periods >= slice {
+                core.pointee.debt_periods -= slice
+                remove(head)
+                push(head)
+            }
         }
         return pop()
     }
@@ -100,7 +102,7 @@ struct RunQueue {
                 remove(thread)
                 return thread
             }
-            t = thread.runPrev
+            t = thread.runPrev?.takeUnretainedValue()
             looked += 1
         }
         return nil
@@ -111,8 +113,8 @@ struct RunQueue {
         let level = thread.queuedLevel
         precondition(level >= 0, "green thread \(thread.id) is not in the run queue")
         let prev = thread.runPrev, next = thread.runNext
-        if let prev { prev.runNext = next } else { heads[level] = next.map { Unmanaged.passUnretained($0) } }
-        if let next { next.runPrev = prev } else { tails[level] = prev.map { Unmanaged.passUnretained($0) } }
+        if let prev { prev._withUnsafeGuaranteedRef { $0.runNext = next } } else { heads[level] = next }
+        if let next { next._withUnsafeGuaranteedRef { $0.runPrev = prev } } else { tails[level] = prev }
         if heads[level] == nil {
             bitmap &= ~(1 << UInt32(level))
             gt_set_highest_ready(Int32(highestLevel))

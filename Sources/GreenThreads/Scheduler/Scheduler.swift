@@ -69,7 +69,7 @@ extension KernelCore {
     /// scheduling context). Requires the kernel lock and a critical count
     /// of 1; returns when the outgoing context is resumed, with the lock
     /// released (see the protocol above).
-    func switchTo(_ next: GreenThread?, on m: Machine, action: SwitchAction) {
+    func switchTo(_ next: Unmanaged<GreenThread>?, on m: Machine, action: SwitchAction) {
         let (save, load) = prepareSwitch(to: next, on: m, action: action)
         gt_switch(save, load)
         KernelCore.finishSwitch()
@@ -84,9 +84,9 @@ extension KernelCore {
     }
 
     @inline(__always)
-    func pickSwitchTarget(_ m: Machine) -> GreenThread? {
-        guard let p = m.processor, let next = pickNext(p) else { return nil }
-        if next.boundMachine != nil {
+    func pickSwitchTarget(_ m: Machine) -> Unmanaged<GreenThread>? {
+        guard let p = m.processorRef, let next = p._withUnsafeGuaranteedRef({ pickNext($0) }) else { return nil }
+        if next._withUnsafeGuaranteedRef({ $0.isBound }) {
             m.resumeNext = next
             return nil
         }
@@ -97,7 +97,7 @@ extension KernelCore {
     /// thread's CPU time, save its errno and exclusivity access set, and
     /// install `next` as the Machine's current context.
     @inline(__always)
-    func prepareSwitch(to next: GreenThread?, on m: Machine, action: SwitchAction)
+    func prepareSwitch(to next: Unmanaged<GreenThread>?, on m: Machine, action: SwitchAction)
         -> (UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafeMutableRawPointer)
     {
         let ws: UnsafeMutablePointer<gt_worker_state> = m.state
@@ -107,36 +107,45 @@ extension KernelCore {
         // One time-stamp read per switch (about 18 ns on this virtual
         // machine): it ends the outgoing thread's time and starts the next's.
         let now = gt_tsc()
-        if let prev = m.current {
-            let core = prev.core!
+        if let prev = m.currentRef {
+            let core = prev._withUnsafeGuaranteedRef { prev in
+                prev.runningOn = nil
+                return prev.core!
+            }
             core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
             if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { core.pointee.saved_errno = gt_errno_get() }
             if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
                 swift_task_exitThreadLocalContext(KernelCore.exclusivityState(core))
             }
-            prev.runningOn = nil
             // sp is the block's first field (static-asserted in context.c).
             save = UnsafeMutableRawPointer(core).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         } else {
             save = m.idleContext
         }
-        m.previous = m.current
+        m.previousRef = m.currentRef
         m.previousAction = action
         ws.pointee.slice_start = now
-        let p = m.processor
+        let p = m.processorRef
         let load: UnsafeMutableRawPointer
         if let next {
-            next.runState = .running
-            next.runningOn = m
-            m.current = next
-            p?.current = next
-            p?.switches &+= 1
-            ws.pointee.current = next.core
-            load = next.core!.pointee.sp!
+            let core = next._withUnsafeGuaranteedRef { next in
+                next.runState = .running
+                next.runningOn = m
+                return next.core!
+            }
+            m.currentRef = next
+            p?._withUnsafeGuaranteedRef { p in
+                p.currentRef = next
+                p.switches &+= 1
+            }
+            ws.pointee.current = core
+            load = core.pointee.sp!
         } else {
-            m.current = nil
-            if let p, p.heldBy === m { p.current = nil }
+            m.currentRef = nil
+            p?._withUnsafeGuaranteedRef { p in
+                if p.heldBy === m { p.currentRef = nil }
+            }
             ws.pointee.current = nil
             load = m.idleContext.pointee!
         }
@@ -151,38 +160,45 @@ extension KernelCore {
     /// Runs in the context that was just switched to (see the protocol).
     static func finishSwitch() {
         let ws = gt_self()!  // critical count is raised: this OS thread stays ours
-        let m = Machine.from(ws)
-        let kernel = m.kernel
-        if let previous = m.previous {
-            switch m.previousAction {
-            case .requeue:
-                // With its processor gone (retaken while it was blocked in
-                // the OS), no one here will look at the queue: wake someone.
-                if m.processor == nil { kernel.makeReady(previous) } else { kernel.runQueue.push(previous) }
-            case .exit: kernel.reap(previous)
-            case .none: break
+        Machine.ref(ws)._withUnsafeGuaranteedRef { m in
+            m.kernelRef._withUnsafeGuaranteedRef { kernel in kernel.finishSwitch(on: m, ws) }
+        }
+    }
+
+    @inline(__always)
+    private func finishSwitch(on m: Machine, _ ws: UnsafeMutablePointer<gt_worker_state>) {
+        if let previous = m.previousRef {
+            previous._withUnsafeGuaranteedRef { previous in
+                switch m.previousAction {
+                case .requeue:
+                    // With its processor gone (retaken while it was blocked in
+                    // the OS), no one here will look at the queue: wake someone.
+                    if m.processorRef == nil { makeReady(previous) } else { runQueue.push(previous) }
+                case .exit: reap(previous)
+                case .none: break
+                }
             }
-            m.previous = nil
+            m.previousRef = nil
         }
         m.previousAction = .none
-        guard let current = m.current else {
-            kernel.lock.unlock()
+        guard let current = m.currentRef else {
+            lock.unlock()
             return
         }
-        let core = current.core!
+        let core = current._withUnsafeGuaranteedRef { $0.core! }
         core.pointee.switches &+= 1
         ws.pointee.slice_periods = 0  // slice_start was set by the switcher, on this OS thread
         ws.pointee.preempt_pending = 0
-        kernel.lock.unlock()
+        lock.unlock()
         if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
-            swift_task_enterThreadLocalContext(exclusivityState(core))
+            swift_task_enterThreadLocalContext(KernelCore.exclusivityState(core))
         }
         if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { gt_errno_set(core.pointee.saved_errno) }
     }
 
     /// The next thread to run on processor `p`. Kernel lock held.
     @inline(__always)
-    func pickNext(_ p: Processor) -> GreenThread? {
+    func pickNext(_ p: Processor) -> Unmanaged<GreenThread>? {
         runQueue.popFair(slice: (p.averagePeriodsX16 + 8) / 16)
     }
 
@@ -275,9 +291,12 @@ extension KernelCore {
             _ = gt_exit_critical()
             return
         }
-        let m = Machine.from(ws)
-        m.kernel.lock.lock()
-        m.kernel.switchToReadyPeer(on: m)
+        Machine.ref(ws)._withUnsafeGuaranteedRef { m in
+            m.kernelRef._withUnsafeGuaranteedRef { kernel in
+                kernel.lock.lock()
+                kernel.switchToReadyPeer(on: m)
+            }
+        }
         exitCritical()
     }
 
@@ -287,18 +306,24 @@ extension KernelCore {
     /// released.
     func switchToReadyPeer(on m: Machine) {
         let ws: UnsafeMutablePointer<gt_worker_state> = m.state
-        let current = m.current!
-        if m.processor != nil && runQueue.highestLevel < current.effectivePriorityLevel {
+        let keepsRunning = m.currentRef!._withUnsafeGuaranteedRef { current in
+            guard m.processorRef != nil && runQueue.highestLevel < current.effectivePriorityLevel else {
+                current.runState = .ready
+                return false
+            }
             // Nothing of equal or higher priority is ready: keep running.
+            let core = current.core!
             let now = gt_tsc()
-            current.core!.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
-            current.core!.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
+            core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
+            core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
             ws.pointee.slice_start = now
             ws.pointee.slice_periods = 0
+            return true
+        }
+        if keepsRunning {
             lock.unlock()
             return
         }
-        current.runState = .ready
         switchAway(from: m, action: .requeue)
     }
 

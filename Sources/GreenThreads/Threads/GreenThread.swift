@@ -58,15 +58,23 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         didSet { core?.pointee.effective_level = Int32(effectivePriorityLevel) }
     }
     @exclusivity(unchecked) var runState: State = .ready
-    @exclusivity(unchecked) unowned(unsafe) var runNext: GreenThread?
-    @exclusivity(unchecked) unowned(unsafe) var runPrev: GreenThread?
+    /// Run-queue links, unretained (RunQueue.swift: no reference counting
+    /// on the switch path).
+    @exclusivity(unchecked) var runNext: Unmanaged<GreenThread>?
+    @exclusivity(unchecked) var runPrev: Unmanaged<GreenThread>?
     /// The run-queue level this thread is queued at, or -1 when not queued.
     @exclusivity(unchecked) var queuedLevel = -1
     /// The OS thread running this thread, while it runs.
     @exclusivity(unchecked) unowned(unsafe) var runningOn: Machine?
     /// While preempted: the OS thread parked with it, which must get the
     /// processor when the thread is picked again (Scheduler.swift).
-    @exclusivity(unchecked) unowned(unsafe) var boundMachine: Machine?
+    /// (Unretained storage: the switch path tests it on every pick.)
+    @exclusivity(unchecked) var boundMachineRef: Unmanaged<Machine>?
+    var boundMachine: Machine? {
+        get { boundMachineRef?.takeUnretainedValue() }
+        set { boundMachineRef = newValue.map { Unmanaged.passUnretained($0) } }
+    }
+    var isBound: Bool { boundMachineRef != nil }
 
     // --- registry of live threads (kernel lock) ---
     @exclusivity(unchecked) unowned(unsafe) var registryNext: GreenThread?
