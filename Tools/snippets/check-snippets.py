@@ -3,7 +3,7 @@
 the library in Swift 6 language mode, so an example that no longer builds (or
 that Swift 6's data-race checks reject) fails CI.
 
-Usage: Tools/snippets/check-snippets.py [--build-dir .build/debug] [files...]
+Usage: Tools/snippets/check-snippets.py [--build-dir .build/debug] [--coverage] [files...]
 Run `swift build --target GreenThreads` first (the script says so if the
 module is missing).
 
@@ -17,6 +17,29 @@ Swift 6's region-based isolation checks live (`-typecheck` alone would miss
 
 A block fenced ```swift fragment is shown, not compiled (a piece of a larger
 program); the script lists how many it skipped.
+
+--coverage also lists every public declaration of the GreenThreads library
+(Sources/GreenThreads) that no compiling example covers, and then exits
+non-zero. The rule, per declaration that is `public` or `open` (cases of a
+public enum included; `@_spi` declarations, which are not API, excluded):
+- it is covered by a ```swift block (not a fragment) in its own doc comment
+  that compiled in this run;
+- or by a compiled example in the doc comment of an enclosing type (its own
+  type first, then outwards; a member declared in an extension belongs to
+  the extended type) that names it:
+  - a property, method or static member as `.name` (`mutex.name`,
+    `.high`, `GreenThread.spawn`), with every argument label that has no
+    default value written as `label:` somewhere in the example
+    (so `lock()` does not cover `lock(timeout:)`);
+  - an initializer as `TypeName(` or `.init(`, with its required labels;
+  - a nested type or typealias by its name;
+- an enum case is covered by any compiled example of its enum (catching or
+  switching over one case shows how all are used);
+- `description`, `hash(into:)` and operators (`<`) are covered by any
+  compiled example of their type: `print(x)`, "\(x)" and `a < b` use them
+  without naming them.
+Mentions are matched as text, so an example can cover a member it only
+names in a comment; keep examples honest.
 """
 import argparse
 import glob
@@ -77,19 +100,241 @@ def compiler_flags(build_dir):
     return flags
 
 
+# ---------------------------------------------------------------- coverage
+
+# Modifiers that may stand before a declaration keyword (`class` and
+# `static` are modifiers when another keyword follows them).
+MODIFIERS = {"public", "open", "package", "internal", "private", "fileprivate", "static", "class", "final",
+             "override", "mutating", "nonmutating", "convenience", "required", "nonisolated", "indirect",
+             "lazy", "weak", "unowned", "dynamic", "consuming", "borrowing", "prefix", "postfix", "infix"}
+TYPE_KEYWORDS = {"struct", "class", "enum", "protocol", "actor", "extension"}
+MEMBER_KEYWORDS = {"func", "init", "var", "let", "subscript", "typealias", "case"}
+# Protocol witnesses that examples use without naming them: `print(x)` and
+# "\(x)" call `description`, `a < b` an operator.
+IMPLICIT_WITNESSES = {"description", "debugDescription", "hash"}
+
+
+def strip_code_line(line):
+    """The line without string literals and // comments (for brace counting)."""
+    line = re.sub(r'"(?:\\.|[^"\\])*"', '""', line)
+    return line.split("//", 1)[0]
+
+
+class Decl:
+    def __init__(self, path, line, kind, name, labels, parents, doc_blocks, spi):
+        self.path, self.line, self.kind, self.name = path, line, kind, name
+        self.labels, self.parents, self.doc_blocks, self.spi = labels, parents, doc_blocks, spi
+
+    def title(self):
+        owner = ".".join(self.parents)
+        full = f"{owner}.{self.name}" if owner and self.kind not in TYPE_KEYWORDS else (
+            ".".join(self.parents + [self.name]) if self.kind in TYPE_KEYWORDS else self.name)
+        if self.kind in ("func", "init", "subscript"):
+            full += "(" + "".join(f"{l}:" for l in self.labels["all"]) + ")"
+        return f"{self.kind} {full}"
+
+
+def parameter_labels(text):
+    """Argument labels of the first parameter list in `text`: all of them
+    ('_' for none) and those a call must spell (no default value)."""
+    text = text.replace("->", " ")   # a `>` that closes no generic list
+    start = text.find("(")
+    if start < 0:
+        return {"all": [], "required": []}
+    depth, params, current = 0, [], ""
+    for ch in text[start:]:
+        if ch in "([<":
+            depth += 1
+            if depth == 1:
+                continue
+        elif ch in ")]>":
+            depth -= 1
+            if depth == 0:
+                break
+        if ch == "," and depth == 1:
+            params.append(current)
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        params.append(current)
+    labels, required = [], []
+    for p in params:
+        names = p.split(":", 1)[0].split()
+        if not names:
+            continue
+        label = names[0]
+        labels.append(label)
+        # "label: Type = default" may be left out of a call.
+        if label != "_" and not re.search(r"=(?!=)", p.split(":", 1)[1] if ":" in p else ""):
+            required.append(label)
+    return {"all": labels, "required": required}
+
+
+def swift_declarations(path):
+    """Every declaration of a Swift file with its doc comment's ```swift
+    blocks (their line numbers), enclosing type path and attributes."""
+    lines = open(path, encoding="utf-8").read().split("\n")
+    decls = []
+    doc, doc_blocks, attributes = [], [], []
+    scopes = []          # (type path, depth of its body, is spi, is a public type)
+    depth = 0
+    pending_type = None  # a type declared on this line whose `{` may come later
+    in_multiline_string = False
+    for i, raw in enumerate(lines):
+        stripped = raw.strip()
+        if stripped.count('"""') % 2 == 1:
+            in_multiline_string = not in_multiline_string
+            continue
+        if in_multiline_string:
+            continue
+        if stripped.startswith("///"):
+            m = re.match(r"^///\s?```(swift.*)$", stripped)
+            if m and "fragment" not in m.group(1).split():
+                doc_blocks.append(i + 1)   # the fence's line, as docc_snippets counts it
+            doc.append(stripped)
+            continue
+        code = strip_code_line(raw).strip()
+        if not code:
+            if not stripped.startswith("//"):
+                doc, doc_blocks, attributes = [], [], []
+            continue
+        # Attributes on lines of their own belong to the next declaration.
+        rest = code
+        while True:
+            m = re.match(r"^(@\w+(?:\([^)]*\))?)\s*", rest)
+            if not m:
+                break
+            attributes.append(m.group(1))
+            rest = rest[m.end():]
+        if not rest:
+            continue
+        words = re.findall(r"[A-Za-z_][\w]*(?:\([^)]*\))?|\S", rest)
+        modifiers = []
+        k = 0
+        while k < len(words):
+            w = words[k]
+            base = w.split("(")[0]
+            nxt = words[k + 1] if k + 1 < len(words) else ""
+            if base in MODIFIERS and not (base == "class" and nxt not in MEMBER_KEYWORDS | MODIFIERS):
+                modifiers.append(base)
+                k += 1
+                continue
+            break
+        keyword = words[k].split("(")[0] if k < len(words) else ""
+        body_depth = scopes[-1][1] if scopes else 0
+        at_member_level = depth == body_depth
+        parents = scopes[-1][0] if scopes else []
+        in_spi = bool(scopes) and scopes[-1][2]
+        enclosing_public = bool(scopes) and scopes[-1][3]
+        spi = in_spi or any(a.startswith("@_spi") for a in attributes)
+        if at_member_level and (keyword in TYPE_KEYWORDS | MEMBER_KEYWORDS):
+            after = rest[rest.find(keyword) + len(keyword):] if keyword else ""
+            public = "public" in modifiers or "open" in modifiers
+            if keyword == "case":
+                # Cases of a public enum are public.
+                public = enclosing_public
+            if keyword in TYPE_KEYWORDS:
+                m = re.match(r"\s*([\w.]+)", after)
+                name = m.group(1) if m else "?"
+                path_names = name.split(".") if keyword == "extension" else parents + [name]
+                d = Decl(path, i + 1, keyword, name if keyword != "extension" else name,
+                         {"all": [], "required": []}, parents if keyword != "extension" else path_names[:-1],
+                         list(doc_blocks), spi)
+                d.public = public and keyword != "extension"
+                decls.append(d)
+                pending_type = (path_names, spi, d.public)
+            elif keyword == "case":
+                for name in re.findall(r"(?:^|,)\s*`?(\w+)`?", re.sub(r"\([^)]*\)", "", after.split("=")[0])):
+                    d = Decl(path, i + 1, "case", name, {"all": [], "required": []}, parents, list(doc_blocks), spi)
+                    d.public = public
+                    decls.append(d)
+            else:
+                if keyword in ("func", "init", "subscript"):
+                    text = "\n".join(strip_code_line(l) for l in lines[i:i + 12])
+                    text = text[text.find(keyword) + len(keyword):]
+                    m = re.match(r"\s*(`?[\w]+`?|[^\s(]+)", text)
+                    name = keyword if keyword != "func" else (m.group(1).strip("`") if m else "?")
+                    if keyword == "func":
+                        text = text[m.end():] if m else text
+                    labels = parameter_labels(text)
+                else:
+                    m = re.match(r"\s*`?(\w+)`?", after)
+                    name, labels = (m.group(1) if m else "?"), {"all": [], "required": []}
+                d = Decl(path, i + 1, keyword, name, labels, parents, list(doc_blocks), spi)
+                d.public = public
+                decls.append(d)
+        doc, doc_blocks, attributes = [], [], []
+        # Braces: open a type's body scope, close scopes.
+        for ch in code:
+            if ch == "{":
+                if pending_type is not None:
+                    scopes.append((pending_type[0], depth + 1, pending_type[1], pending_type[2]))
+                    pending_type = None
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                while scopes and scopes[-1][1] > depth:
+                    scopes.pop()
+    return decls
+
+
+def mentions(decl, text):
+    """Whether an example's code names `decl` (see the rule at the top)."""
+    if decl.kind in TYPE_KEYWORDS or decl.kind == "typealias":
+        return re.search(rf"\b{re.escape(decl.name)}\b", text) is not None
+    if decl.kind == "init":
+        owner = re.escape(decl.parents[-1])
+        called = re.search(rf"(\b{owner}(<[^>]*>)?|\.init)\s*\(", text)
+    elif decl.name in IMPLICIT_WITNESSES or not re.match(r"\w", decl.name):
+        return True
+    else:
+        called = re.search(rf"\.{re.escape(decl.name)}\b", text)
+    return called is not None and all(re.search(rf"\b{re.escape(l)}\s*:", text) for l in decl.labels["required"])
+
+
+def coverage(decls, compiled):
+    """(covered, missing) public declarations; `compiled` maps (path, line)
+    of each block that compiled to its code."""
+    types = {tuple(d.parents + [d.name]): d for d in decls if d.kind in TYPE_KEYWORDS - {"extension"}}
+
+    def examples(d):
+        return [compiled[(d.path, line)] for line in d.doc_blocks if (d.path, line) in compiled]
+
+    covered, missing = [], []
+    for d in decls:
+        if not d.public or d.spi:
+            continue
+        how = "own example" if examples(d) else None
+        # The enclosing types' examples, innermost first.
+        for n in range(len(d.parents), 0, -1):
+            if how:
+                break
+            owner = types.get(tuple(d.parents[:n]))
+            texts = examples(owner) if owner else []
+            if texts and (d.kind == "case" and n == len(d.parents) or any(mentions(d, t) for t in texts)):
+                how = f"{'.'.join(d.parents[:n])}'s example"
+        (covered if how else missing).append((d, how))
+    return covered, missing
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build-dir", default=os.path.join(ROOT, ".build", "debug"))
+    parser.add_argument("--coverage", action="store_true",
+                        help="also fail when a public declaration has no compiling example")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args()
+    library = sorted(glob.glob(os.path.join(ROOT, "Sources", "GreenThreads", "**", "*.swift"), recursive=True))
+    if args.coverage and args.files:
+        sys.exit("--coverage checks the whole library: give no files")
     files = args.files or (
-        [os.path.join(ROOT, "README.md")]
-        + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
-        + sorted(glob.glob(os.path.join(ROOT, "Sources", "GreenThreads", "**", "*.swift"), recursive=True)))
+        [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))) + library)
     flags = compiler_flags(args.build_dir)
     prelude = os.path.join(ROOT, "Tools", "snippets", "Prelude.swift")
-    compiled = skipped = 0
+    skipped = 0
     failures = []
+    compiled = {}   # (path, line) -> code, for each block that compiled
     with tempfile.TemporaryDirectory() as tmp:
         for path in files:
             snippets = docc_snippets(path) if path.endswith(".swift") else markdown_snippets(path)
@@ -98,16 +343,14 @@ def main():
                 if "fragment" in info.split():
                     skipped += 1
                     continue
-                if not re.search(r"^import GreenThreads", code, re.M):
-                    code = "import GreenThreads\n" + code
+                source = code if re.search(r"^import GreenThreads", code, re.M) else "import GreenThreads\n" + code
                 main = os.path.join(tmp, "main.swift")
                 with open(main, "w", encoding="utf-8") as f:
-                    f.write(code + "\n")
+                    f.write(source + "\n")
                 # An @main type cannot sit in a file of top-level code.
                 mode = ["-parse-as-library"] if re.search(r"^@main", code, re.M) else []
                 result = subprocess.run(["swiftc", "-emit-sil", "-wmo", "-o", os.devnull, *mode, *flags, main, prelude],
                                         capture_output=True, text=True)
-                compiled += 1
                 if result.returncode != 0:
                     errors = [l for l in result.stderr.split("\n") if "error:" in l]
                     failures.append((where, errors[:3] or result.stderr.split("\n")[:3]))
@@ -115,9 +358,19 @@ def main():
                     for e in failures[-1][1]:
                         print(f"    {e.replace(main, 'snippet')}")
                 else:
+                    compiled[(path, line)] = code
                     print(f"ok   {where}")
-    print(f"{compiled} compiled, {len(failures)} failed, {skipped} fragments skipped")
-    sys.exit(1 if failures else 0)
+    print(f"{len(compiled) + len(failures)} compiled, {len(failures)} failed, {skipped} fragments skipped")
+    missing = []
+    if args.coverage:
+        decls = [d for path in library for d in swift_declarations(path)]
+        covered, missing = coverage(decls, compiled)
+        for d, _ in missing:
+            print(f"NO EXAMPLE {os.path.relpath(d.path, ROOT)}:{d.line} {d.title()}")
+        own = sum(1 for _, how in covered if how == "own example")
+        print(f"coverage: {len(covered) + len(missing)} public declarations, {own} with their own example, "
+              f"{len(covered) - own} through their type's, {len(missing)} without")
+    sys.exit(1 if failures or missing else 0)
 
 
 if __name__ == "__main__":
