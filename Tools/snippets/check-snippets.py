@@ -21,7 +21,8 @@ program); the script lists how many it skipped.
 --coverage also lists every public declaration of the GreenThreads library
 (Sources/GreenThreads) that no compiling example covers, and then exits
 non-zero. The rule, per declaration that is `public` or `open` (cases of a
-public enum included; `@_spi` declarations, which are not API, excluded):
+public enum included; `@_spi` declarations, which are not API, and
+deprecated ones, which an example should not teach, excluded):
 - it is covered by a ```swift block (not a fragment) in its own doc comment
   that compiled in this run;
 - or by a compiled example in the doc comment of an enclosing type (its own
@@ -38,8 +39,8 @@ public enum included; `@_spi` declarations, which are not API, excluded):
 - `description`, `hash(into:)` and operators (`<`) are covered by any
   compiled example of their type: `print(x)`, "\(x)" and `a < b` use them
   without naming them.
-Mentions are matched as text, so an example can cover a member it only
-names in a comment; keep examples honest.
+Mentions are matched in the example's code with its // comments removed:
+naming a member in a comment covers nothing.
 """
 import argparse
 import glob
@@ -227,7 +228,8 @@ def swift_declarations(path):
         parents = scopes[-1][0] if scopes else []
         in_spi = bool(scopes) and scopes[-1][2]
         enclosing_public = bool(scopes) and scopes[-1][3]
-        spi = in_spi or any(a.startswith("@_spi") for a in attributes)
+        spi = in_spi or any(a.startswith("@_spi") or re.match(r"@available\(\*,\s*(deprecated|unavailable)", a)
+                            for a in attributes)
         if at_member_level and (keyword in TYPE_KEYWORDS | MEMBER_KEYWORDS):
             after = rest[rest.find(keyword) + len(keyword):] if keyword else ""
             public = "public" in modifiers or "open" in modifiers
@@ -279,6 +281,12 @@ def swift_declarations(path):
     return decls
 
 
+def without_comments(code):
+    """`code` without its // comments (string literals kept whole)."""
+    return "\n".join(re.sub(r'("(?:\\.|[^"\\])*")|//.*', lambda m: m.group(1) or "", line)
+                     for line in code.split("\n"))
+
+
 def mentions(decl, text):
     """Whether an example's code names `decl` (see the rule at the top)."""
     if decl.kind in TYPE_KEYWORDS or decl.kind == "typealias":
@@ -299,7 +307,7 @@ def coverage(decls, compiled):
     types = {tuple(d.parents + [d.name]): d for d in decls if d.kind in TYPE_KEYWORDS - {"extension"}}
 
     def examples(d):
-        return [compiled[(d.path, line)] for line in d.doc_blocks if (d.path, line) in compiled]
+        return [without_comments(compiled[(d.path, line)]) for line in d.doc_blocks if (d.path, line) in compiled]
 
     covered, missing = [], []
     for d in decls:
