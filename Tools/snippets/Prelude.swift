@@ -11,3 +11,4 @@ func serveRequest() {}
 func useSharedResource() {}
 func repairSharedState() {}
 func useSharedState() {}
+func size(of path: String) throws -> Int { 0 }
