@@ -21,7 +21,7 @@ import Glibc
 ///         defer { stream.close() }
 ///         try handshake(stream)
 ///     } catch let error as GreenIOError where error.errno == ECONNREFUSED {
-///         print("\(error.operation): nobody listens")          // "connect: nobody listens"
+///         print("\(error.operation): nobody listens")          // "connect to 127.0.0.1:9: nobody listens"
 ///     } catch let error as GreenIOError where error.isClosed {
 ///         print("closed under us: \(error.detail ?? "")")
 ///     } catch {

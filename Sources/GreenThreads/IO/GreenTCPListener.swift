@@ -18,7 +18,7 @@ import Synchronization
 ///     print("listening on \(listener.port), descriptor \(listener.fileDescriptor)")
 ///     let server = try GreenThread.spawn {
 ///         while let client = try? listener.accept() {   // fails with EBADF once closed
-///             try GreenThread.spawn { defer { client.close() }; /* serve client */ }
+///             try GreenThread.spawn { defer { client.close() }; try serve(client) }
 ///         }
 ///     }
 ///     GreenThread.sleep(for: .seconds(10))

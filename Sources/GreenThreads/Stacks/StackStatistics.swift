@@ -23,7 +23,7 @@ extension Kernel {
     /// try Kernel.run {
     ///     for _ in 0..<100 { try GreenThread.spawn { serveRequest() }.join() }
     /// }
-    /// print(Kernel.stackStatistics.stacksCarved - before.stacksCarved)   // 1 or 2: freed stacks are reused
+    /// print(Kernel.stackStatistics.stacksCarved - before.stacksCarved)   // a handful, not 100: freed stacks are reused
     /// ```
     public static var stackStatistics: StackStatistics {
         StackPool.shared.statistics()

@@ -72,7 +72,7 @@ final class JoinCompletion<T>: @unchecked Sendable {
 /// try Kernel.run {
 ///     let h = try GreenThread.spawn(name: "compute") { try compute() }
 ///     print(h.thread.name, h.isFinished)   // compute false, most likely
-///     let value = try h.join()             // rethrows compute()'s error
+///     print(try h.join())                  // rethrows compute()'s error
 ///     let idle = try GreenThread.spawn { GreenThread.sleep(for: .seconds(60)) }
 ///     idle.cancel()                        // its sleep ends at once
 ///     try idle.join()
