@@ -115,6 +115,10 @@ MEMBER_KEYWORDS = {"func", "init", "var", "let", "subscript", "typealias", "case
 IMPLICIT_WITNESSES = {"description", "debugDescription", "hash"}
 
 
+# A line that declares something public (attributes and modifiers first).
+PUBLIC_LINE = re.compile(r"^\s*(@\w+(\([^)]*\))?\s+)*((nonisolated(\(unsafe\))?|static|final|class)\s+)*(public|open)\s+[A-Za-z_@]")
+
+
 def strip_code_line(line):
     """The line without string literals and // comments (for brace counting)."""
     line = re.sub(r'"(?:\\.|[^"\\])*"', '""', line)
@@ -369,16 +373,24 @@ def main():
                     compiled[(path, line)] = code
                     print(f"ok   {where}")
     print(f"{len(compiled) + len(failures)} compiled, {len(failures)} failed, {skipped} fragments skipped")
-    missing = []
+    missing, unparsed = [], []
     if args.coverage:
         decls = [d for path in library for d in swift_declarations(path)]
         covered, missing = coverage(decls, compiled)
         for d, _ in missing:
             print(f"NO EXAMPLE {os.path.relpath(d.path, ROOT)}:{d.line} {d.title()}")
+        # A line that starts a public declaration the parser did not see
+        # would escape the check: say so rather than pass.
+        seen = {(d.path, d.line) for d in decls}
+        unparsed = [(path, number, text.strip()) for path in library
+                    for number, text in enumerate(open(path, encoding="utf-8").read().split("\n"), 1)
+                    if PUBLIC_LINE.match(text) and (path, number) not in seen]
+        for path, number, text in unparsed:
+            print(f"NOT PARSED {os.path.relpath(path, ROOT)}:{number} {text}")
         own = sum(1 for _, how in covered if how == "own example")
         print(f"coverage: {len(covered) + len(missing)} public declarations, {own} with their own example, "
               f"{len(covered) - own} through their type's, {len(missing)} without")
-    sys.exit(1 if failures or missing else 0)
+    sys.exit(1 if failures or missing or unparsed else 0)
 
 
 if __name__ == "__main__":
