@@ -15,6 +15,10 @@ beside it (stand-ins for the helpers examples call: compute(), process(_:),
 Swift 6's region-based isolation checks live (`-typecheck` alone would miss
 "sending 'x' risks causing data races"); nothing is linked or run.
 
+A block that opens with `// swift-tools-version:` is a package manifest (the
+README's "Add it"): it is type-checked alone against the toolchain's
+PackageDescription module, in the tools version it names.
+
 A block fenced ```swift fragment is shown, not compiled (a piece of a larger
 program); the script lists how many it skipped.
 
@@ -46,6 +50,7 @@ import argparse
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -330,6 +335,20 @@ def coverage(decls, compiled):
     return covered, missing
 
 
+def manifest_command(code, path):
+    """The swiftc command that type-checks a Package.swift at `path`, or
+    None when `code` is not a manifest."""
+    m = re.match(r"//\s*swift-tools-version:\s*([\d.]+)", code)
+    if not m:
+        return None
+    # The toolchain keeps PackageDescription beside the compiler:
+    # <usr>/bin/swiftc and <usr>/lib/swift/pm/ManifestAPI.
+    usr = os.path.dirname(os.path.dirname(os.path.realpath(shutil.which("swiftc"))))
+    api = os.path.join(usr, "lib", "swift", "pm", "ManifestAPI")
+    return ["swiftc", "-typecheck", "-swift-version", m.group(1).split(".")[0], "-I", api,
+            "-package-description-version", m.group(1), path]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build-dir", default=os.path.join(ROOT, ".build", "debug"))
@@ -355,14 +374,16 @@ def main():
                 if "fragment" in info.split():
                     skipped += 1
                     continue
-                source = code if re.search(r"^import GreenThreads", code, re.M) else "import GreenThreads\n" + code
-                main = os.path.join(tmp, "main.swift")
+                manifest = manifest_command(code, os.path.join(tmp, "Package.swift"))
+                source = code if manifest or re.search(r"^import GreenThreads", code, re.M) \
+                    else "import GreenThreads\n" + code
+                main = os.path.join(tmp, "Package.swift" if manifest else "main.swift")
                 with open(main, "w", encoding="utf-8") as f:
                     f.write(source + "\n")
                 # An @main type cannot sit in a file of top-level code.
                 mode = ["-parse-as-library"] if re.search(r"^@main", code, re.M) else []
-                result = subprocess.run(["swiftc", "-emit-sil", "-wmo", "-o", os.devnull, *mode, *flags, main, prelude],
-                                        capture_output=True, text=True)
+                command = manifest or ["swiftc", "-emit-sil", "-wmo", "-o", os.devnull, *mode, *flags, main, prelude]
+                result = subprocess.run(command, capture_output=True, text=True)
                 if result.returncode != 0:
                     errors = [l for l in result.stderr.split("\n") if "error:" in l]
                     failures.append((where, errors[:3] or result.stderr.split("\n")[:3]))
