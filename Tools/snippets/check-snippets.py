@@ -43,8 +43,13 @@ deprecated ones, which an example should not teach, excluded):
 - `description`, `hash(into:)` and operators (`<`) are covered by any
   compiled example of their type: `print(x)`, "\(x)" and `a < b` use them
   without naming them.
-Mentions are matched in the example's code with its // comments removed:
-naming a member in a comment covers nothing.
+Mentions are matched as text in the example's code with its // comments
+removed: naming a member in a comment covers nothing, but `.close` on a
+value of another type counts (write examples that use what they cover).
+The declarations come from a line-based reading of the sources (braces,
+attributes, modifiers), not the compiler; a line that starts a public
+declaration it did not recognize is reported (NOT PARSED) and fails the
+check rather than escaping it.
 """
 import argparse
 import glob
@@ -108,40 +113,43 @@ def compiler_flags(build_dir):
 
 # ---------------------------------------------------------------- coverage
 
-# Modifiers that may stand before a declaration keyword (`class` and
-# `static` are modifiers when another keyword follows them).
+# Modifiers that may stand before a declaration keyword (`class` is one
+# only when another keyword follows it: `class func`).
 MODIFIERS = {"public", "open", "package", "internal", "private", "fileprivate", "static", "class", "final",
              "override", "mutating", "nonmutating", "convenience", "required", "nonisolated", "indirect",
              "lazy", "weak", "unowned", "dynamic", "consuming", "borrowing", "prefix", "postfix", "infix"}
-TYPE_KEYWORDS = {"struct", "class", "enum", "protocol", "actor", "extension"}
+TYPE_KEYWORDS = {"struct", "class", "enum", "protocol", "actor"}
 MEMBER_KEYWORDS = {"func", "init", "var", "let", "subscript", "typealias", "case"}
 # Protocol witnesses that examples use without naming them: `print(x)` and
-# "\(x)" call `description`, `a < b` an operator.
+# "\(x)" call `description`, a Set or Dictionary `hash(into:)`.
 IMPLICIT_WITNESSES = {"description", "debugDescription", "hash"}
+# A line that declares something public (attributes and modifiers first):
+# the cross-check that the parser below saw every such line.
+PUBLIC_LINE = re.compile(r"^\s*(@\w+(\([^)]*\))?\s+)*((nonisolated(\(unsafe\))?|static|final|class)\s+)*"
+                         r"(public|open)\s+[A-Za-z_@]")
 
 
-# A line that declares something public (attributes and modifiers first).
-PUBLIC_LINE = re.compile(r"^\s*(@\w+(\([^)]*\))?\s+)*((nonisolated(\(unsafe\))?|static|final|class)\s+)*(public|open)\s+[A-Za-z_@]")
+class Decl:
+    """One declaration: where it is, what it is, the types it is nested in
+    (`parents`), its argument labels, and the fence lines of the compiled
+    (non-fragment) ```swift blocks of its doc comment."""
+
+    def __init__(self, path, line, kind, name, parents, doc_blocks, public, excluded, labels=None):
+        self.path, self.line, self.kind, self.name, self.parents = path, line, kind, name, parents
+        self.doc_blocks, self.public, self.excluded = doc_blocks, public, excluded
+        self.labels = labels or {"all": [], "required": []}
+
+    def title(self):
+        full = ".".join(self.parents + [self.name])
+        if self.kind in ("func", "init", "subscript"):
+            full += "(" + "".join(f"{l}:" for l in self.labels["all"]) + ")"
+        return f"{self.kind} {full}"
 
 
 def strip_code_line(line):
     """The line without string literals and // comments (for brace counting)."""
     line = re.sub(r'"(?:\\.|[^"\\])*"', '""', line)
     return line.split("//", 1)[0]
-
-
-class Decl:
-    def __init__(self, path, line, kind, name, labels, parents, doc_blocks, spi):
-        self.path, self.line, self.kind, self.name = path, line, kind, name
-        self.labels, self.parents, self.doc_blocks, self.spi = labels, parents, doc_blocks, spi
-
-    def title(self):
-        owner = ".".join(self.parents)
-        full = f"{owner}.{self.name}" if owner and self.kind not in TYPE_KEYWORDS else (
-            ".".join(self.parents + [self.name]) if self.kind in TYPE_KEYWORDS else self.name)
-        if self.kind in ("func", "init", "subscript"):
-            full += "(" + "".join(f"{l}:" for l in self.labels["all"]) + ")"
-        return f"{self.kind} {full}"
 
 
 def parameter_labels(text):
@@ -173,26 +181,60 @@ def parameter_labels(text):
         names = p.split(":", 1)[0].split()
         if not names:
             continue
-        label = names[0]
-        labels.append(label)
+        labels.append(names[0])
         # "label: Type = default" may be left out of a call.
-        if label != "_" and not re.search(r"=(?!=)", p.split(":", 1)[1] if ":" in p else ""):
-            required.append(label)
+        if names[0] != "_" and not re.search(r"=(?!=)", p.split(":", 1)[1] if ":" in p else ""):
+            required.append(names[0])
     return {"all": labels, "required": required}
 
 
+def split_declaration(code):
+    """(attributes, modifiers, keyword, text after the keyword) of a line."""
+    attributes, rest = [], code
+    while m := re.match(r"^(@\w+(?:\([^)]*\))?)\s*", rest):
+        attributes.append(m.group(1))
+        rest = rest[m.end():]
+    words = re.findall(r"[A-Za-z_]\w*(?:\([^)]*\))?|\S", rest)
+    modifiers, k = [], 0
+    while k < len(words):
+        base, following = words[k].split("(")[0], words[k + 1] if k + 1 < len(words) else ""
+        if base not in MODIFIERS or (base == "class" and following not in MEMBER_KEYWORDS | MODIFIERS):
+            break
+        modifiers.append(base)
+        k += 1
+    keyword = words[k].split("(")[0] if k < len(words) else ""
+    after = rest[rest.find(keyword) + len(keyword):] if keyword else ""
+    return attributes, modifiers, keyword, after
+
+
+def member_name_and_labels(keyword, after, lines, i):
+    """The name a member is called by, and its argument labels (a
+    signature may run over several lines)."""
+    if keyword not in ("func", "init", "subscript"):
+        m = re.match(r"\s*`?(\w+)`?", after)
+        return (m.group(1) if m else "?"), None
+    text = "\n".join(strip_code_line(l) for l in lines[i:i + 12])
+    text = text[text.find(keyword) + len(keyword):]
+    name = keyword
+    if keyword == "func":
+        m = re.match(r"\s*(`?\w+`?|[^\s(]+)", text)   # an identifier or an operator
+        name, text = (m.group(1).strip("`"), text[m.end():]) if m else ("?", text)
+    return name, parameter_labels(text)
+
+
 def swift_declarations(path):
-    """Every declaration of a Swift file with its doc comment's ```swift
-    blocks (their line numbers), enclosing type path and attributes."""
+    """Every type and member declaration of a Swift file (not the locals of
+    function bodies), each with its doc comment's compiled examples."""
     lines = open(path, encoding="utf-8").read().split("\n")
     decls = []
-    doc, doc_blocks, attributes = [], [], []
-    scopes = []          # (type path, depth of its body, is spi, is a public type)
+    doc_blocks, attributes = [], []  # of the declaration being approached
+    scopes = []                      # open type bodies: (type path, brace depth inside, excluded, public)
     depth = 0
-    pending_type = None  # a type declared on this line whose `{` may come later
+    pending_type = None              # a type whose `{` may come on a later line
     in_multiline_string = False
     for i, raw in enumerate(lines):
         stripped = raw.strip()
+        # 1. Skip multi-line string literals; collect doc comments.
         if stripped.count('"""') % 2 == 1:
             in_multiline_string = not in_multiline_string
             continue
@@ -202,81 +244,40 @@ def swift_declarations(path):
             m = re.match(r"^///\s?```(swift.*)$", stripped)
             if m and "fragment" not in m.group(1).split():
                 doc_blocks.append(i + 1)   # the fence's line, as docc_snippets counts it
-            doc.append(stripped)
             continue
         code = strip_code_line(raw).strip()
         if not code:
-            if not stripped.startswith("//"):
-                doc, doc_blocks, attributes = [], [], []
+            if not stripped.startswith("//"):   # a blank line detaches a doc comment
+                doc_blocks, attributes = [], []
             continue
-        # Attributes on lines of their own belong to the next declaration.
-        rest = code
-        while True:
-            m = re.match(r"^(@\w+(?:\([^)]*\))?)\s*", rest)
-            if not m:
-                break
-            attributes.append(m.group(1))
-            rest = rest[m.end():]
-        if not rest:
+        # 2. A declaration at the member level of the innermost type (or at
+        # file level): attributes on lines of their own belong to it.
+        line_attributes, modifiers, keyword, after = split_declaration(code)
+        attributes += line_attributes
+        if not keyword and line_attributes:
             continue
-        words = re.findall(r"[A-Za-z_][\w]*(?:\([^)]*\))?|\S", rest)
-        modifiers = []
-        k = 0
-        while k < len(words):
-            w = words[k]
-            base = w.split("(")[0]
-            nxt = words[k + 1] if k + 1 < len(words) else ""
-            if base in MODIFIERS and not (base == "class" and nxt not in MEMBER_KEYWORDS | MODIFIERS):
-                modifiers.append(base)
-                k += 1
-                continue
-            break
-        keyword = words[k].split("(")[0] if k < len(words) else ""
-        body_depth = scopes[-1][1] if scopes else 0
-        at_member_level = depth == body_depth
-        parents = scopes[-1][0] if scopes else []
-        in_spi = bool(scopes) and scopes[-1][2]
-        enclosing_public = bool(scopes) and scopes[-1][3]
-        spi = in_spi or any(a.startswith("@_spi") or re.match(r"@available\(\*,\s*(deprecated|unavailable)", a)
-                            for a in attributes)
-        if at_member_level and (keyword in TYPE_KEYWORDS | MEMBER_KEYWORDS):
-            after = rest[rest.find(keyword) + len(keyword):] if keyword else ""
-            public = "public" in modifiers or "open" in modifiers
-            if keyword == "case":
-                # Cases of a public enum are public.
-                public = enclosing_public
-            if keyword in TYPE_KEYWORDS:
+        parents, body_depth, scope_excluded, scope_public = scopes[-1] if scopes else ([], 0, False, False)
+        excluded = scope_excluded or any(a.startswith("@_spi") or re.match(r"@available\(\*,\s*(deprecated|unavailable)", a)
+                                         for a in attributes)
+        public = "public" in modifiers or "open" in modifiers
+        if depth == body_depth:
+            if keyword == "extension":
                 m = re.match(r"\s*([\w.]+)", after)
-                name = m.group(1) if m else "?"
-                path_names = name.split(".") if keyword == "extension" else parents + [name]
-                d = Decl(path, i + 1, keyword, name if keyword != "extension" else name,
-                         {"all": [], "required": []}, parents if keyword != "extension" else path_names[:-1],
-                         list(doc_blocks), spi)
-                d.public = public and keyword != "extension"
+                pending_type = (m.group(1).split(".") if m else ["?"], excluded, False)
+            elif keyword in TYPE_KEYWORDS:
+                m = re.match(r"\s*(\w+)", after)
+                d = Decl(path, i + 1, keyword, m.group(1) if m else "?", parents, doc_blocks, public, excluded)
                 decls.append(d)
-                pending_type = (path_names, spi, d.public)
+                pending_type = (parents + [d.name], excluded, public)
             elif keyword == "case":
+                # `case a, b(Int)`: cases of a public enum are public.
                 for name in re.findall(r"(?:^|,)\s*`?(\w+)`?", re.sub(r"\([^)]*\)", "", after.split("=")[0])):
-                    d = Decl(path, i + 1, "case", name, {"all": [], "required": []}, parents, list(doc_blocks), spi)
-                    d.public = public
-                    decls.append(d)
-            else:
-                if keyword in ("func", "init", "subscript"):
-                    text = "\n".join(strip_code_line(l) for l in lines[i:i + 12])
-                    text = text[text.find(keyword) + len(keyword):]
-                    m = re.match(r"\s*(`?[\w]+`?|[^\s(]+)", text)
-                    name = keyword if keyword != "func" else (m.group(1).strip("`") if m else "?")
-                    if keyword == "func":
-                        text = text[m.end():] if m else text
-                    labels = parameter_labels(text)
-                else:
-                    m = re.match(r"\s*`?(\w+)`?", after)
-                    name, labels = (m.group(1) if m else "?"), {"all": [], "required": []}
-                d = Decl(path, i + 1, keyword, name, labels, parents, list(doc_blocks), spi)
-                d.public = public
-                decls.append(d)
-        doc, doc_blocks, attributes = [], [], []
-        # Braces: open a type's body scope, close scopes.
+                    decls.append(Decl(path, i + 1, "case", name, parents, doc_blocks, scope_public, excluded))
+            elif keyword in MEMBER_KEYWORDS:
+                name, labels = member_name_and_labels(keyword, after, lines, i)
+                decls.append(Decl(path, i + 1, keyword, name, parents, doc_blocks, public, excluded, labels))
+        doc_blocks, attributes = [], []
+        # 3. Braces: open a type's body, close bodies.
         for ch in code:
             if ch == "{":
                 if pending_type is not None:
@@ -313,14 +314,14 @@ def mentions(decl, text):
 def coverage(decls, compiled):
     """(covered, missing) public declarations; `compiled` maps (path, line)
     of each block that compiled to its code."""
-    types = {tuple(d.parents + [d.name]): d for d in decls if d.kind in TYPE_KEYWORDS - {"extension"}}
+    types = {tuple(d.parents + [d.name]): d for d in decls if d.kind in TYPE_KEYWORDS}
 
     def examples(d):
         return [without_comments(compiled[(d.path, line)]) for line in d.doc_blocks if (d.path, line) in compiled]
 
     covered, missing = [], []
     for d in decls:
-        if not d.public or d.spi:
+        if not d.public or d.excluded:
             continue
         how = "own example" if examples(d) else None
         # The enclosing types' examples, innermost first.
