@@ -12,7 +12,7 @@ import Glibc
 ///     } catch GreenThreadError.invalidStackSize(_, let minimum) {
 ///         print("at least \(minimum) bytes")   // at least 32768 bytes
 ///     } catch let error as GreenThreadError {
-///         print(error)   // e.g. "cannot map a 4 KiB stack (errno 12)"
+///         print(error)                        // any other misuse, said in words
 ///     }
 /// }
 /// ```
