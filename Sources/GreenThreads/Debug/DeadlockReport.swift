@@ -11,12 +11,35 @@
 import GTSnapshot
 
 /// The threads of a deadlocked kernel and what each waits on.
+///
+/// ```swift
+/// do {
+///     try Kernel.run {
+///         let never = GreenSemaphore(value: 0, name: "never")
+///         never.wait()                          // nobody will ever signal it
+///     }
+/// } catch KernelError.deadlock(let report) {
+///     print(report)                             // every thread, each cycle, their traces
+///     let entries: [DeadlockReport.Entry] = report.threads
+///     for t in entries {
+///         print(t.threadID, t.name, t.state, t.priority, t.waitingOn?.kind ?? "-")   // <id> main blocked 16 semaphore
+///     }
+///     print(report.cycles)                      // []: one thread waiting, no cycle
+///     print(report.snapshot?.threads.count ?? 0)
+/// }
+/// ```
 public struct DeadlockReport: Sendable, CustomStringConvertible {
+    /// One live thread of a deadlocked kernel.
     public struct Entry: Sendable {
+        /// The thread's `GreenThread.id`.
         public var threadID: UInt64
+        /// The thread's `GreenThread.name`.
         public var name: String
+        /// Its state: `.blocked` (or `.sleeping` with no deadline that can pass).
         public var state: GreenThread.State
+        /// Its effective priority level (inherited priority included).
         public var priority: Int
+        /// What it waits on, and who holds that, if anyone.
         public var waitingOn: WaitRecord?
     }
 
@@ -45,6 +68,8 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
         })
     }
 
+    /// Like Go's "all goroutines are asleep - deadlock!": one line per
+    /// thread, then each cycle with where each of its threads is stuck.
     public var description: String {
         var lines = ["all green threads are blocked: deadlock! (\(threads.count) live)"]
         for t in threads {

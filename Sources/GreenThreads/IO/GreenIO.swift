@@ -25,15 +25,25 @@ import Glibc
 /// Readiness waits and reads/writes on descriptors the program owns, which
 /// park only the calling green thread.
 ///
-/// ```swift fragment
-/// var fds: [Int32] = [0, 0]
-/// pipe(&fds)
-/// let reader = try GreenThread.spawn {
-///     var byte: UInt8 = 0
-///     return try withUnsafeMutableBytes(of: &byte) { try GreenIO.read(fds[0], into: $0) }
+/// ```swift
+/// import Glibc
+///
+/// try Kernel.run {
+///     var fds: [Int32] = [0, 0]
+///     guard pipe(&fds) == 0 else { throw GreenIOError(operation: "pipe", errno: errno) }
+///     let (input, output) = (fds[0], fds[1])
+///     let reader = try GreenThread.spawn {
+///         defer { try? GreenIO.close(input) }      // wakes any waiter, then closes
+///         guard try GreenIO.waitReadable(input, timeout: .seconds(1)) else { return 0 }
+///         var byte: UInt8 = 0
+///         return try withUnsafeMutableBytes(of: &byte) { try GreenIO.read(input, into: $0) }
+///     }
+///     _ = try GreenIO.waitWritable(output)
+///     _ = try [UInt8]([42]).withUnsafeBytes { try GreenIO.write(output, from: $0) }
+///     print(try reader.join())                     // 1
+///     GreenIO.forget(output)                       // about to close it with Glibc's close
+///     Glibc.close(output)
 /// }
-/// _ = try [UInt8]([42]).withUnsafeBytes { try GreenIO.write(fds[1], from: $0) }
-/// print(try reader.join())   // 1
 /// ```
 public enum GreenIO {
     /// Waits until `fd` can be read without blocking (data, end of stream,

@@ -7,12 +7,26 @@ import Glibc
 
 /// A failed I/O operation: which one, and the system's error number.
 ///
-/// ```swift fragment
-/// do {
-///     let stream = try GreenTCPStream.connect(host: "127.0.0.1", port: 9, timeout: .seconds(1))
-///     _ = stream
-/// } catch let error as GreenIOError where error.errno == ECONNREFUSED {
-///     print("nobody listens: \(error)")
+/// ```swift
+/// import Glibc
+///
+/// func handshake(_ stream: GreenTCPStream) throws {
+///     guard try stream.read(upToCount: 5) == Array("hello".utf8) else {
+///         throw GreenIOError(operation: "handshake", errno: EPROTO, detail: "unexpected greeting")
+///     }
+/// }
+/// try Kernel.run {
+///     do {
+///         let stream = try GreenTCPStream.connect(host: "127.0.0.1", port: 9, timeout: .seconds(1))
+///         defer { stream.close() }
+///         try handshake(stream)
+///     } catch let error as GreenIOError where error.errno == ECONNREFUSED {
+///         print("\(error.operation): nobody listens")          // "connect to 127.0.0.1:9: nobody listens"
+///     } catch let error as GreenIOError where error.isClosed {
+///         print("closed under us: \(error.detail ?? "")")
+///     } catch {
+///         print(error)   // "handshake failed: unexpected greeting (Protocol error, errno 71)"
+///     }
 /// }
 /// ```
 public struct GreenIOError: Error, Equatable, CustomStringConvertible {

@@ -13,11 +13,17 @@ import Synchronization
 /// A TCP listener for green threads.
 ///
 /// ```swift
-/// let listener = try GreenTCPListener(port: 0)
-/// print("listening on \(listener.port)")
-/// while true {
-///     let client = try listener.accept()
-///     try GreenThread.spawn { defer { client.close() }; /* serve client */ }
+/// try Kernel.run {
+///     let listener = try GreenTCPListener(host: "127.0.0.1", port: 0)
+///     print("listening on \(listener.port), descriptor \(listener.fileDescriptor)")
+///     let server = try GreenThread.spawn {
+///         while let client = try? listener.accept() {   // fails with EBADF once closed
+///             try GreenThread.spawn { defer { client.close() }; try serve(client) }
+///         }
+///     }
+///     GreenThread.sleep(for: .seconds(10))
+///     listener.close()                                  // ends the accept loop
+///     try server.join()
 /// }
 /// ```
 public final class GreenTCPListener: @unchecked Sendable {

@@ -16,10 +16,16 @@ import Synchronization
 /// A TCP connection for green threads.
 ///
 /// ```swift
+/// import Glibc
+///
 /// let stream = try GreenTCPStream.connect(host: "127.0.0.1", port: 8080, timeout: .seconds(2))
 /// defer { stream.close() }
+/// var on: Int32 = 1                            // options the type does not wrap
+/// setsockopt(stream.fileDescriptor, SOL_SOCKET, SO_KEEPALIVE, &on, socklen_t(MemoryLayout<Int32>.size))
 /// try stream.write(Array("ping\n".utf8))
 /// let reply = try stream.read(upToCount: 64)   // [] at end of stream
+/// var header = [UInt8](repeating: 0, count: 4)
+/// let count = try header.withUnsafeMutableBytes { try stream.read(into: $0) }   // 0 at end of stream
 /// ```
 public final class GreenTCPStream: @unchecked Sendable {
     private let descriptor: Atomic<Int32>

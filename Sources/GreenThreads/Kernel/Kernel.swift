@@ -10,6 +10,18 @@ import Glibc
 import Synchronization
 
 /// Why `Kernel.run` could not run or finish.
+///
+/// ```swift
+/// do {
+///     try Kernel.run(KernelConfiguration(workers: 0)) { serveRequest() }
+/// } catch KernelError.invalidConfiguration(let what) {
+///     print(what)                 // "workers must be 1...1024, got 0"
+/// } catch KernelError.signalInUse {
+///     try Kernel.run(KernelConfiguration(preemption: false)) { serveRequest() }
+/// } catch let error as KernelError {
+///     print(error)                // a sentence saying what to change
+/// }
+/// ```
 public enum KernelError: Error, CustomStringConvertible {
     /// `Kernel.run` was called while a kernel is running in this process.
     case alreadyRunning
@@ -26,6 +38,7 @@ public enum KernelError: Error, CustomStringConvertible {
     /// Every live thread is blocked and nothing can wake any of them.
     case deadlock(DeadlockReport)
 
+    /// What went wrong and, where there is one, what to do about it.
     public var description: String {
         switch self {
         case .alreadyRunning:
@@ -60,6 +73,12 @@ public enum Kernel {
     private static let active = Atomic<Bool>(false)
 
     /// Whether a kernel is running in this process.
+    ///
+    /// ```swift
+    /// if !Kernel.isRunning {
+    ///     try Kernel.run { serveRequest() }
+    /// }
+    /// ```
     public static var isRunning: Bool { active.load(ordering: .acquiring) }
 
     /// Runs `body` as the main green thread of a new kernel and returns its
@@ -72,6 +91,15 @@ public enum Kernel {
     /// - Throws: `KernelError.alreadyRunning` if a kernel is running;
     ///   `KernelError.deadlock` if every thread blocks forever; the body's
     ///   own error; configuration and system errors.
+    ///
+    /// ```swift
+    /// let configuration = KernelConfiguration(workers: 2, timeSlice: .milliseconds(5))
+    /// let sum = try Kernel.run(configuration) {
+    ///     let half = try GreenThread.spawn { (1...500).reduce(0, +) }
+    ///     return (501...1000).reduce(0, +) + (try half.join())
+    /// }
+    /// print(sum)                      // 500500
+    /// ```
     public static func run<T>(_ configuration: KernelConfiguration = KernelConfiguration(),
                               _ body: sending @escaping () throws -> T) throws -> T {
         try configuration.validate()

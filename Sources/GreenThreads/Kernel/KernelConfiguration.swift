@@ -5,7 +5,14 @@
 /// stack, and whether threads are preempted.
 ///
 /// ```swift
-/// let config = KernelConfiguration(workers: 1, timeSlice: .milliseconds(5))
+/// var config = KernelConfiguration()             // the defaults described below
+/// config.workers = min(2, KernelConfiguration.usableCPUs)
+/// config.timeSlice = .milliseconds(5)            // more interactive among equals
+/// config.defaultStackSize = 128 * 1024           // deep recursion in every thread
+/// config.preemption = true
+/// config.blockedHandoffAfter = .milliseconds(1)  // hand on a blocked processor sooner
+/// config.maxOSThreads = 4096
+/// config.debugServer = false                     // no gt-ps socket
 /// try Kernel.run(config) { serveRequest() }
 /// ```
 public struct KernelConfiguration: Sendable {
@@ -63,8 +70,9 @@ public struct KernelConfiguration: Sendable {
     /// property. `Kernel.run` checks the values and throws
     /// `KernelError.invalidConfiguration` for one out of range.
     ///
-    /// ```swift fragment
-    /// try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) { cooperativeMain() }
+    /// ```swift
+    /// try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) { serveRequest() }   // cooperative
+    /// let spare = KernelConfiguration(workers: max(1, KernelConfiguration.usableCPUs - 1))  // leave a CPU free
     /// ```
     public init(
         workers: Int = KernelConfiguration.usableCPUs,

@@ -77,6 +77,17 @@ extension Kernel {
 
     /// A kernel started with `Kernel.start`: spawn green threads into it
     /// from any thread or task, and `shutdown()` it when done.
+    ///
+    /// ```swift
+    /// func answer(_ kernel: Kernel.Handle) async throws -> String {
+    ///     guard kernel.isRunning else { return "stopped" }
+    ///     let reply = try kernel.spawn(name: "reply", priority: .high) { "pong" }
+    ///     return try await reply.value
+    /// }
+    /// let kernel = try Kernel.start()
+    /// print(try await answer(kernel))   // pong
+    /// try await kernel.shutdown()       // waits for every green thread
+    /// ```
     public final class Handle: @unchecked Sendable {
         // --- kernel lock (see the file header) ---
         @exclusivity(unchecked) private var kernel: KernelCore?

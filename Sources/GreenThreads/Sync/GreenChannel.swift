@@ -30,13 +30,17 @@ import CGreenCore
 /// Swift 6 still rejects a value that stays shared with its sender.
 ///
 /// ```swift
-/// let jobs = GreenChannel<Int>(capacity: 16)
-/// let worker = try GreenThread.spawn {
-///     while let job = jobs.receive() { process(job) }   // nil once closed and drained
+/// let jobs = GreenChannel<Int>(capacity: 16, name: "jobs")
+/// try Kernel.run {
+///     let worker = try GreenThread.spawn {
+///         while let job = jobs.receive() { process(job) }   // nil once closed and drained
+///     }
+///     for i in 0..<100 { try jobs.send(i) }
+///     print(jobs.name, jobs.id, jobs.count, "of", jobs.capacity)   // jobs <id> <waiting> of 16
+///     jobs.close()
+///     try worker.join()
+///     print(jobs.isClosed)                                 // true
 /// }
-/// for i in 0..<100 { try jobs.send(i) }
-/// jobs.close()
-/// try worker.join()
 /// ```
 public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible {
     /// Unique among sync objects for the process's life.
@@ -59,8 +63,8 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
     ///
-    /// ```swift fragment
-    /// let requests = GreenChannel<Request>(capacity: 64, name: "requests")
+    /// ```swift
+    /// let requests = GreenChannel<[UInt8]>(capacity: 64, name: "requests")
     /// let handoff = GreenChannel<Int>(capacity: 0)    // each send waits for a receive
     /// ```
     public init(capacity: Int, name: String? = nil) {
@@ -92,8 +96,14 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///   (`GreenThread.cancel()`: the value is not delivered either);
     ///   `.notInKernel` when it would wait outside a green thread.
     ///
-    /// ```swift fragment
-    /// for line in lines { try requests.send(Request(line)) }
+    /// ```swift
+    /// final class Request {                          // not Sendable: it moves, it is not shared
+    ///     var line: String
+    ///     init(_ line: String) { self.line = line }
+    /// }
+    /// func submit(_ lines: [String], to requests: GreenChannel<Request>) throws {
+    ///     for line in lines { try requests.send(Request(line)) }
+    /// }
     /// ```
     public func send(_ value: sending T) throws(GreenChannelError) {
         var value: T? = value
@@ -155,8 +165,10 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// once, and otherwise stops the program with a message: waiting there
     /// could never end.
     ///
-    /// ```swift fragment
-    /// while let request = requests.receive() { handle(request) }
+    /// ```swift
+    /// func serve(_ requests: GreenChannel<Int>) {
+    ///     while let request = requests.receive() { process(request) }   // ends once closed and drained
+    /// }
     /// ```
     public func receive() -> sending T? {
         // Each value was sent (disconnected from its sender) and goes to
@@ -216,9 +228,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// `GreenChannelError.closed`; later sends throw, later receives drain
     /// what is buffered and then get nil. Closing twice does nothing more.
     ///
-    /// ```swift fragment
-    /// for job in jobs { try queue.send(job) }
-    /// queue.close()                  // the workers' receive loops end once it is drained
+    /// ```swift
+    /// func feed(_ jobs: [Int], to queue: GreenChannel<Int>) throws {
+    ///     for job in jobs { try queue.send(job) }
+    ///     queue.close()                  // the workers' receive loops end once it is drained
+    /// }
     /// ```
     public func close() {
         // The blocked senders' values leave the channel here; they are

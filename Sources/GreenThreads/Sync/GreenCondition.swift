@@ -21,16 +21,31 @@ import CGreenCore
 /// another thread signals that the state they wait for may have changed.
 ///
 /// ```swift
-/// let m = GreenMutex(), ready = GreenCondition()
-/// var items: [Int] = []
-/// // consumer
-/// try m.withLock {
-///     while items.isEmpty { try ready.wait(m) }
-///     process(items.removeFirst())
+/// final class Jobs: @unchecked Sendable {
+///     let m = GreenMutex(name: "jobs"), ready = GreenCondition(name: "jobs-ready")
+///     var items: [Int] = []                 // guarded by `m`
+///     var closed = false                    // guarded by `m`
 /// }
-/// // producer
-/// try m.withLock { items.append(42) }
-/// ready.signal()
+/// let jobs = Jobs()
+/// try Kernel.run {
+///     let consumer = try GreenThread.spawn {
+///         try jobs.m.withLock {
+///             while true {
+///                 while jobs.items.isEmpty && !jobs.closed { try jobs.ready.wait(jobs.m) }
+///                 if jobs.items.isEmpty { return }           // closed and drained
+///                 process(jobs.items.removeFirst())
+///             }
+///         }
+///     }
+///     for i in 0..<10 {
+///         try jobs.m.withLock { jobs.items.append(i) }
+///         jobs.ready.signal()                // wakes one waiter
+///     }
+///     try jobs.m.withLock { jobs.closed = true }
+///     jobs.ready.broadcast()                 // wakes them all: each sees `closed`
+///     try consumer.join()
+///     print(jobs.ready.name, jobs.ready.id)  // jobs-ready <id>
+/// }
 /// ```
 public final class GreenCondition: @unchecked Sendable, CustomStringConvertible {
     /// Unique among sync objects for the process's life.
@@ -66,11 +81,17 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     ///   caller holds it); `.deadlock` when retaking it would close a cycle
     ///   (the caller then does not hold it).
     ///
-    /// ```swift fragment
-    /// try m.lock()
-    /// while queue.isEmpty { try notEmpty.wait(m) }
-    /// let job = queue.removeFirst()
-    /// try m.unlock()
+    /// ```swift
+    /// final class Inbox: @unchecked Sendable {
+    ///     let m = GreenMutex(), notEmpty = GreenCondition()
+    ///     var items: [Int] = []                            // guarded by `m`
+    ///     func take() throws -> Int {
+    ///         try m.lock()
+    ///         defer { try? m.unlock() }
+    ///         while items.isEmpty { try notEmpty.wait(m) }  // `m` is free while it waits
+    ///         return items.removeFirst()
+    ///     }
+    /// }
     /// ```
     public func wait(_ mutex: GreenMutex) throws(GreenMutexError) {
         _ = try wait(mutex, deadline: nil, operation: "GreenCondition.wait")
@@ -80,12 +101,18 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// The mutex is held again when it returns either way.
     /// - Returns: true when signalled, false when the timeout passed first.
     ///
-    /// ```swift fragment
-    /// try m.withLock {
-    ///     while queue.isEmpty {
-    ///         if try !notEmpty.wait(m, timeout: .seconds(1)) { return }   // idle: give up
+    /// ```swift
+    /// final class Inbox: @unchecked Sendable {
+    ///     let m = GreenMutex(), notEmpty = GreenCondition()
+    ///     var items: [Int] = []                            // guarded by `m`
+    ///     func take() throws -> Int? {
+    ///         try m.withLock {
+    ///             while items.isEmpty {
+    ///                 if try !notEmpty.wait(m, timeout: .seconds(1)) { return nil }   // idle: give up
+    ///             }
+    ///             return items.removeFirst()
+    ///         }
     ///     }
-    ///     handle(queue.removeFirst())
     /// }
     /// ```
     public func wait(_ mutex: GreenMutex, timeout: Duration) throws(GreenMutexError) -> Bool {
@@ -121,9 +148,15 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// Wakes the waiting thread of highest priority, if any. Callable from
     /// any thread, with or without the mutex held.
     ///
-    /// ```swift fragment
-    /// try m.withLock { queue.append(job) }
-    /// notEmpty.signal()
+    /// ```swift
+    /// final class Inbox: @unchecked Sendable {
+    ///     let m = GreenMutex(), notEmpty = GreenCondition()
+    ///     var items: [Int] = []                            // guarded by `m`
+    ///     func put(_ item: Int) throws {
+    ///         try m.withLock { items.append(item) }
+    ///         notEmpty.signal()                            // one waiter takes it
+    ///     }
+    /// }
     /// ```
     public func signal() {
         withSyncLock { kernel in
@@ -134,9 +167,15 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
 
     /// Wakes every waiting thread, highest priority first.
     ///
-    /// ```swift fragment
-    /// try m.withLock { shuttingDown = true }
-    /// notEmpty.broadcast()           // every waiter rechecks and sees it
+    /// ```swift
+    /// final class Inbox: @unchecked Sendable {
+    ///     let m = GreenMutex(), notEmpty = GreenCondition()
+    ///     var closed = false                               // guarded by `m`
+    ///     func close() throws {
+    ///         try m.withLock { closed = true }
+    ///         notEmpty.broadcast()                         // every waiter rechecks and sees it
+    ///     }
+    /// }
     /// ```
     public func broadcast() {
         withSyncLock { kernel in

@@ -58,6 +58,9 @@ import Synchronization
 ///     for w in workers { try w.join() }
 /// }
 /// print(try counter.withLock { $0 })   // 4
+///
+/// let cache = GreenLocked([String: Int](), name: "cache")   // shown in errors and gt-ps
+/// print(cache.name)                                         // cache
 /// ```
 public final class GreenLocked<Value: ~Copyable>: @unchecked Sendable {
     // The green-thread path of withLock is @inlinable (specialized for the

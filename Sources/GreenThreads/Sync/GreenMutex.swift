@@ -81,6 +81,7 @@ import Synchronization
 ///         try GreenThread.spawn { try account.lock.withLock { account.balance += 1 } }
 ///     }
 ///     for w in workers { try w.join() }
+///     print(account.lock.name, account.lock.id, account.lock.owner?.name ?? "free")   // account <id> free
 /// }
 /// ```
 public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
@@ -90,6 +91,10 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// without bound. 1024, as Linux's default `max_lock_depth`: real chains
     /// are a handful of links; a walk of 1024 costs tens of microseconds
     /// under the kernel lock, which bounds what one lock call can stall.
+    ///
+    /// ```swift
+    /// print(GreenMutex.maxChainDepth)   // 1024
+    /// ```
     public static let maxChainDepth = 1024
 
     /// Unique among sync objects for the process's life.
@@ -98,6 +103,11 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     public let name: String
     /// Whether waiters lend their priority to the owner. Off only to show
     /// what inheritance prevents (the Mars Pathfinder test).
+    ///
+    /// ```swift
+    /// let bus = GreenMutex(name: "bus", priorityInheritance: false)   // the 1997 bug, on purpose
+    /// print(bus.priorityInheritance)                                   // false
+    /// ```
     public let priorityInheritance: Bool
 
     /// The owner word (see the file header). The uncontended paths below
@@ -184,10 +194,12 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     ///   `.ownerDied` when the previous owner ended holding it (this one
     ///   does acquire it: the caller holds the mutex).
     ///
-    /// ```swift fragment
-    /// try accounts.lock()
-    /// defer { try? accounts.unlock() }
-    /// balance -= amount
+    /// ```swift
+    /// func transfer(_ accounts: GreenMutex) throws {
+    ///     try accounts.lock()
+    ///     defer { try? accounts.unlock() }
+    ///     useSharedState()                   // one thread at a time in here
+    /// }
     /// ```
     @inlinable
     public func lock() throws(GreenMutexError) {
@@ -227,9 +239,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Returns: true when the caller holds the mutex, false on timeout.
     /// - Throws: as `lock()`.
     ///
-    /// ```swift fragment
-    /// guard try accounts.lock(timeout: .milliseconds(50)) else { return .retryLater }
-    /// defer { try? accounts.unlock() }
+    /// ```swift
+    /// func transferSoon(_ accounts: GreenMutex) throws -> Bool {
+    ///     guard try accounts.lock(timeout: .milliseconds(50)) else { return false }   // busy: retry later
+    ///     defer { try? accounts.unlock() }
+    ///     useSharedState()
+    ///     return true
+    /// }
     /// ```
     public func lock(timeout: Duration) throws(GreenMutexError) -> Bool {
         guard let me = gt_current_owner() else { throw GreenMutexError.notInKernel(operation: "GreenMutex.lock(timeout:)") }
@@ -248,11 +264,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// holding it (tryLock cannot report `.ownerDied`: use `lock()`, which
     /// acquires such a mutex and throws `.ownerDied`).
     ///
-    /// ```swift fragment
-    /// if accounts.tryLock() {
-    ///     defer { try? accounts.unlock() }
-    ///     flushPending()
-    /// }                                  // else: somebody else is at it
+    /// ```swift
+    /// func flushIfIdle(_ accounts: GreenMutex) {
+    ///     if accounts.tryLock() {
+    ///         defer { try? accounts.unlock() }
+    ///         useSharedState()
+    ///     }                                  // else: somebody else is at it
+    /// }
     /// ```
     public func tryLock() -> Bool {
         guard let me = gt_current_owner() else { return false }
@@ -453,10 +471,12 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Throws: `.notOwner` when the caller does not hold it;
     ///   `.notInKernel` outside a green thread (which can hold no mutex).
     ///
-    /// ```swift fragment
-    /// try accounts.lock()
-    /// balance += amount
-    /// try accounts.unlock()
+    /// ```swift
+    /// func deposit(_ accounts: GreenMutex) throws {
+    ///     try accounts.lock()
+    ///     useSharedState()
+    ///     try accounts.unlock()              // from another thread: throws .notOwner
+    /// }
     /// ```
     @inlinable
     public func unlock() throws(GreenMutexError) {
@@ -572,8 +592,12 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// instead, call `lock()`, which keeps the mutex held when it throws
     /// `.ownerDied`.
     ///
-    /// ```swift fragment
-    /// let total = try accounts.withLock { balances.values.reduce(0, +) }
+    /// ```swift
+    /// final class Ledger: @unchecked Sendable {
+    ///     let lock = GreenMutex(name: "ledger")
+    ///     var balances: [String: Int] = [:]  // guarded by `lock`
+    ///     func total() throws -> Int { try lock.withLock { balances.values.reduce(0, +) } }
+    /// }
     /// ```
     @inlinable
     public func withLock<R>(_ body: () throws -> R) throws -> R {

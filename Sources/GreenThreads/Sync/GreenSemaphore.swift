@@ -16,10 +16,18 @@ import CGreenCore
 /// available; `signal()` returns one.
 ///
 /// ```swift
-/// let slots = GreenSemaphore(value: 2)   // at most two at a time
-/// slots.wait()
-/// defer { slots.signal() }
-/// useSharedResource()
+/// let slots = GreenSemaphore(value: 2, name: "slots")   // at most two at a time
+/// try Kernel.run {
+///     let users = try (0..<8).map { _ in
+///         try GreenThread.spawn {
+///             slots.wait()
+///             defer { slots.signal() }
+///             useSharedResource()
+///         }
+///     }
+///     for user in users { try user.join() }
+///     print(slots.name, slots.id, slots.value)   // slots <id> 2
+/// }
 /// ```
 public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible {
     /// Unique among sync objects for the process's life.
@@ -56,10 +64,12 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// otherwise stops the program with a message: waiting there could never
     /// end.
     ///
-    /// ```swift fragment
-    /// connections.wait()
-    /// defer { connections.signal() }
-    /// try query(database)
+    /// ```swift
+    /// func query(_ connections: GreenSemaphore) throws -> Int {
+    ///     connections.wait()                 // one of the pool's permits
+    ///     defer { connections.signal() }
+    ///     return try compute()
+    /// }
     /// ```
     public func wait() {
         _ = wait(deadline: nil, operation: "GreenSemaphore.wait()")
@@ -68,9 +78,12 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Takes a permit, waiting at most `timeout`.
     /// - Returns: true with a permit taken, false when the timeout passed.
     ///
-    /// ```swift fragment
-    /// guard connections.wait(timeout: .milliseconds(100)) else { return .busy }
-    /// defer { connections.signal() }
+    /// ```swift
+    /// func query(_ connections: GreenSemaphore) throws -> Int? {
+    ///     guard connections.wait(timeout: .milliseconds(100)) else { return nil }   // busy
+    ///     defer { connections.signal() }
+    ///     return try compute()
+    /// }
     /// ```
     public func wait(timeout: Duration) -> Bool {
         wait(deadline: syncDeadline(after: timeout), operation: "GreenSemaphore.wait(timeout:)")
@@ -107,10 +120,12 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Returns a permit: the waiting thread of highest priority gets it, or
     /// the count grows by one. Callable from any thread.
     ///
-    /// ```swift fragment
-    /// let done = GreenSemaphore(value: 0)
-    /// try GreenThread.spawn { work(); done.signal() }
-    /// done.wait()                    // until work() is done
+    /// ```swift
+    /// try Kernel.run {
+    ///     let done = GreenSemaphore(value: 0)
+    ///     try GreenThread.spawn { serveRequest(); done.signal() }
+    ///     done.wait()                        // until serveRequest() is done
+    /// }
     /// ```
     public func signal() {
         withSyncLock { kernel in

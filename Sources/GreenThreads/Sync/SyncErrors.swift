@@ -5,10 +5,15 @@
 
 /// A green thread as named in an error: its id and name.
 ///
-/// ```swift fragment
-/// catch GreenMutexError.ownerDied(let previous, let mutex) {
-///     print("\(previous) died holding \(mutex)")   // "thread 7 'writer' died holding mutex 3 'log'"
+/// ```swift
+/// func report(_ error: GreenMutexError) {
+///     if case .ownerDied(let previous, let mutex) = error {
+///         print("\(previous) died holding \(mutex)")   // "thread 7 'writer' died holding mutex 3 'log'"
+///         print(previous.id, previous.name)             // 7 writer
+///     }
 /// }
+/// // Errors are Equatable: a test can compare one with the identity it expects.
+/// let writer = ThreadIdentity(id: 7, name: "writer")
 /// ```
 public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
     /// The thread's `GreenThread.id`.
@@ -32,10 +37,15 @@ public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
 
 /// A sync object (mutex, condition, semaphore, channel) as named in an error.
 ///
-/// ```swift fragment
-/// catch GreenMutexError.alreadyOwned(_, let mutex) {
-///     print(mutex.kind, mutex.name)   // "mutex accounts"
+/// ```swift
+/// func report(_ error: GreenMutexError) {
+///     if case .alreadyOwned(_, let mutex) = error {
+///         print(mutex.kind, mutex.id, mutex.name)      // mutex 3 accounts
+///         print(mutex)                                 // mutex 3 'accounts'
+///     }
 /// }
+/// // Errors are Equatable: a test can compare one with the identity it expects.
+/// let accounts = SyncObjectIdentity(kind: "mutex", id: 3, name: "accounts")
 /// ```
 public struct SyncObjectIdentity: Sendable, Hashable, CustomStringConvertible {
     /// "mutex", "condition", "semaphore" or "channel".
@@ -58,18 +68,30 @@ public struct SyncObjectIdentity: Sendable, Hashable, CustomStringConvertible {
 
 /// Misuse of a `GreenMutex`, or news that its previous owner died.
 ///
-/// ```swift fragment
-/// do {
-///     try accounts.lock()
-/// } catch GreenMutexError.ownerDied {
-///     repairAccounts()            // we hold the mutex: its last owner died inside
+/// ```swift
+/// func withAccounts(_ accounts: GreenMutex) throws {
+///     do {
+///         try accounts.lock()
+///     } catch .ownerDied {
+///         repairSharedState()         // we hold the mutex: its last owner died inside
+///     } catch .deadlock(let cycle) {
+///         print("not waiting forever: \(cycle.count) threads in a cycle")
+///         throw GreenMutexError.deadlock(cycle: cycle)
+///     }
+///     defer { try? accounts.unlock() }
+///     useSharedState()
 /// }
-/// defer { try? accounts.unlock() }
 /// ```
 public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     /// One link of a wait-for cycle: `thread` waits for `mutex`, which the
     /// thread of the next link holds (the last link's mutex is held by the
     /// first link's thread).
+    ///
+    /// ```swift
+    /// func describe(_ cycle: [GreenMutexError.WaitLink]) -> String {
+    ///     cycle.map { "\($0.thread.name) waits for \($0.mutex.name)" }.joined(separator: ", ")
+    /// }
+    /// ```
     public struct WaitLink: Sendable, Equatable, CustomStringConvertible {
         /// The waiting thread.
         public var thread: ThreadIdentity
@@ -133,6 +155,20 @@ public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Misuse of a `GreenChannel`.
+///
+/// ```swift
+/// func offer(_ value: Int, to channel: GreenChannel<Int>) -> Bool {
+///     do {
+///         try channel.send(value)
+///         return true
+///     } catch .closed {
+///         return false                // nobody will receive it
+///     } catch {
+///         print(error)                // cancelled, or would wait outside a green thread
+///         return false
+///     }
+/// }
+/// ```
 public enum GreenChannelError: Error, Equatable, CustomStringConvertible {
     /// `send` on a closed channel (or the channel closed while the sender
     /// waited): the value was not delivered.

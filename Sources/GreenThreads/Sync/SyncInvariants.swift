@@ -21,6 +21,16 @@
 //   waiting sender while there is room or a receiver.
 
 /// Checks of the synchronization kit's invariants, for tests and debugging.
+///
+/// ```swift
+/// try Kernel.run {
+///     let shared = GreenLocked(0)
+///     let workers = try (0..<8).map { _ in try GreenThread.spawn { try shared.withLock { $0 += 1 } } }
+///     let problems = SyncInvariants.violations()       // while they contend
+///     precondition(problems.isEmpty, problems.joined(separator: "\n"))
+///     for w in workers { try w.join() }
+/// }
+/// ```
 public enum SyncInvariants {
     /// Every broken invariant of the running kernel's threads and the sync
     /// objects they wait on or hold, as sentences; empty when all hold.

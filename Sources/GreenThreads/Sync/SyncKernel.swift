@@ -128,9 +128,11 @@ extension GreenThread {
     /// any), or nil when it is not blocked: a snapshot, read under the
     /// kernel lock. Sync primitives record it on every blocking call.
     ///
-    /// ```swift fragment
-    /// if let wait = worker.thread.waitingOn {
-    ///     print("\(worker.thread.name) waits on \(wait)")   // "waits on mutex 0x3 held by thread 2 'low'"
+    /// ```swift
+    /// func whyStuck(_ thread: GreenThread) {
+    ///     if let wait = thread.waitingOn {
+    ///         print("\(thread.name) waits on \(wait)")   // "high waits on mutex 0x3 held by thread 2 'low'"
+    ///     }
     /// }
     /// ```
     public var waitingOn: WaitRecord? {

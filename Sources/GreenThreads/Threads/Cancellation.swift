@@ -32,12 +32,29 @@ import Synchronization
 
 extension GreenThread {
     /// Whether `cancel()` was called on this thread. Never reset.
+    ///
+    /// ```swift
+    /// func work(on chunks: [Int]) {
+    ///     for chunk in chunks where !GreenThread.current.isCancelled { process(chunk) }
+    /// }
+    /// ```
     public var isCancelled: Bool { cancellationRequested.load(ordering: .acquiring) }
 
     /// Asks the thread to stop: sets `isCancelled` and ends the waits that
     /// observe cancellation (see the list in `GreenThread.checkCancellation`).
     /// Callable from any thread, a task or a plain OS thread included, also
     /// after the thread finished (then it does nothing).
+    ///
+    /// ```swift
+    /// try Kernel.run {
+    ///     let poller = try GreenThread.spawn {
+    ///         while !GreenThread.current.isCancelled { GreenThread.sleep(for: .seconds(1)) }
+    ///     }
+    ///     GreenThread.sleep(for: .milliseconds(50))
+    ///     poller.thread.cancel()         // its sleep ends now, not in up to a second
+    ///     try poller.join()
+    /// }
+    /// ```
     public func cancel() {
         // Release: what the canceller wrote before is visible to a thread
         // that sees the flag.

@@ -20,6 +20,15 @@ import Synchronization
 ///         (1...1_000).reduce(0, +)
 ///     }
 ///     print(try worker.join())   // 500500
+///     let t = worker.thread
+///     print(t.id, t.name, t.priority, t.state)   // <id> worker 24 finished
+///     print(t.cpuTime, t.statistics.switches)    // its CPU time and how often it ran
+/// }
+///
+/// func report(_ thread: GreenThread) {
+///     if thread.isBoosted {                      // a waiter of higher priority lends it its own
+///         print("\(thread.name) runs at \(thread.effectivePriority), its own is \(thread.priority)")
+///     }
 /// }
 /// ```
 public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
@@ -32,8 +41,15 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     /// What a thread is doing, as reported by `state` and snapshots.
     ///
-    /// ```swift fragment
-    /// if handle.thread.state == .blocked { print(handle.thread.waitingOn!) }
+    /// ```swift
+    /// func describe(_ thread: GreenThread) -> String {
+    ///     switch thread.state {
+    ///     case .ready, .running: return "on its way"
+    ///     case .blocked: return "waits on \(thread.waitingOn.map { "\($0)" } ?? "something")"
+    ///     case .sleeping: return "asleep"
+    ///     case .finished: return "done"
+    ///     }
+    /// }
     /// ```
     public enum State: String, Sendable, Codable {
         /// Waiting for a worker to run it.
@@ -183,6 +199,12 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Whether the calling code runs on a green thread.
+    ///
+    /// ```swift
+    /// func who() -> String {
+    ///     GreenThread.isInKernel ? GreenThread.current.name : "a plain OS thread"
+    /// }
+    /// ```
     public static var isInKernel: Bool { gt_on_green_thread() != 0 }
 
     // The getters below read fields that the kernel lock guards, so they
@@ -244,6 +266,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// The smallest stack a thread may ask for. Swift's runtime needs more
     /// stack than C (11.5 KiB for the first `print` with interpolation) and a
     /// preemption signal frame takes about 3.5 KiB more.
+    ///
+    /// ```swift
+    /// try Kernel.run {
+    ///     let leaf = try GreenThread.spawn(stackSize: GreenThread.minimumStackSize) { process(1) }   // shallow work
+    ///     try leaf.join()
+    /// }
+    /// ```
     public static let minimumStackSize = 32 * 1024
 
     /// Starts a new green thread running `body`.
@@ -265,11 +294,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///   other threads and tasks, spawn through a `Kernel.Handle`, see
     ///   `Kernel.start`), `.invalidStackSize` for a stack below the minimum.
     ///
-    /// ```swift fragment
-    /// let parser = try GreenThread.spawn(name: "parser", priority: .low, stackSize: 256 * 1024) {
-    ///     try parse(document)        // deep recursion: a larger stack
+    /// ```swift
+    /// func nesting(_ n: Int) -> Int { n == 0 ? 0 : 1 + nesting(n - 1) }   // a frame per level
+    /// try Kernel.run {
+    ///     let parser = try GreenThread.spawn(name: "parser", priority: .low, stackSize: 256 * 1024) {
+    ///         nesting(2_000)             // deep recursion: a larger stack
+    ///     }
+    ///     print(try parser.join())       // 2000
     /// }
-    /// let tree = try parser.join()
     /// ```
     @discardableResult
     @inlinable  // specialized in the caller: no generic metadata lookup per spawn
@@ -307,8 +339,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// if there is one. Outside a kernel it yields the OS thread
     /// (`sched_yield`).
     ///
-    /// ```swift fragment
-    /// while !done.load(ordering: .acquiring) { GreenThread.yield() }
+    /// ```swift
+    /// import Synchronization
+    ///
+    /// let done = Atomic<Bool>(false)
+    /// try Kernel.run {
+    ///     try GreenThread.spawn { serveRequest(); done.store(true, ordering: .releasing) }
+    ///     while !done.load(ordering: .acquiring) { GreenThread.yield() }   // let it run meanwhile
+    /// }
     /// ```
     public static func yield() {
         guard gt_on_green_thread() != 0 else {
@@ -324,8 +362,11 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     ///
     /// A cancelled thread (`cancel()`) does not sleep: the call returns at
     /// once, and a sleep in progress ends when the thread is cancelled.
-    /// ```swift fragment
-    /// while running { poll(); GreenThread.sleep(for: .milliseconds(10)) }
+    /// ```swift
+    /// for _ in 0..<10 {
+    ///     serveRequest()
+    ///     GreenThread.sleep(for: .milliseconds(10))   // the worker runs other threads meanwhile
+    /// }
     /// ```
     public static func sleep(for duration: Duration) {
         let ns = duration.nanosecondsClamped
@@ -342,8 +383,12 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// slice ends inside it (a slice that ends meanwhile ends right after).
     /// Regions nest. The thread can still block (a mutex, a channel) inside.
     ///
-    /// ```swift fragment
-    /// let snapshot = GreenThread.withoutPreemption { (first: stats.first, last: stats.last) }
+    /// ```swift
+    /// let elapsed = GreenThread.withoutPreemption {
+    ///     let start = ContinuousClock.now
+    ///     serveRequest()                     // no time slice ends inside the measurement
+    ///     return ContinuousClock.now - start
+    /// }
     /// ```
     public static func withoutPreemption<R>(_ body: () throws -> R) rethrows -> R {
         gt_no_preempt_enter()
@@ -356,9 +401,13 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
 /// Scheduling counters of one thread.
 ///
-/// ```swift fragment
-/// let s = handle.thread.statistics
-/// print("\(s.cpuTime) on the CPU, \(s.switches) switches, \(s.preemptions) preempted")
+/// ```swift
+/// func report(_ thread: GreenThread) {
+///     let s = thread.statistics
+///     print("\(s.cpuTime) on the CPU, \(s.switches) switches, \(s.preemptions) preempted")
+///     print("\(s.deferredPreemptions) preemptions deferred to the end of a critical section")
+///     print("\(s.tickedCPUTime) by the CPU-time tick, \(s.cpuTicks) TSC ticks")
+/// }
 /// ```
 public struct ThreadStatistics: Sendable, Equatable {
     /// Time-stamp counter ticks spent running.

@@ -5,11 +5,15 @@ import Glibc
 
 /// Misuse of the green-thread API.
 ///
-/// ```swift fragment
-/// do {
-///     _ = try GreenThread.spawn(stackSize: 4096) { work() }
-/// } catch let error as GreenThreadError {
-///     print(error)   // "invalid stack size 4096 bytes: the minimum is 32768 bytes (32 KiB)"
+/// ```swift
+/// try Kernel.run {
+///     do {
+///         _ = try GreenThread.spawn(stackSize: 4096) { serveRequest() }
+///     } catch GreenThreadError.invalidStackSize(_, let minimum) {
+///         print("at least \(minimum) bytes")   // at least 32768 bytes
+///     } catch let error as GreenThreadError {
+///         print(error)                        // any other misuse, said in words
+///     }
 /// }
 /// ```
 public enum GreenThreadError: Error, Equatable, CustomStringConvertible {

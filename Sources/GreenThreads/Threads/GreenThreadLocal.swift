@@ -21,7 +21,11 @@ private let greenThreadLocalSlots = Atomic<UInt64>(1)
 ///
 /// ```swift
 /// let requestID = try GreenThreadLocal<Int>(default: 0)
-/// try GreenThread.spawn { requestID.value = 7; serveRequest() }   // serveRequest() sees 7
+/// try Kernel.run {
+///     let request = try GreenThread.spawn { requestID.value = 7; serveRequest() }   // serveRequest() sees 7
+///     try request.join()
+///     print(requestID.value)                    // 0: the main thread's own copy
+/// }
 /// ```
 public final class GreenThreadLocal<Value: Sendable>: @unchecked Sendable {
     private let defaultValue: Value

@@ -10,11 +10,11 @@ extension GreenThread {
     /// worker. A deadline in the past returns after a yield. Outside a
     /// kernel it sleeps the OS thread.
     ///
-    /// ```swift fragment
-    /// let tick = ContinuousClock.now
+    /// ```swift
+    /// let start = ContinuousClock.now
     /// for i in 1...10 {
-    ///     GreenThread.sleep(until: tick + .milliseconds(100 * i))   // no drift
-    ///     sample()
+    ///     GreenThread.sleep(until: start + .milliseconds(100 * i))   // no drift
+    ///     serveRequest()
     /// }
     /// ```
     public static func sleep(until deadline: ContinuousClock.Instant) {

@@ -69,8 +69,14 @@ final class JoinCompletion<T>: @unchecked Sendable {
 /// A handle to a spawned green thread.
 ///
 /// ```swift
-/// let h = try GreenThread.spawn { try compute() }
-/// let value = try h.join()   // rethrows compute()'s error
+/// try Kernel.run {
+///     let h = try GreenThread.spawn(name: "compute") { try compute() }
+///     print(h.thread.name, h.isFinished)   // compute false, most likely
+///     print(try h.join())                  // rethrows compute()'s error
+///     let idle = try GreenThread.spawn { GreenThread.sleep(for: .seconds(60)) }
+///     idle.cancel()                        // its sleep ends at once
+///     try idle.join()
+/// }
 /// ```
 public struct JoinHandle<T> {
     /// The spawned thread.
@@ -94,9 +100,11 @@ public struct JoinHandle<T> {
     ///   `.notInKernel` when called outside a kernel before the thread
     ///   finished (use `value` from async code).
     ///
-    /// ```swift fragment
-    /// let sizes = try files.map { f in try GreenThread.spawn { try size(of: f) } }
-    /// let total = try sizes.map { try $0.join() }.reduce(0, +)
+    /// ```swift
+    /// func totalSize(of files: [String]) throws -> Int {
+    ///     let sizes = try files.map { f in try GreenThread.spawn { try size(of: f) } }
+    ///     return try sizes.map { try $0.join() }.reduce(0, +)
+    /// }
     /// ```
     public func join() throws -> T {
         if gt_on_green_thread() != 0 {

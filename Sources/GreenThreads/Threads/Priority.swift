@@ -7,7 +7,13 @@
 ///
 /// ```swift
 /// let urgent = try Priority(level: 28)
-/// let handle = try GreenThread.spawn(priority: urgent) { serveRequest() }
+/// try Kernel.run {
+///     let handle = try GreenThread.spawn(priority: urgent) { serveRequest() }
+///     try handle.join()
+/// }
+/// let levels: [Priority] = [.lowest, .low, .normal, .high, .highest]
+/// print(levels.map(\.level))                    // [0, 8, 16, 24, 31]
+/// print(urgent > .high, Priority.levelCount)    // true 32
 /// ```
 public struct Priority: Comparable, Hashable, Sendable, CustomStringConvertible {
     /// The level, 0...31.

@@ -20,6 +20,22 @@ import CGreenCore
 
 /// The threads of one `withThreadGroup` scope. Spawn into it with `spawn`;
 /// members may spawn further members (the group is Sendable).
+///
+/// ```swift
+/// try Kernel.run {
+///     let found = GreenLocked<Int?>(nil)
+///     try withThreadGroup { group in
+///         for shard in 0..<4 {
+///             try group.spawn(name: "search-\(shard)") {
+///                 guard shard == 2 else { return GreenThread.sleep(for: .seconds(5)) }   // the slow shards
+///                 try found.withLock { $0 = shard }
+///                 group.cancelAll()          // the others' sleeps end now
+///             }
+///         }
+///     }
+///     print(try found.withLock { $0 } ?? -1)  // 2
+/// }
+/// ```
 public final class GreenThreadGroup: @unchecked Sendable {
     // --- kernel lock ---
     @exclusivity(unchecked) private var members: [GreenThread] = []

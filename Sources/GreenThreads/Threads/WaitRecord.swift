@@ -6,9 +6,10 @@ import GTSnapshot
 /// type, so a thread's control block and a snapshot of it share one
 /// definition.
 ///
-/// ```swift fragment
-/// if let wait = handle.thread.waitingOn, wait.kind == "mutex" {
-///     print("held by \(wait.ownerName ?? "nobody")")
+/// ```swift
+/// func holder(of thread: GreenThread) -> String? {
+///     guard let wait: WaitRecord = thread.waitingOn, wait.kind == "mutex" else { return nil }
+///     return wait.ownerName ?? "nobody"
 /// }
 /// ```
 public typealias WaitRecord = WaitSnapshot
