@@ -19,6 +19,14 @@
 //   dropped; later sends throw, later receives drain the buffer then get nil.
 // - Both queues serve the highest effective priority first, FIFO within a
 //   level, and requeue a waiter whose priority changes.
+// - A waiting thread's value lives in a slot in its own frame (Go's
+//   sudog.elem): `SyncWaiter.element` points at it while it waits. A
+//   blocked sender's slot holds its value until a receiver moves it out; a
+//   blocked receiver's slot is empty until a sender (or the buffer) moves a
+//   value in. The peer moves the value slot to slot, under the lock, before
+//   it serves the waiter. The hot paths never build a `T?` or any other
+//   generic type over T: each such type costs a metadata lookup in the
+//   runtime's cache per use (a quarter of a rendezvous hand-off, measured).
 import CGreenCore
 
 /// A channel that carries values of type `T` from senders to receivers, in
@@ -51,10 +59,6 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     public let capacity: Int
 
     /// A blocked sender's or receiver's entry, carrying the value across.
-    final class Waiter: SyncWaiter {
-        var value: T?
-    }
-
     // --- kernel lock ---
     @exclusivity(unchecked) private var buffer: RingBuffer<T>
     @exclusivity(unchecked) var senders = WaitQueue()
@@ -75,6 +79,8 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         self.capacity = capacity
         self.buffer = RingBuffer(capacity: capacity)
     }
+
+    deinit { buffer.deallocate() }
 
     /// "channel 5 'requests'".
     public var description: String { "channel \(id) '\(name)'" }
@@ -106,51 +112,62 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// }
     /// ```
     public func send(_ value: sending T) throws(GreenChannelError) {
-        var value: T? = value
+        let outcome = withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> WaitOutcome in
+            let slot = buffer.baseAddress!
+            slot.initialize(to: value)
+            let outcome = sendFromSlot(slot)
+            // Not delivered (closed, cancelled, or no green thread to wait
+            // on): the value is dropped here, outside the kernel lock, since
+            // its deinit may use any green primitive.
+            if outcome != .granted { slot.deinitialize(count: 1) }
+            return outcome
+        }
+        switch outcome {
+        case .granted: return
+        case .closed: throw GreenChannelError.closed
+        case .waiting: throw GreenChannelError.notInKernel(operation: "GreenChannel.send")
+        default: throw GreenChannelError.cancelled(threadID: GreenThread.current.id)
+        }
+    }
+
+    /// Sends the value in `slot` (moved out when delivered). Returns
+    /// .granted (delivered), .closed, .timedOut (the waiting sender was
+    /// cancelled) or .waiting (it would wait, outside a green thread).
+    private func sendFromSlot(_ slot: UnsafeMutablePointer<T>) -> WaitOutcome {
         guard let me = currentGreenThread() else {
-            switch withSyncLock({ kernel in offer(&value, kernel) }) {
-            case .delivered: return
-            case .closed: throw GreenChannelError.closed
-            case .mustWait: throw GreenChannelError.notInKernel(operation: "GreenChannel.send")
-            }
+            return withSyncLock { kernel in offer(slot, kernel) }
         }
         let kernel = me.kernel
-        let outcome = kernel.withBlockingSection { () -> WaitOutcome in
-            switch offer(&value, kernel) {
-            case .delivered: return .granted
-            case .closed: return .closed
-            case .mustWait: break
-            }
-            let waiter = Waiter(thread: me, object: self)
-            waiter.value = value.take()
+        return kernel.withBlockingSection { () -> WaitOutcome in
+            let offered = offer(slot, kernel)
+            guard offered == .waiting else { return offered }
+            let waiter = SyncWaiter(thread: me, object: self)
+            waiter.element = UnsafeMutableRawPointer(slot)
             senders.insert(waiter)
             // Cancelling the sender takes it off the queue (outcome
-            // .timedOut: a channel has no timeouts); its value is dropped.
+            // .timedOut: a channel has no timeouts); it drops its value.
             return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id, objectName: name),
                                         deadline: nil, cancellable: true) { [self] waiter in
                 senders.remove(waiter)
             }
         }
-        if outcome == .closed { throw GreenChannelError.closed }
-        if outcome == .timedOut { throw GreenChannelError.cancelled(threadID: me.id) }
     }
 
-    private enum Offer { case delivered, closed, mustWait }
-
     /// Sends without waiting if the channel allows it: to the top waiting
-    /// receiver, or into the buffer. Kernel lock held.
-    private func offer(_ value: inout T?, _ kernel: KernelCore?) -> Offer {
+    /// receiver, or into the buffer. Returns .granted, .closed or .waiting
+    /// (must wait). Kernel lock held.
+    private func offer(_ slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> WaitOutcome {
         if closed { return .closed }
         if let kernel, let receiver = receivers.popTop() {
-            (receiver as! Waiter).value = value.take()
+            receiver.element!.assumingMemoryBound(to: T.self).moveInitialize(from: slot, count: 1)
             kernel.serve(receiver, .granted)
-            return .delivered
+            return .granted
         }
         if buffer.count < capacity {
-            buffer.append(value.take()!)
-            return .delivered
+            buffer.append(movingFrom: slot)
+            return .granted
         }
-        return .mustWait
+        return .waiting
     }
 
     // MARK: Receive
@@ -179,47 +196,58 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     }
 
     private func receiveValue() -> T? {
+        withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> T? in
+            let slot = buffer.baseAddress!
+            return receive(into: slot) ? slot.move() : nil
+        }
+    }
+
+    /// Moves the next value into `slot`; false when there is none (closed
+    /// and drained, or the waiting receiver was cancelled).
+    private func receive(into slot: UnsafeMutablePointer<T>) -> Bool {
         guard let me = currentGreenThread() else {
-            let result = withSyncLock { kernel -> (value: T?, ready: Bool) in
-                if let value = takeReady(kernel) { return (value, true) }
-                return (nil, closed)
+            let outcome = withSyncLock { kernel -> WaitOutcome in
+                if takeReady(into: slot, kernel) { return .granted }
+                return closed ? .closed : .waiting
             }
-            precondition(result.ready, "GreenChannel.receive() on empty \(self) outside a green thread would wait forever: "
+            precondition(outcome != .waiting, "GreenChannel.receive() on empty \(self) outside a green thread would wait forever: "
                 + "call it inside Kernel.run { ... }")
-            return result.value
+            return outcome == .granted
         }
         let kernel = me.kernel
-        return kernel.withBlockingSection { () -> T? in
-            if let value = takeReady(kernel) { return value }
-            if closed { return nil }
-            let waiter = Waiter(thread: me, object: self)
+        return kernel.withBlockingSection { () -> Bool in
+            if takeReady(into: slot, kernel) { return true }
+            if closed { return false }
+            let waiter = SyncWaiter(thread: me, object: self)
+            waiter.element = UnsafeMutableRawPointer(slot)
             receivers.insert(waiter)
             // Cancelling the receiver takes it off the queue: it gets nil.
             let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id, objectName: name),
                                                deadline: nil, cancellable: true) { [self] waiter in
                 receivers.remove(waiter)
             }
-            return outcome == .granted ? waiter.value.take() : nil
+            return outcome == .granted
         }
     }
 
-    /// The next value without waiting: from the buffer (refilled from the
-    /// top waiting sender) or, for a rendezvous, from the top sender.
-    /// Kernel lock held.
-    private func takeReady(_ kernel: KernelCore?) -> T? {
-        if let value = buffer.popFirst() {
+    /// Moves the next value into `slot` without waiting: from the buffer
+    /// (refilled from the top waiting sender) or, for a rendezvous, from the
+    /// top sender. Kernel lock held.
+    private func takeReady(into slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> Bool {
+        if buffer.count > 0 {
+            buffer.popFirst(movingInto: slot)
             if let kernel, let sender = senders.popTop() {
-                buffer.append((sender as! Waiter).value.take()!)
+                buffer.append(movingFrom: sender.element!.assumingMemoryBound(to: T.self))
                 kernel.serve(sender, .granted)
             }
-            return value
+            return true
         }
         if let kernel, let sender = senders.popTop() {
-            let value = (sender as! Waiter).value.take()
+            slot.moveInitialize(from: sender.element!.assumingMemoryBound(to: T.self), count: 1)
             kernel.serve(sender, .granted)
-            return value
+            return true
         }
-        return nil
+        return false
     }
 
     // MARK: Close
@@ -243,10 +271,9 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             guard let kernel else { return [] }
             var values: [T] = []
             for waiter in receivers.removeAll() { kernel.serve(waiter, .closed) }
-            for waiter in senders.removeAll() {
-                if let value = (waiter as! Waiter).value.take() { values.append(value) }
-                kernel.serve(waiter, .closed)
-            }
+            // A blocked sender keeps its value and drops it itself once
+            // woken, outside the lock.
+            for waiter in senders.removeAll() { kernel.serve(waiter, .closed) }
             return values
         }
         _ = consume dropped
@@ -277,25 +304,39 @@ extension GreenChannel: SyncWaitObject {
     }
 }
 
-/// A fixed-capacity FIFO of values (the channel's buffer).
+/// A fixed-capacity FIFO of values (the channel's buffer): raw storage, so
+/// that no `T?` is ever built (see the file's note on metadata lookups).
 struct RingBuffer<T> {
-    private var slots: [T?]
+    private let slots: UnsafeMutablePointer<T>
+    private let capacity: Int
     private var head = 0
     private(set) var count = 0
 
-    init(capacity: Int) { slots = Array(repeating: nil, count: capacity) }
+    init(capacity: Int) {
+        self.capacity = capacity
+        slots = .allocate(capacity: max(1, capacity))
+    }
 
-    mutating func append(_ value: T) {
-        precondition(count < slots.count, "channel buffer overflow")
-        slots[(head + count) % slots.count] = value
+    /// Drops the values left and frees the storage (the channel's deinit).
+    mutating func deallocate() {
+        while count > 0 {
+            (slots + head).deinitialize(count: 1)
+            head = (head + 1) % capacity
+            count -= 1
+        }
+        slots.deallocate()
+    }
+
+    mutating func append(movingFrom source: UnsafeMutablePointer<T>) {
+        precondition(count < capacity, "channel buffer overflow")
+        (slots + (head + count) % capacity).moveInitialize(from: source, count: 1)
         count += 1
     }
 
-    mutating func popFirst() -> T? {
-        guard count > 0 else { return nil }
-        let value = slots[head].take()
-        head = (head + 1) % slots.count
+    mutating func popFirst(movingInto target: UnsafeMutablePointer<T>) {
+        precondition(count > 0, "channel buffer underflow")
+        target.moveInitialize(from: slots + head, count: 1)
+        head = (head + 1) % capacity
         count -= 1
-        return value
     }
 }

@@ -64,6 +64,9 @@ class SyncWaiter {
     /// Order of arrival at `level` (unique per queue, increasing).
     var ticket: UInt64 = 0
     var outcome: WaitOutcome = .waiting
+    /// A channel waiter's value slot, in the waiting thread's own frame
+    /// (GreenChannel.swift); nil for other objects.
+    var element: UnsafeMutableRawPointer?
 
     init(thread: GreenThread, object: any SyncWaitObject) {
         self.thread = thread
