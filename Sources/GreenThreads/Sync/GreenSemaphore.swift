@@ -108,8 +108,10 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
         guard block(me, deadline: nil, cancellable: true) else { throw GreenThreadError.cancelled(threadID: me.id) }
     }
 
-    /// Takes a permit, waiting at most `timeout`.
-    /// - Returns: true with a permit taken, false when the timeout passed.
+    /// Takes a permit, waiting at most `timeout`, and not at all once the
+    /// calling thread is cancelled (`GreenThread.cancel()`).
+    /// - Returns: true with a permit taken, false when the timeout passed or
+    ///   the thread was cancelled (`isCancelled` tells them apart).
     ///
     /// ```swift fragment
     /// guard connections.wait(timeout: .milliseconds(100)) else { return .busy }
