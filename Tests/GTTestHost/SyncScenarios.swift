@@ -877,6 +877,71 @@ let primitiveScenarios: [String: Scenario] = [
         print("OK")
     },
 
+    "cancelled-waiters-leave-condition-and-semaphore-queues": {
+        // Story (one worker; main at 31 directs): c5 (5), c20 (20), c12 (12) wait on C (untimed, M
+        // released); s9 (9), s25 (25) wait on S in waitUnlessCancelled. main cancels c20 and s25, the
+        // top waiter of each queue, while they wait: both end at once, c20 with conditionWaitCancelled
+        // holding M again, s25 with cancelled. No cancelled waiter stays queued and S keeps no permit
+        // beside a waiter (every invariant holds), so the next signals go to the live ones in priority
+        // order: C to c12 then c5; S's first permit to s9, the second to the count. Each runs by
+        // priority once ready: s25 before c20, and s9 (9) before c5 (5), made ready together.
+        let log = Log()
+        try Kernel.run(oneWorker()) {
+            direct()
+            let m = GreenMutex(name: "M"), c = GreenCondition(name: "C")
+            let s = GreenSemaphore(value: 0, name: "S")
+            var conditionWaiters: [JoinHandle<Void>] = []
+            for (name, l) in [("c5", 5), ("c20", 20), ("c12", 12)] {
+                let h = try spawnAt(name, l) {
+                    try m.lock()
+                    do {
+                        try c.wait(m)
+                        log.add(name)
+                    } catch GreenMutexError.conditionWaitCancelled(let thread, let condition, let mutex) {
+                        check(m.owner === GreenThread.current, "\(name) reported its cancellation without M")
+                        check(thread.name == name && condition.name == "C" && mutex.name == "M",
+                              "the error names \(thread), \(condition), \(mutex)")
+                        log.add("\(name) cancelled")
+                    }
+                    try m.unlock()
+                }
+                conditionWaiters.append(h)
+                waitUntil("\(name) waits on C") { isBlocked(h, on: "condition") }
+            }
+            var semaphoreWaiters: [JoinHandle<Void>] = []
+            for (name, l) in [("s9", 9), ("s25", 25)] {
+                let h = try spawnAt(name, l) {
+                    do {
+                        try s.waitUnlessCancelled()
+                        log.add(name)
+                    } catch GreenThreadError.cancelled {
+                        log.add("\(name) cancelled")
+                    }
+                }
+                semaphoreWaiters.append(h)
+                waitUntil("\(name) waits on S") { isBlocked(h, on: "semaphore") }
+            }
+            conditionWaiters[1].cancel()
+            semaphoreWaiters[1].cancel()
+            waitUntil("the cancelled waiters ended") { conditionWaiters[1].isFinished && semaphoreWaiters[1].isFinished }
+            let v = SyncInvariants.violations()
+            check(v.isEmpty, "after the cancellations: \(v)")
+            check(isBlocked(conditionWaiters[0], on: "condition") && isBlocked(conditionWaiters[2], on: "condition"),
+                  "a live condition waiter left the queue")
+            c.signal()
+            waitUntil("c12 woke") { conditionWaiters[2].isFinished }
+            c.signal()
+            s.signal()
+            s.signal()
+            for h in conditionWaiters + semaphoreWaiters { try h.join() }
+            check(s.value == 1, "S holds \(s.value) permits, want 1 (one went to s9)")
+            check(SyncInvariants.violations().isEmpty, "at the end: \(SyncInvariants.violations())")
+        }
+        print("order=\(log.all)")
+        check(log.all == ["s25 cancelled", "c20 cancelled", "c12", "s9", "c5"], "order \(log.all)")
+        print("OK")
+    },
+
     "semaphore-counts-priority-and-timeout": {
         // Story (one worker; main at 31): S starts with 2 permits: two waits pass at once, a third with a
         // 20 ms timeout returns false. Waiters w3 (3), w15 (15), w9 (9) block on S; three signals hand
