@@ -136,12 +136,13 @@ let package = Package(
             name: "gt-test-host",
             dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport", "GTSnapshot"],
             path: "Tests/GTTestHost",
-            // Scenarios share plain globals between green threads on purpose.
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            // Explicit, like gt-async-host: shared state goes through
+            // Sendable boxes (SharedState.swift), checked by the compiler.
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // The async bridge's scenarios (issue 14), in Swift 6 language mode:
-        // shared state goes through GreenLocked and atomics, checked by the
-        // compiler. gt-test-host moves to Swift 6 mode in a later change.
+        // The async bridge's scenarios (issue 14), in Swift 6 language mode
+        // like gt-test-host: shared state goes through GreenLocked and
+        // atomics, checked by the compiler.
         .executableTarget(
             name: "gt-async-host",
             dependencies: ["GreenThreads", "GTHostSupport"],

@@ -17,6 +17,22 @@
 //   waiting on a rendezvous channel are cancelled: the receiver gets nil,
 //   the sender throws `cancelled` and its value is never delivered; the
 //   channel then carries the next value as usual.
+// cancel-untimed-waits (one worker; main directs):
+//   1. `sem` waits in `semaphore.waitUnlessCancelled()` on an empty
+//      semaphore; `cond` holds C and waits in the untimed `condition.wait(C)`
+//      inside `C.withLock`. main takes C while both wait, then cancels both.
+//   2. `sem` throws `GreenThreadError.cancelled` at once, with no permit.
+//      `cond` is woken at once, but retakes C before it throws (the
+//      retake ignores cancellation): it waits for C, which main holds for
+//      another 100 ms; then `conditionWaitCancelled` reaches it holding C,
+//      and withLock releases C.
+//   3. Neither queue keeps a cancelled waiter: the next signal of each goes
+//      to a live waiter, and the count stays exact.
+//   4. On a thread cancelled before it waits: waitUnlessCancelled takes an
+//      available permit, and throws at once on an empty semaphore; the
+//      condition wait throws at once, holding its mutex.
+//   5. The non-throwing `semaphore.wait()` is not interrupted: cancelled, it
+//      goes on waiting and returns with the permit a later signal brings.
 // cancel-await: a thread awaiting a 10 s Task.sleep is cancelled: the task
 //   is cancelled and await throws its CancellationError at once.
 // group-error-cancels-siblings: in withThreadGroup one member throws after
@@ -34,6 +50,7 @@ let cancellationScenarios: [String: Scenario] = [
     "cancel-timed-waits": .sync(cancelTimedWaits),
     "cancel-channel-waits": .sync(cancelChannelWaits),
     "cancel-mutex-lock": .sync(cancelMutexLock),
+    "cancel-untimed-waits": .sync(cancelUntimedWaits),
     "cancel-await": .sync(cancelAwait),
     "group-error-cancels-siblings": .sync(groupErrorCancelsSiblings),
     "group-joins-every-member": .sync(groupJoinsEveryMember),
@@ -342,6 +359,140 @@ func cancelMutexLock() throws {
         }
         let lateTook = try late.join()
         check(lateTook, "a cancelled thread could not take a free mutex")
+    }
+    print("OK")
+}
+
+func cancelUntimedWaits() throws {
+    try inKernel {
+        GreenThread.current.setPriority(.highest)  // main directs
+        let semaphore = GreenSemaphore(value: 0, name: "S")
+        let condition = GreenCondition(name: "C-cond")
+        let mutex = GreenMutex(name: "C")
+        // 1. Both wait, untimed.
+        let sem = try GreenThread.spawn(name: "sem") { () -> String in
+            do {
+                try semaphore.waitUnlessCancelled()
+                return "took a permit"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let cond = try GreenThread.spawn(name: "cond") { () -> (String, Bool) in
+            var heldAtError = false
+            do {
+                try mutex.withLock {
+                    do {
+                        try condition.wait(mutex)
+                    } catch {
+                        heldAtError = mutex.owner === GreenThread.current
+                        throw error
+                    }
+                }
+                return ("signalled", heldAtError)
+            } catch {
+                return ("\(error)", heldAtError)
+            }
+        }
+        while sem.thread.waitingOn?.kind != "semaphore" || cond.thread.waitingOn?.kind != "condition" {
+            GreenThread.sleep(for: .milliseconds(1))
+        }
+        try mutex.lock()
+        let start = nowMilliseconds()
+        sem.cancel()
+        cond.cancel()
+        // 2. sem ends at once; cond waits for C, which main holds.
+        let semOutcome = try sem.join()
+        let semMs = nowMilliseconds() - start
+        GreenThread.sleep(for: .milliseconds(100))
+        let condRetaking = cond.thread.waitingOn?.kind ?? "none"
+        try mutex.unlock()
+        let (condOutcome, condHeld) = try cond.join()
+        let condMs = nowMilliseconds() - start
+        print("sem=\(semOutcome)")
+        print("sem_ms=\(Int(semMs))")
+        print("cond=\(condOutcome)")
+        print("cond_retaking_waits_on=\(condRetaking)")
+        print("cond_held_at_error=\(condHeld)")
+        check(semOutcome.contains("was cancelled"), "sem: \(semOutcome)")
+        check(semMs < 1000, "the cancelled semaphore wait took \(semMs) ms")
+        check(condRetaking == "mutex", "after the cancel, cond waits on \(condRetaking), not on C")
+        check(condOutcome.contains("was cancelled while it waited on condition")
+              && condOutcome.contains("holds mutex"), "cond: \(condOutcome)")
+        check(condHeld, "the cancelled condition wait threw without holding C")
+        check(condMs < 2000, "the cancelled condition wait took \(condMs) ms")
+        check(mutex.owner == nil, "withLock left C held")
+        // 3. The queues hold no cancelled waiter; the count is exact.
+        check(semaphore.value == 0, "a cancelled wait changed the count: \(semaphore.value)")
+        let nextSem = try GreenThread.spawn(name: "next-sem") { () -> Bool in
+            try semaphore.waitUnlessCancelled()
+            return true
+        }
+        let nextCond = try GreenThread.spawn(name: "next-cond") { () -> Bool in
+            try mutex.withLock { try condition.wait(mutex) }
+            return true
+        }
+        while nextSem.thread.waitingOn == nil || nextCond.thread.waitingOn?.kind != "condition" {
+            GreenThread.sleep(for: .milliseconds(1))
+        }
+        semaphore.signal()
+        condition.signal()
+        let nextGot = (try nextSem.join(), try nextCond.join())
+        print("next=\(nextGot.0),\(nextGot.1)")
+        check(semaphore.value == 0, "the signal went to the count, not to the live waiter")
+        // 4. Cancelled before waiting.
+        let late = try GreenThread.spawn(name: "late") { () -> (String, String, String, Bool) in
+            GreenThread.current.cancel()
+            try semaphore.waitUnlessCancelled()  // a permit is there: taken
+            let took = "took"
+            let empty: String
+            do {
+                try semaphore.waitUnlessCancelled()
+                empty = "took"
+            } catch {
+                empty = "\(error)"
+            }
+            var held = false
+            let condition2 = GreenCondition()
+            let waited: String
+            do {
+                try mutex.withLock {
+                    do { try condition2.wait(mutex) } catch {
+                        held = mutex.owner === GreenThread.current
+                        throw error
+                    }
+                }
+                waited = "returned"
+            } catch {
+                waited = "\(error)"
+            }
+            return (took, empty, waited, held)
+        }
+        semaphore.signal()
+        let lateStart = nowMilliseconds()
+        let (lateFull, lateEmpty, lateCond, lateHeld) = try late.join()
+        let lateMs = nowMilliseconds() - lateStart
+        print("late_full=\(lateFull)")
+        print("late_empty=\(lateEmpty.contains("was cancelled") ? "cancelled" : lateEmpty)")
+        print("late_cond=\(lateCond.contains("was cancelled while it waited on condition") ? "cancelled" : lateCond)")
+        check(lateFull == "took" && lateEmpty.contains("was cancelled"), "late: \(lateFull), \(lateEmpty)")
+        check(lateCond.contains("was cancelled while it waited on condition") && lateHeld, "late cond: \(lateCond) \(lateHeld)")
+        check(lateMs < 1000, "waits on a cancelled thread took \(lateMs) ms")
+        check(semaphore.value == 0, "count \(semaphore.value) after the late thread")
+        // 5. The non-throwing wait() goes on waiting.
+        let plain = try GreenThread.spawn(name: "plain") { () -> Bool in
+            semaphore.wait()
+            return GreenThread.current.isCancelled
+        }
+        while plain.thread.waitingOn?.kind != "semaphore" { GreenThread.sleep(for: .milliseconds(1)) }
+        plain.cancel()
+        GreenThread.sleep(for: .milliseconds(50))
+        let plainStillWaits = plain.thread.waitingOn?.kind == "semaphore"
+        semaphore.signal()
+        let plainSawCancel = try plain.join()
+        print("plain_wait_after_cancel=\(plainStillWaits ? "waiting" : "ended")")
+        check(plainStillWaits && plainSawCancel, "the non-throwing wait() ended on cancellation")
+        check(semaphore.value == 0, "the plain waiter did not take the permit")
     }
     print("OK")
 }

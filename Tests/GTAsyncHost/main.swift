@@ -1,7 +1,6 @@
 // gt-async-host: the scenarios of the async bridge (issue 14), in Swift 6
 // language mode, each run in its own process by the tests (like
-// gt-test-host, whose scenarios are still Swift 5 mode because they share
-// plain globals). Usage: gt-async-host <scenario> [--name value ...]. A
+// gt-test-host). Usage: gt-async-host <scenario> [--name value ...]. A
 // scenario prints `key=value` lines for the test to check, and "OK" when
 // its own checks passed. Shared state goes through GreenLocked or atomics:
 // the compiler checks every crossing.

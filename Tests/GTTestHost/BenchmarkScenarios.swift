@@ -21,7 +21,7 @@ import Glibc
 import Synchronization
 
 /// The measurement window in time-stamp-counter ticks, and the stop flag.
-final class FairnessWindow: @unchecked Sendable {
+final class FairnessWindow: Sendable {
     let start = Atomic<UInt64>(.max)
     let end = Atomic<UInt64>(.max)
     let stop = Atomic<Bool>(false)
@@ -107,7 +107,7 @@ func relativeShares(_ ticks: [UInt64]) -> [Double] {
     return ticks.map { mean > 0 ? Double($0) / mean : 0 }
 }
 
-let benchmarkScenarios: [String: () throws -> Void] = [
+let benchmarkScenarios: [String: Scenario] = [
     "fairness-equal-spinners": {
         // N equal call-free spinners share the workers for `--cpu-ms` of CPU.
         // Invariants: Jain's index of their running times >= --min-jain, and
@@ -116,17 +116,14 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         let cpuMs = intOption("cpu-ms", 1000)
         let minJain = Double(option("min-jain") ?? "0.95")!
         let window = FairnessWindow()
-        var ran: [UInt64] = []
-        var preemptions: UInt64 = 0
         let config = fairnessConfiguration(workers: 2)
-        try Kernel.run(config) {
+        let (ran, preemptions) = try Kernel.run(config) { () -> ([UInt64], UInt64) in
             GreenThread.current.setPriority(.highest)
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { observedSpin(window, seed: UInt64(i)) }
             }
             window.measure(cpuMs: cpuMs, workers: config.workers)
-            ran = try spinners.map { try $0.join() }
-            preemptions = spinners.reduce(0) { $0 + $1.thread.statistics.preemptions }
+            return (try spinners.map { try $0.join() }, spinners.reduce(0) { $0 + $1.thread.statistics.preemptions })
         }
         let shares = relativeShares(ran)
         let jainIndex = jain(ran.map { Double($0) })
@@ -149,9 +146,8 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         let cpuMs = intOption("cpu-ms", 1000)
         let window = FairnessWindow()
         let third = max(1, n / 3)
-        var spinnerRan: [UInt64] = [], sleeperRounds: [Int] = [], blockerRounds: [Int] = []
         let config = fairnessConfiguration(workers: 2)
-        try Kernel.run(config) {
+        let (spinnerRan, sleeperRounds, blockerRounds) = try Kernel.run(config) { () -> ([UInt64], [Int], [Int]) in
             GreenThread.current.setPriority(.highest)
             let ms = gt_tsc_frequency() / 1000
             let spinners = try (0..<third).map { i in
@@ -180,9 +176,8 @@ let benchmarkScenarios: [String: () throws -> Void] = [
                 }
             }
             window.measure(cpuMs: cpuMs, workers: config.workers)
-            spinnerRan = try spinners.map { try $0.join() }
-            sleeperRounds = try sleepers.map { try $0.join() }
-            blockerRounds = try blockers.map { try $0.join() }
+            return (try spinners.map { try $0.join() }, try sleepers.map { try $0.join() },
+                    try blockers.map { try $0.join() })
         }
         let spinnerJain = jain(spinnerRan.map { Double($0) })
         print("spinner_jain=\(spinnerJain)")
@@ -204,8 +199,8 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         // .normal ones; equal ones share: each .high thread starts before
         // the other .high thread ends (round-robin, not one after the other).
         let workTicks = UInt64(intOption("work-ms", 60)) * gt_tsc_frequency() / 1000
-        var spans: [String: [(first: UInt64, last: UInt64)]] = [:]
-        try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(intOption("slice-ms", 1)))) {
+        let spans = try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(intOption("slice-ms", 1)))) {
+            () -> [String: [(first: UInt64, last: UInt64)]] in
             GreenThread.current.setPriority(.highest)
             let levels: [(String, Priority)] = [("low", .low), ("normal", .normal), ("high", .high)]
             var handles: [(String, JoinHandle<(first: UInt64, last: UInt64)>)] = []
@@ -216,7 +211,9 @@ let benchmarkScenarios: [String: () throws -> Void] = [
                     }))
                 }
             }
+            var spans: [String: [(first: UInt64, last: UInt64)]] = [:]
             for (name, h) in handles { spans[name, default: []].append(try h.join()) }
+            return spans
         }
         let (high, normal, low) = (spans["high"]!, spans["normal"]!, spans["low"]!)
         for (name, s) in [("high", high), ("normal", normal), ("low", low)] {
@@ -238,14 +235,13 @@ let benchmarkScenarios: [String: () throws -> Void] = [
         // ready they hold both workers, so no .low thread starts before the
         // first .high thread ends.
         let workTicks = UInt64(intOption("work-ms", 60)) * gt_tsc_frequency() / 1000
-        var highs: [(first: UInt64, last: UInt64)] = [], lows: [(first: UInt64, last: UInt64)] = []
-        try Kernel.run(KernelConfiguration(workers: 2, timeSlice: .milliseconds(1))) {
+        let (highs, lows) = try Kernel.run(KernelConfiguration(workers: 2, timeSlice: .milliseconds(1))) {
+            () -> ([(first: UInt64, last: UInt64)], [(first: UInt64, last: UInt64)]) in
             GreenThread.current.setPriority(.highest)
             // Highs first: the idle second worker takes the first thread spawned.
             let high = try (0..<2).map { i in try GreenThread.spawn(name: "high\(i)", priority: .high) { spinOwnTime(workTicks) } }
             let low = try (0..<2).map { i in try GreenThread.spawn(name: "low\(i)", priority: .low) { spinOwnTime(workTicks) } }
-            highs = try high.map { try $0.join() }
-            lows = try low.map { try $0.join() }
+            return (try high.map { try $0.join() }, try low.map { try $0.join() })
         }
         print("high=\(highs)\nlow=\(lows)")
         let firstHighEnd = highs.map(\.last).min()!

@@ -25,16 +25,16 @@ func spinOS(seconds: Int64, until condition: () -> Bool) -> Bool {
 /// A kernel body that deadlocks through green threads only: two threads
 /// join each other (after a 10 ms sleep, so both exist), and main joins one.
 func joinEachOther() throws {
-    var second: JoinHandle<Void>?
+    let second = Shared<JoinHandle<Void>?>(nil)
     let first = try GreenThread.spawn(name: "first") {
         GreenThread.sleep(for: .milliseconds(10))
-        try second!.join()
+        try second.value!.join()
     }
-    second = try GreenThread.spawn(name: "second") { try first.join() }
+    second.value = try GreenThread.spawn(name: "second") { try first.join() }
     try first.join()
 }
 
-let correctnessScenarios: [String: () throws -> Void] = [
+let correctnessScenarios: [String: Scenario] = [
     "mutex-timeout-stale-boost-replay": {
         // Story (2 workers, no preemption ticks, so only the hook decides the interleaving):
         //  1. low (4) locks M and spins on worker A, calling nothing.            low 4
@@ -46,42 +46,41 @@ let correctnessScenarios: [String: () throws -> Void] = [
         //     timeout finished): it must be back at 4, and every invariant must hold.
         // The bug (issue 10): the timeout cleared the bit before recomputing, and recomputed whoever
         // the word named by then (nobody): low kept 20 ("inherited priority 20, recomputed -1").
-        let stalled = Atomic<Int>(0), unlocked = Atomic<Int>(0), hookGaveUp = Atomic<Int>(0)
+        let stalled = AtomicCell<Int>(0), unlocked = AtomicCell<Int>(0), hookGaveUp = AtomicCell<Int>(0)
         SyncTestHooks.mutexTimeout = { step in
             guard step == .hasWaitersCleared else { return }
-            stalled.store(1, ordering: .releasing)
-            if !spinOS(seconds: 5, until: { unlocked.load(ordering: .acquiring) == 1 }) {
-                hookGaveUp.store(1, ordering: .relaxed)
+            stalled.atomic.store(1, ordering: .releasing)
+            if !spinOS(seconds: 5, until: { unlocked.atomic.load(ordering: .acquiring) == 1 }) {
+                hookGaveUp.atomic.store(1, ordering: .relaxed)
             }
         }
         defer { SyncTestHooks.mutexTimeout = nil }
-        var lowInside = -1, lowAfter = -1, highGot: Bool?
-        var violations: [String] = []
-        try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) {
+        let (lowInside, lowAfter, violations, highGot) = try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) {
+            () -> (Int, Int, [String], Bool?) in
             direct()
             let m = GreenMutex(name: "M")
-            let holding = Atomic<Int>(0)
-            let low = try spawnAt("low", 4) {
+            let holding = AtomicCell<Int>(0)
+            let low = try spawnAt("low", 4) { () -> (Int, [String]) in
                 try m.lock()
-                holding.store(1, ordering: .releasing)
-                let stalledSeen = spinOS(seconds: 10) { stalled.load(ordering: .acquiring) == 1 }
+                holding.atomic.store(1, ordering: .releasing)
+                let stalledSeen = spinOS(seconds: 10) { stalled.atomic.load(ordering: .acquiring) == 1 }
                 check(stalledSeen, "the monitor never reached the hook")
                 // Nothing that takes the kernel lock until the unlock: the
                 // stalled monitor holds it.
                 try m.unlock()
-                unlocked.store(1, ordering: .releasing)
-                lowAfter = myLevel
-                violations = SyncInvariants.violations()
+                unlocked.atomic.store(1, ordering: .releasing)
+                return (myLevel, SyncInvariants.violations())
             }
-            waitUntil("low holds M") { holding.load(ordering: .acquiring) == 1 }
-            let high = try spawnAt("high", 20) { highGot = try m.lock(timeout: .milliseconds(50)) }
+            waitUntil("low holds M") { holding.atomic.load(ordering: .acquiring) == 1 }
+            let high = try spawnAt("high", 20) { try m.lock(timeout: .milliseconds(50)) }
             waitUntil("high waits") { isBlocked(high, on: "mutex") }
-            lowInside = level(low)
-            try high.join()
-            try low.join()
+            let lowInside = level(low)
+            let highGot = try high.join()
+            let (lowAfter, violations) = try low.join()
+            return (lowInside, lowAfter, violations, highGot)
         }
         print("low_inside=\(lowInside)\nlow_after=\(lowAfter)\nhigh_got=\(String(describing: highGot))")
-        check(hookGaveUp.load(ordering: .relaxed) == 0, "low never unlocked while the monitor was stalled")
+        check(hookGaveUp.atomic.load(ordering: .relaxed) == 0, "low never unlocked while the monitor was stalled")
         check(highGot == false, "high's timed lock returned \(String(describing: highGot))")
         check(lowInside == 20, "low at \(lowInside) while high waited, want 20")
         check(lowAfter == 4, "low at \(lowAfter) after releasing everything: a stale boost, want its base 4")
@@ -102,12 +101,12 @@ let correctnessScenarios: [String: () throws -> Void] = [
         let loadThreads = intOption("load", 2)
         let holdUs = UInt64(intOption("hold-us", 100)), timeoutUs = UInt64(intOption("timeout-us", 100))
         let pauseUs = UInt64(intOption("pause-us", 200))
-        let stop = Atomic<Bool>(false)
+        let stop = AtomicCell<Bool>(false)
         let loaders = (0..<loadThreads).map { _ in
-            OSWorker { while !stop.load(ordering: .relaxed) { gt_cpu_relax() } }
+            OSWorker { while !stop.atomic.load(ordering: .relaxed) { gt_cpu_relax() } }
         }
-        let stale = Atomic<Int>(0), timeouts = Atomic<Int>(0), acquisitions = Atomic<Int>(0)
-        var firstStale = ""
+        let stale = AtomicCell<Int>(0), timeouts = AtomicCell<Int>(0), acquisitions = AtomicCell<Int>(0)
+        let firstStaleSeen = Shared("")
         try Kernel.run(KernelConfiguration(workers: 2, timeSlice: .milliseconds(1))) {
             direct()
             let end = gt_clock_monotonic_ns() + durationMs * 1_000_000
@@ -122,8 +121,8 @@ let correctnessScenarios: [String: () throws -> Void] = [
                         try m.unlock()
                         let me = GreenThread.current
                         if me.isBoosted {
-                            if stale.add(1, ordering: .relaxed).oldValue == 0 {
-                                firstStale = "\(me) at \(me.effectivePriority) (base \(me.priority)) after releasing everything"
+                            if stale.atomic.add(1, ordering: .relaxed).oldValue == 0 {
+                                firstStaleSeen.value = "\(me) at \(me.effectivePriority) (base \(me.priority)) after releasing everything"
                             }
                         }
                         GreenThread.yield()
@@ -133,10 +132,10 @@ let correctnessScenarios: [String: () throws -> Void] = [
                     var r = SplitMix64(seed: UInt64(p) &* 104_729)
                     while gt_clock_monotonic_ns() < end {
                         if try m.lock(timeout: .microseconds(Int64(1 + r.next() % timeoutUs))) {
-                            acquisitions.add(1, ordering: .relaxed)
+                            acquisitions.atomic.add(1, ordering: .relaxed)
                             try m.unlock()
                         } else {
-                            timeouts.add(1, ordering: .relaxed)
+                            timeouts.atomic.add(1, ordering: .relaxed)
                         }
                         GreenThread.sleep(for: .microseconds(Int64(r.next() % (pauseUs + 1))))
                     }
@@ -146,13 +145,14 @@ let correctnessScenarios: [String: () throws -> Void] = [
             let v = SyncInvariants.violations()
             check(v.isEmpty, "invariants broken at the end:\n" + v.prefix(20).joined(separator: "\n"))
         }
-        stop.store(true, ordering: .relaxed)
+        stop.atomic.store(true, ordering: .relaxed)
         for l in loaders { l.join() }
-        print("pairs=\(pairs)\nstale_boosts=\(stale.load(ordering: .relaxed))")
-        print("timeouts=\(timeouts.load(ordering: .relaxed))\nwaiter_acquisitions=\(acquisitions.load(ordering: .relaxed))")
+        print("pairs=\(pairs)\nstale_boosts=\(stale.atomic.load(ordering: .relaxed))")
+        print("timeouts=\(timeouts.atomic.load(ordering: .relaxed))\nwaiter_acquisitions=\(acquisitions.atomic.load(ordering: .relaxed))")
+        let firstStale = firstStaleSeen.value
         if !firstStale.isEmpty { print("first_stale=\(firstStale)") }
-        check(timeouts.load(ordering: .relaxed) > 0, "no timed lock ever timed out: the race was not exercised")
-        check(stale.load(ordering: .relaxed) == 0, "\(stale.load(ordering: .relaxed)) stale boosts; first: \(firstStale)")
+        check(timeouts.atomic.load(ordering: .relaxed) > 0, "no timed lock ever timed out: the race was not exercised")
+        check(stale.atomic.load(ordering: .relaxed) == 0, "\(stale.atomic.load(ordering: .relaxed)) stale boosts; first: \(firstStale)")
         print("OK")
     },
 
@@ -162,13 +162,13 @@ let correctnessScenarios: [String: () throws -> Void] = [
         // the kernel lock). The hook holds the kernel lock 50 ms as the report starts, so the OS
         // thread is surely waiting for it while holding `running`. The report must not take
         // `running` under the kernel lock (the bug: both threads hung). Fails by timeout otherwise.
-        let stop = Atomic<Bool>(false)
+        let stop = AtomicCell<Bool>(false)
         let probe = GreenSemaphore(value: 0)
-        let reads = Atomic<Int>(0)
+        let reads = AtomicCell<Int>(0)
         let hammer = OSWorker {
-            while !stop.load(ordering: .relaxed) {
+            while !stop.atomic.load(ordering: .relaxed) {
                 _ = probe.value
-                reads.add(1, ordering: .relaxed)
+                reads.atomic.add(1, ordering: .relaxed)
             }
         }
         SyncTestHooks.deadlockDetected = { usleep(50_000) }
@@ -180,11 +180,11 @@ let correctnessScenarios: [String: () throws -> Void] = [
         } catch let KernelError.deadlock(report) {
             cycles = report.cycles
         }
-        stop.store(true, ordering: .relaxed)
+        stop.atomic.store(true, ordering: .relaxed)
         hammer.join()
-        print("cycles=\(cycles.count)\nos_thread_reads=\(reads.load(ordering: .relaxed))")
+        print("cycles=\(cycles.count)\nos_thread_reads=\(reads.atomic.load(ordering: .relaxed))")
         check(cycles.count == 1, "one cycle: \(cycles)")
-        check(reads.load(ordering: .relaxed) > 0, "the OS thread never read the semaphore")
+        check(reads.atomic.load(ordering: .relaxed) > 0, "the OS thread never read the semaphore")
         print("OK")
     },
 
@@ -195,20 +195,20 @@ let correctnessScenarios: [String: () throws -> Void] = [
         // OS thread signal and send. The bug: KernelError.deadlock after a few milliseconds.
         let sem = GreenSemaphore(value: 0, name: "from-os-thread")
         let ch = GreenChannel<Int>(capacity: 1, name: "from-os-thread")
-        var got: Int?
-        var waitedMs: Int64 = 0
         let helper = OSWorker {
             usleepOS(300_000)
             sem.signal()
             usleepOS(100_000)
             do { try ch.send(7) } catch { print("send failed: \(error)") }
         }
+        var got: Int?
+        var waitedMs: Int64 = 0
         do {
-            try Kernel.run(KernelConfiguration(workers: 2)) {
+            (got, waitedMs) = try Kernel.run(KernelConfiguration(workers: 2)) { () -> (Int?, Int64) in
                 let t0 = gt_clock_monotonic_ns()
                 sem.wait()
-                got = ch.receive()
-                waitedMs = (gt_clock_monotonic_ns() - t0) / 1_000_000
+                let got = ch.receive()
+                return (got, (gt_clock_monotonic_ns() - t0) / 1_000_000)
             }
         } catch {
             helper.join()
@@ -267,7 +267,7 @@ let correctnessScenarios: [String: () throws -> Void] = [
         // signal within 5 s. The bug: the values lived as long as the thread object; the timer
         // variant hung the kernel (deinit under the non-recursive kernel lock), the registry variant
         // never saw the signal.
-        final class UsesSyncKitOnDeinit {
+        final class UsesSyncKitOnDeinit: Sendable {
             let dropped: GreenSemaphore, m: GreenMutex
             init(_ dropped: GreenSemaphore, _ m: GreenMutex) { self.dropped = dropped; self.m = m }
             deinit {
@@ -278,8 +278,7 @@ let correctnessScenarios: [String: () throws -> Void] = [
         let via = option("via") ?? "registry"
         check(via == "registry" || via == "timer", "--via registry|timer, not \(via)")
         let local = try GreenThreadLocal<UsesSyncKitOnDeinit?>(default: nil)
-        var seen = false
-        try Kernel.run(KernelConfiguration(workers: 2)) {
+        let seen = try Kernel.run(KernelConfiguration(workers: 2)) { () -> Bool in
             let dropped = GreenSemaphore(value: 0), wake = GreenSemaphore(value: 0)
             let m = GreenMutex(name: "used-by-deinit")
             // In a function of its own, so that the JoinHandle is released
@@ -296,9 +295,10 @@ let correctnessScenarios: [String: () throws -> Void] = [
                 GreenThread.sleep(for: .milliseconds(20))
                 wake.signal()
             }
-            seen = dropped.wait(timeout: .seconds(5))
+            let seen = dropped.wait(timeout: .seconds(5))
             // Past the stale entry's deadline: the monitor has dropped it.
             if via == "timer" { GreenThread.sleep(for: .milliseconds(500)) }
+            return seen
         }
         print("via=\(via)\ndeinit_signalled=\(seen)")
         check(seen, "the local's deinit never signalled")
@@ -351,8 +351,8 @@ let correctnessScenarios: [String: () throws -> Void] = [
         sigaddset(&unblock, SIGUSR1)
         check(pthread_sigmask(SIG_UNBLOCK, &unblock, nil) == 0, "pthread_sigmask")
         let marker = timespec(tv_sec: 12345, tv_nsec: 678)
-        var results: [String] = []
-        try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) {
+        let results = try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) { () -> [String] in
+            var results: [String] = []
             let worker = pthread_self()
             for absolute in [false, true] {
                 let sender = OSWorker {
@@ -380,6 +380,7 @@ let correctnessScenarios: [String: () throws -> Void] = [
                     check(left > 0 && left < 2_000_000_000, "relative sleep left \(left) ns")
                 }
             }
+            return results
         }
         print(results.joined(separator: "\n"))
         print("OK")
@@ -394,49 +395,49 @@ let correctnessScenarios: [String: () throws -> Void] = [
         // GreenMutex's bound (64), the lock being let go in between; then owner stops toggling, ends
         // holding or not, and locker gets M. The bug: one hold of the kernel lock for all 1000.
         let toggles = intOption("toggles", 1000)
-        let requested = Atomic<Int>(0), done = Atomic<Int>(0), maxAttempt = Atomic<Int>(0)
-        let ownerSpinning = Atomic<Bool>(false)
+        let requested = AtomicCell<Int>(0), done = AtomicCell<Int>(0), maxAttempt = AtomicCell<Int>(0)
+        let ownerSpinning = AtomicCell<Bool>(false)
         SyncTestHooks.contendedLockAttempt = { attempt in
-            if attempt > maxAttempt.load(ordering: .relaxed) { maxAttempt.store(attempt, ordering: .relaxed) }
-            guard ownerSpinning.load(ordering: .acquiring), requested.load(ordering: .relaxed) < toggles else { return }
-            let n = requested.add(1, ordering: .releasing).newValue
-            _ = spinOS(seconds: 5) { done.load(ordering: .acquiring) >= n }
+            if attempt > maxAttempt.atomic.load(ordering: .relaxed) { maxAttempt.atomic.store(attempt, ordering: .relaxed) }
+            guard ownerSpinning.atomic.load(ordering: .acquiring), requested.atomic.load(ordering: .relaxed) < toggles else { return }
+            let n = requested.atomic.add(1, ordering: .releasing).newValue
+            _ = spinOS(seconds: 5) { done.atomic.load(ordering: .acquiring) >= n }
         }
         defer { SyncTestHooks.contendedLockAttempt = nil }
-        var lockerGot = false
-        try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) {
+        let lockerGot = try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) { () -> Bool in
             let m = GreenMutex(name: "M")
             let owner = try GreenThread.spawn(name: "owner") {
                 try m.lock()
                 var held = true
-                ownerSpinning.store(true, ordering: .releasing)
-                while done.load(ordering: .relaxed) < toggles {
-                    let target = requested.load(ordering: .acquiring)
-                    if target > done.load(ordering: .relaxed) {
+                ownerSpinning.atomic.store(true, ordering: .releasing)
+                while done.atomic.load(ordering: .relaxed) < toggles {
+                    let target = requested.atomic.load(ordering: .acquiring)
+                    if target > done.atomic.load(ordering: .relaxed) {
                         if held { try m.unlock() } else { check(m.tryLock(), "owner could not retake M") }
                         held.toggle()
-                        done.add(1, ordering: .releasing)
+                        done.atomic.add(1, ordering: .releasing)
                     } else {
                         gt_cpu_relax()
                     }
                 }
-                ownerSpinning.store(false, ordering: .releasing)
+                ownerSpinning.atomic.store(false, ordering: .releasing)
                 if held { try m.unlock() }
             }
-            waitUntil("owner holds M") { ownerSpinning.load(ordering: .acquiring) }
-            let locker = try GreenThread.spawn(name: "locker") {
+            waitUntil("owner holds M") { ownerSpinning.atomic.load(ordering: .acquiring) }
+            let locker = try GreenThread.spawn(name: "locker") { () -> Bool in
                 try m.lock()
-                lockerGot = true
                 try m.unlock()
+                return true
             }
-            try locker.join()
+            let lockerGot = try locker.join()
             try owner.join()
+            return lockerGot
         }
-        print("toggles=\(done.load(ordering: .relaxed))\nmax_attempts_per_kernel_lock=\(maxAttempt.load(ordering: .relaxed))")
+        print("toggles=\(done.atomic.load(ordering: .relaxed))\nmax_attempts_per_kernel_lock=\(maxAttempt.atomic.load(ordering: .relaxed))")
         check(lockerGot, "locker never got M")
-        check(done.load(ordering: .relaxed) == toggles, "owner toggled \(done.load(ordering: .relaxed)) times")
-        check(maxAttempt.load(ordering: .relaxed) <= 64,
-              "\(maxAttempt.load(ordering: .relaxed)) CAS attempts under one hold of the kernel lock")
+        check(done.atomic.load(ordering: .relaxed) == toggles, "owner toggled \(done.atomic.load(ordering: .relaxed)) times")
+        check(maxAttempt.atomic.load(ordering: .relaxed) <= 64,
+              "\(maxAttempt.atomic.load(ordering: .relaxed)) CAS attempts under one hold of the kernel lock")
         print("OK")
     },
 ]

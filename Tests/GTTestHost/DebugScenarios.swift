@@ -138,7 +138,7 @@ func debugCheckOrder(_ trace: StackTrace, _ names: [String]) {
     }
 }
 
-let debugScenarios: [String: () throws -> Void] = [
+let debugScenarios: [String: Scenario] = [
     "trace-parked": {
         // A thread parked (sleeping) three calls deep: its trace, from the
         // saved switch frame, names the three functions innermost first,
@@ -210,18 +210,18 @@ let debugScenarios: [String: () throws -> Void] = [
         // starts low. After ~300 KiB of recursion the mark (mincore) covers it.
         let size = 1024 * 1024 + 3 * 4096
         try Kernel.run(KernelConfiguration(workers: 2)) {
-            let phase = Atomic<Int>(0)
+            let phase = AtomicCell<Int>(0)
             let deep = try GreenThread.spawn(name: "deep", stackSize: size) {
-                while phase.load(ordering: .relaxed) == 0 { GreenThread.sleep(for: .milliseconds(5)) }
+                while phase.atomic.load(ordering: .relaxed) == 0 { GreenThread.sleep(for: .milliseconds(5)) }
                 _ = debugRecurse(300)
-                phase.store(2, ordering: .relaxed)
-                while phase.load(ordering: .relaxed) == 2 { GreenThread.sleep(for: .milliseconds(5)) }
+                phase.atomic.store(2, ordering: .relaxed)
+                while phase.atomic.load(ordering: .relaxed) == 2 { GreenThread.sleep(for: .milliseconds(5)) }
             }
             let (_, before) = debugAwaitThread("deep", stacks: false) { $0.state == .sleeping }
-            phase.store(1, ordering: .relaxed)
-            while phase.load(ordering: .relaxed) != 2 { GreenThread.sleep(for: .milliseconds(5)) }
+            phase.atomic.store(1, ordering: .relaxed)
+            while phase.atomic.load(ordering: .relaxed) != 2 { GreenThread.sleep(for: .milliseconds(5)) }
             let (_, after) = debugAwaitThread("deep", stacks: false) { $0.state == .sleeping }
-            phase.store(3, ordering: .relaxed)
+            phase.atomic.store(3, ordering: .relaxed)
             try deep.join()
             print("size=\(after.stack.sizeBytes) before=\(before.stack.usedBytes) after=\(after.stack.usedBytes)")
             check(before.stack.sizeBytes >= size - 4096, "size \(before.stack.sizeBytes)")
@@ -236,11 +236,10 @@ let debugScenarios: [String: () throws -> Void] = [
         // deadlock report prints the cycle with both threads' traces.
         do {
             try Kernel.run(KernelConfiguration(workers: 2)) {
-                var b: JoinHandle<Void>?
-                var a: JoinHandle<Void>?
-                a = try GreenThread.spawn(name: "cycle-a") { try debugJoinPartner { b } }
-                b = try GreenThread.spawn(name: "cycle-b") { try debugJoinPartner { a } }
-                try a!.join()
+                let a = Shared<JoinHandle<Void>?>(nil), b = Shared<JoinHandle<Void>?>(nil)
+                a.value = try GreenThread.spawn(name: "cycle-a") { try debugJoinPartner { b.value } }
+                b.value = try GreenThread.spawn(name: "cycle-b") { try debugJoinPartner { a.value } }
+                try a.value!.join()
             }
             check(false, "deadlock not detected")
         } catch let KernelError.deadlock(report) {
@@ -338,10 +337,9 @@ let debugScenarios: [String: () throws -> Void] = [
         // keeps sleeping, so the kernel as a whole is not deadlocked. The
         // test kills the process when done.
         try Kernel.run(KernelConfiguration(workers: 2)) {
-            var b: JoinHandle<Void>?
-            var a: JoinHandle<Void>?
-            a = try GreenThread.spawn(name: "cycle-a") { try debugJoinPartner { b } }
-            b = try GreenThread.spawn(name: "cycle-b") { try debugJoinPartner { a } }
+            let a = Shared<JoinHandle<Void>?>(nil), b = Shared<JoinHandle<Void>?>(nil)
+            a.value = try GreenThread.spawn(name: "cycle-a") { try debugJoinPartner { b.value } }
+            b.value = try GreenThread.spawn(name: "cycle-b") { try debugJoinPartner { a.value } }
             _ = debugAwaitThread("cycle-b", stacks: false) { $0.state == .blocked }
             _ = debugAwaitThread("cycle-a", stacks: false) { $0.state == .blocked }
             print("ready pid=\(getpid())")

@@ -11,7 +11,10 @@ import Glibc
 import Synchronization
 
 /// One kind of lock the program's own code may hold when preemption strikes.
-private protocol ForeignLock: AnyObject {
+/// Shared by the lockers, so Sendable; the pthread and stdio kinds are
+/// `@unchecked` because the lock they wrap is itself the synchronization
+/// (a pointer to it is all the class holds).
+private protocol ForeignLock: AnyObject, Sendable {
     func withLock(_ body: () -> Void)
 }
 
@@ -20,7 +23,7 @@ private final class SwiftMutexLock: ForeignLock {
     func withLock(_ body: () -> Void) { mutex.withLock { value in value += 1; body() } }
 }
 
-private final class PthreadMutexLock: ForeignLock {
+private final class PthreadMutexLock: ForeignLock, @unchecked Sendable {
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
     init(recursive: Bool) {
         mutex = .allocate(capacity: 1)
@@ -41,7 +44,7 @@ private final class PthreadMutexLock: ForeignLock {
     }
 }
 
-private final class PthreadRWLock: ForeignLock {
+private final class PthreadRWLock: ForeignLock, @unchecked Sendable {
     let lock: UnsafeMutablePointer<pthread_rwlock_t>
     init() {
         lock = .allocate(capacity: 1)
@@ -54,7 +57,7 @@ private final class PthreadRWLock: ForeignLock {
     }
 }
 
-private final class FileLock: ForeignLock {
+private final class FileLock: ForeignLock, @unchecked Sendable {
     let file: UnsafeMutablePointer<FILE> = fopen("/dev/null", "w")!
     func withLock(_ body: () -> Void) {
         flockfile(file)
@@ -83,7 +86,7 @@ private let exclusionBroken = Atomic<Int>(0)
 /// Preemptions that landed inside the lock, all threads.
 private let preemptedInsideTotal = Atomic<Int>(0)
 
-let foreignLockScenarios: [String: () throws -> Void] = [
+let foreignLockScenarios: [String: Scenario] = [
     "foreign-lock": {
         // Eight green threads, 1 ms slices, each repeatedly taking the lock
         // and computing ~30 us inside it (a call-free spin, so ticks land
@@ -95,17 +98,16 @@ let foreignLockScenarios: [String: () throws -> Void] = [
         let kind = option("kind") ?? "pthread-mutex"
         let lock = foreignLock(kind)
         let millis = intOption("ms", 1500)
-        var acquisitions = 0
-        var preemptions: UInt64 = 0
-        var preemptedInside = 0
-        try Kernel.run(KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(1))) {
+        let (acquisitions, preemptions, preemptedInside) = try Kernel.run(
+            KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(1))
+        ) { () -> (Int, UInt64, Int) in
             // Run `ms`, and on (up to four times as long) until a preemption
             // has landed inside the lock: with two workers contending, most
             // ticks land while a thread waits, not while it holds.
             let start = gt_clock_monotonic_ns()
             let deadline = start + Int64(millis) * 1_000_000
             let hardDeadline = start + 4 * Int64(millis) * 1_000_000
-            func goOn() -> Bool {
+            @Sendable func goOn() -> Bool {
                 let now = gt_clock_monotonic_ns()
                 return now < deadline || (now < hardDeadline && preemptedInsideTotal.load(ordering: .relaxed) == 0)
             }
@@ -132,9 +134,8 @@ let foreignLockScenarios: [String: () throws -> Void] = [
                 }
             }
             let results = try handles.map { try $0.join() }
-            acquisitions = results.map(\.0).reduce(0, +)
-            preemptedInside = results.map(\.1).reduce(0, +)
-            preemptions = handles.map { $0.thread.statistics.preemptions }.reduce(0, +)
+            return (results.map(\.0).reduce(0, +), handles.map { $0.thread.statistics.preemptions }.reduce(0, +),
+                    results.map(\.1).reduce(0, +))
         }
         print("kind=\(kind)\nacquisitions=\(acquisitions)\npreemptions=\(preemptions)")
         print("preempted_inside=\(preemptedInside)\nexclusion_broken=\(exclusionBroken.load(ordering: .relaxed))")
@@ -153,26 +154,28 @@ let foreignLockScenarios: [String: () throws -> Void] = [
         // block, or the kernel hangs).
         let kind = option("kind") ?? "read"
         let blockMs = intOption("ms", 300)
-        var ticksDuringBlock = 0
-        try Kernel.run(KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(10))) {
-            let blocking = Atomic<Bool>(false)
-            let done = Atomic<Bool>(false)
+        let ticksDuringBlock = try Kernel.run(
+            KernelConfiguration(workers: intOption("workers", 1), timeSlice: .milliseconds(10))
+        ) { () -> Int in
+            let blocking = AtomicCell<Bool>(false)
+            let done = AtomicCell<Bool>(false)
             // Same priority as the blocked thread: a higher one would get
             // the processor by its wake-up's preemption signal, which also
             // knocks the blocked OS thread out of its call; only the
             // monitor's hand-off helps an equal.
             let ticker = try GreenThread.spawn(name: "ticker") { () -> Int in
                 var ticks = 0
-                while !done.load(ordering: .acquiring) {
+                while !done.atomic.load(ordering: .acquiring) {
                     GreenThread.sleep(for: .milliseconds(1))
-                    if blocking.load(ordering: .acquiring) { ticks += 1 }
+                    if blocking.atomic.load(ordering: .acquiring) { ticks += 1 }
                 }
                 return ticks
             }
             switch kind {
             case "read":
-                var fds: [Int32] = [0, 0]
-                check(pipe(&fds) == 0, "pipe")
+                var pair: [Int32] = [0, 0]
+                check(pipe(&pair) == 0, "pipe")
+                let fds = pair
                 let writer = fds[1]
                 var attr = pthread_attr_t()
                 pthread_attr_init(&attr)
@@ -188,10 +191,10 @@ let foreignLockScenarios: [String: () throws -> Void] = [
                     return nil
                 }, delay)
                 let reader = try GreenThread.spawn(name: "reader") { () -> Int in
-                    blocking.store(true, ordering: .releasing)
+                    blocking.atomic.store(true, ordering: .releasing)
                     var byte: UInt8 = 0
                     let n = read(fds[0], &byte, 1)  // blocks this OS thread
-                    blocking.store(false, ordering: .releasing)
+                    blocking.atomic.store(false, ordering: .releasing)
                     return n
                 }
                 let got = try reader.join()
@@ -200,9 +203,9 @@ let foreignLockScenarios: [String: () throws -> Void] = [
             case "semaphore":
                 let semaphore = DispatchSemaphore(value: 0)
                 let waiter = try GreenThread.spawn(name: "waiter") {
-                    blocking.store(true, ordering: .releasing)
+                    blocking.atomic.store(true, ordering: .releasing)
                     semaphore.wait()  // blocks this OS thread
-                    blocking.store(false, ordering: .releasing)
+                    blocking.atomic.store(false, ordering: .releasing)
                 }
                 let signaller = try GreenThread.spawn(name: "signaller") {
                     GreenThread.sleep(for: .milliseconds(blockMs))
@@ -211,27 +214,25 @@ let foreignLockScenarios: [String: () throws -> Void] = [
                 try signaller.join()
                 try waiter.join()
             case "pthread-sleep":
-                let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-                pthread_mutex_init(mutex, nil)
+                let mutex = PthreadMutexLock(recursive: false)
                 let holder = try GreenThread.spawn(name: "holder") {
-                    pthread_mutex_lock(mutex)
-                    blocking.store(true, ordering: .releasing)
-                    usleep(UInt32(blockMs) * 1000)  // blocks this OS thread holding the lock
-                    blocking.store(false, ordering: .releasing)
-                    pthread_mutex_unlock(mutex)
+                    mutex.withLock {
+                        blocking.atomic.store(true, ordering: .releasing)
+                        usleep(UInt32(blockMs) * 1000)  // blocks this OS thread holding the lock
+                        blocking.atomic.store(false, ordering: .releasing)
+                    }
                 }
                 let wanter = try GreenThread.spawn(name: "wanter") {
                     GreenThread.sleep(for: .milliseconds(20))
-                    pthread_mutex_lock(mutex)  // blocks another OS thread until the holder is done
-                    pthread_mutex_unlock(mutex)
+                    mutex.withLock {}  // blocks another OS thread until the holder is done
                 }
                 try holder.join()
                 try wanter.join()
             default:
                 check(false, "unknown kind \(kind)")
             }
-            done.store(true, ordering: .releasing)
-            ticksDuringBlock = try ticker.join()
+            done.atomic.store(true, ordering: .releasing)
+            return try ticker.join()
         }
         print("kind=\(kind)\nticks_during_block=\(ticksDuringBlock)")
         // A 1 ms ticker across a 300 ms block: a hand-off within a few ms
@@ -245,19 +246,19 @@ let foreignLockScenarios: [String: () throws -> Void] = [
         // each was preempted, a snapshot shows their OS threads parked with
         // them, the processor's hand-offs, and each parked spinner's own
         // frames (its trace comes from the context saved when it parked).
-        var snapshot: KernelSnapshot?
-        var spinnerIDs: [UInt64] = []
-        try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) {
+        let (snapshot, spinnerIDs) = try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(1))) {
+            () -> (KernelSnapshot?, [UInt64]) in
             GreenThread.current.setPriority(.highest)
             let spinners = try (0..<3).map { i in try GreenThread.spawn(name: "parker\(i)") { spinUntilStopped() } }
-            spinnerIDs = spinners.map(\.thread.id)
+            let spinnerIDs = spinners.map(\.thread.id)
             let deadline = gt_clock_monotonic_ns() + 10_000_000_000
             while spinners.contains(where: { $0.thread.statistics.preemptions == 0 }) && gt_clock_monotonic_ns() < deadline {
                 GreenThread.sleep(for: .milliseconds(20))
             }
-            snapshot = Kernel.snapshot(includeStacks: true)
+            let snapshot = Kernel.snapshot(includeStacks: true)
             stopFlag.store(true, ordering: .relaxed)
             for s in spinners { _ = try s.join() }
+            return (snapshot, spinnerIDs)
         }
         guard let snapshot, let osThreads = snapshot.osThreads else {
             check(false, "no OS threads in the snapshot")

@@ -13,17 +13,7 @@ struct Boom: Error, Equatable { var code: Int }
 /// A one-worker cooperative kernel: ordering tests need determinism.
 let cooperative = KernelConfiguration(workers: 1, preemption: false)
 
-/// Shared mutable state for scenario threads; green threads on one worker
-/// never run at once, and multi-worker scenarios lock around it.
-final class Log: @unchecked Sendable {
-    private var lines: [String] = []
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    init() { pthread_mutex_init(lock, nil) }
-    func add(_ s: String) { pthread_mutex_lock(lock); lines.append(s); pthread_mutex_unlock(lock) }
-    var all: [String] { pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }; return lines }
-}
-
-let foundationScenarios: [String: () throws -> Void] = [
+let foundationScenarios: [String: Scenario] = [
     "spawn-join": {
         let value = try Kernel.run(cooperative) { () -> Int in
             let a = try GreenThread.spawn(name: "adder") { (1...100).reduce(0, +) }
@@ -104,8 +94,7 @@ let foundationScenarios: [String: () throws -> Void] = [
     "sleep-order": {
         let log = Log()
         let clock = ContinuousClock()
-        var elapsed = Duration.zero
-        try Kernel.run(KernelConfiguration(workers: 2)) {
+        let elapsed = try Kernel.run(KernelConfiguration(workers: 2)) { () -> Duration in
             let start = clock.now
             let handles = try [60, 20, 40].map { ms in
                 try GreenThread.spawn(name: "sleep\(ms)") {
@@ -114,7 +103,7 @@ let foundationScenarios: [String: () throws -> Void] = [
                 }
             }
             for h in handles { try h.join() }
-            elapsed = clock.now - start
+            return clock.now - start
         }
         check(log.all == ["20", "40", "60"], "wake order \(log.all)")
         check(elapsed >= .milliseconds(60), "slept at least 60 ms: \(elapsed)")
@@ -126,19 +115,19 @@ let foundationScenarios: [String: () throws -> Void] = [
         // N threads alive at once: each parks on a yield until all exist.
         let n = intOption("count", 100_000)
         try Kernel.run(KernelConfiguration(workers: 1, preemption: false)) {
-            var started = 0
+            let started = Counter()
             var handles: [JoinHandle<Int>] = []
             handles.reserveCapacity(n)
             for i in 0..<n {
                 handles.append(try GreenThread.spawn(stackSize: 32 * 1024) { () -> Int in
-                    started += 1
+                    started.add()
                     GreenThread.yield()
                     return i
                 })
             }
             var sum = 0
             for h in handles { sum += try h.join() }
-            check(started == n, "all \(n) threads ran: \(started)")
+            check(started.count == n, "all \(n) threads ran: \(started.count)")
             check(sum == n * (n - 1) / 2, "results \(sum)")
         }
         print("carved=\(Kernel.stackStatistics.stacksCarved)")
@@ -147,11 +136,11 @@ let foundationScenarios: [String: () throws -> Void] = [
 
     "stack-reuse": {
         try Kernel.run(cooperative) {
-            for _ in 0..<2000 { try GreenThread.spawn { 1 }.join() }
+            for _ in 0..<2000 { _ = try GreenThread.spawn { 1 }.join() }
         }
         let carvedAfterFirst = Kernel.stackStatistics.stacksCarved
         try Kernel.run(cooperative) {
-            for _ in 0..<2000 { try GreenThread.spawn { 1 }.join() }
+            for _ in 0..<2000 { _ = try GreenThread.spawn { 1 }.join() }
         }
         let stats = Kernel.stackStatistics
         print("carved=\(stats.stacksCarved) cached=\(stats.stacksCached)")
@@ -209,12 +198,12 @@ let foundationScenarios: [String: () throws -> Void] = [
             }
             // A thread joining itself is refused.
             let box = Log()
-            var selfHandle: JoinHandle<Void>?
+            let selfHandle = Shared<JoinHandle<Void>?>(nil)
             let h = try GreenThread.spawn {
                 GreenThread.yield()
-                do { try selfHandle!.join() } catch let e as GreenThreadError { box.add("\(e)") } catch {}
+                do { try selfHandle.value!.join() } catch let e as GreenThreadError { box.add("\(e)") } catch {}
             }
-            selfHandle = h
+            selfHandle.value = h
             try h.join()
             check(box.all.count == 1 && box.all[0].contains("join itself"), "self join: \(box.all)")
             print("self-join: \(box.all[0])")
@@ -232,12 +221,12 @@ let foundationScenarios: [String: () throws -> Void] = [
     "deadlock": {
         do {
             try Kernel.run(KernelConfiguration(workers: 2)) {
-                var second: JoinHandle<Void>?
+                let second = Shared<JoinHandle<Void>?>(nil)
                 let first = try GreenThread.spawn(name: "first") {
                     GreenThread.sleep(for: .milliseconds(10))
-                    try second!.join()
+                    try second.value!.join()
                 }
-                second = try GreenThread.spawn(name: "second") { try first.join() }
+                second.value = try GreenThread.spawn(name: "second") { try first.join() }
                 try first.join()
             }
             check(false, "deadlock not detected")
@@ -266,7 +255,7 @@ let foundationScenarios: [String: () throws -> Void] = [
                         check(fegetround() == mode, "rounding mode lost: \(fegetround()) != \(mode)")
                         var buf = [CChar](repeating: 0, count: 64)
                         _ = withVaList([Double(i) + 0.125, 2.5]) { vsnprintf(&buf, 64, "%.3f %.1f", $0) }
-                        out = String(cString: buf)
+                        out = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                         check(out == "\(i).125 2.5", "snprintf gave \(out)")
                         let third = opaque(1.0) / opaque(3.0)
                         let expected: Double = mode == FE_UPWARD ? 0.33333333333333337 : 0.3333333333333333
@@ -279,7 +268,7 @@ let foundationScenarios: [String: () throws -> Void] = [
             for h in handles { _ = try h.join() }
             var buf = [CChar](repeating: 0, count: 64)
             _ = withVaList([3.25]) { vsnprintf(&buf, 64, "%.2f", $0) }
-            check(String(cString: buf) == "3.25", "main snprintf")
+            check(buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } == "3.25", "main snprintf")
         }
         print("OK")
     },
@@ -354,12 +343,12 @@ let foundationScenarios: [String: () throws -> Void] = [
     return gap + gt_stack_paint_depth(bottom, window)
 }
 
-let stackScenarios: [String: () throws -> Void] = [
+let stackScenarios: [String: Scenario] = [
     "stack-depth": {
         // Cold first use of each operation, on a 128 KiB green stack.
-        var results: [(String, Int)] = []
-        try Kernel.run(cooperative) {
-            try GreenThread.spawn(stackSize: 128 * 1024) {
+        let results = try Kernel.run(cooperative) {
+            try GreenThread.spawn(stackSize: 128 * 1024) { () -> [(String, Int)] in
+                var results: [(String, Int)] = []
                 let x = 42, y = 3.5
                 results.append(("print with interpolation", measureStackUse { print("value \(x) and \(y)") }))
                 results.append(("dictionary inserts", measureStackUse {
@@ -372,6 +361,7 @@ let stackScenarios: [String: () throws -> Void] = [
                     a.sort()
                     _ = a.first
                 }))
+                return results
             }.join()
         }
         for (what, bytes) in results { print("stack_\(String(what.map { $0 == " " ? "_" : $0 }))=\(bytes)") }
@@ -379,18 +369,17 @@ let stackScenarios: [String: () throws -> Void] = [
     },
 ]
 
-let microScenarios: [String: () throws -> Void] = [
+let microScenarios: [String: Scenario] = [
     "yield-pingpong": {
         // Two threads yielding to each other on one worker: ns per switch.
         let rounds = intOption("rounds", 2_000_000)
-        var ns = 0.0
-        try Kernel.run(KernelConfiguration(workers: 1, preemption: option("preemption") == "on")) {
+        let ns = try Kernel.run(KernelConfiguration(workers: 1, preemption: option("preemption") == "on")) { () -> Double in
             let a = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
             let b = try GreenThread.spawn { for _ in 0..<rounds { GreenThread.yield() } }
             let start = gt_clock_monotonic_ns()
             try a.join()
             try b.join()
-            ns = Double(gt_clock_monotonic_ns() - start) / Double(2 * rounds)
+            return Double(gt_clock_monotonic_ns() - start) / Double(2 * rounds)
         }
         print("ns_per_switch=\(ns)")
         print("OK")

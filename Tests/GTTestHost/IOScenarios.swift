@@ -44,21 +44,6 @@ func rssKiB() -> Int {
     return Int(String(status.filter(\.isNumber))) ?? -1
 }
 
-/// A counter shared by green threads (a class: closures capture it by reference).
-final class Counter: @unchecked Sendable {
-    private let value = Atomic<Int>(0)
-    func add(_ n: Int = 1) { value.wrappingAdd(n, ordering: .relaxed) }
-    var count: Int { value.load(ordering: .relaxed) }
-}
-
-/// A flag shared by green threads.
-final class Flag: @unchecked Sendable {
-    private let value: Atomic<Bool>
-    init(_ v: Bool) { value = Atomic(v) }
-    func set(_ v: Bool) { value.store(v, ordering: .releasing) }
-    var isSet: Bool { value.load(ordering: .acquiring) }
-}
-
 func msSince(_ t0: Int64) -> Double { Double(gt_clock_monotonic_ns() - t0) / 1e6 }
 
 /// Reads exactly `count` bytes (or fewer at end of stream).
@@ -131,7 +116,7 @@ func startEchoServer(_ listener: GreenTCPListener, handlers: Counter) throws {
 
 // MARK: Scenarios
 
-let ioScenarios: [String: () throws -> Void] = [
+let ioScenarios: [String: Scenario] = [
     "io-echo": {
         let wanted = intOption("connections", 10_000)
         let pairs = connectionBudget(wanted)
@@ -152,7 +137,7 @@ let ioScenarios: [String: () throws -> Void] = [
                 return x
             }
             let go = GreenSemaphore(value: 0)
-            let connectError = Mutex<String?>(nil), connectRetries = Counter()
+            let connectError = Shared<String?>(nil), connectRetries = Counter()
             let rssBefore = rssKiB()
             let t0 = gt_clock_monotonic_ns()
             var clients: [JoinHandle<Void>] = []
@@ -172,7 +157,7 @@ let ioScenarios: [String: () throws -> Void] = [
                             connectRetries.add()
                             GreenThread.sleep(for: .milliseconds(10))
                         } catch {
-                            connectError.withLock { $0 = $0 ?? "\(error)" }
+                            connectError.update { $0 = $0 ?? "\(error)" }
                             throw error
                         }
                     }
@@ -194,7 +179,7 @@ let ioScenarios: [String: () throws -> Void] = [
                 }
             }
             while connected.count < pairs || handlers.count < pairs {
-                let failed = connectError.withLock { $0 }
+                let failed = connectError.value
                 check(failed == nil, "a client could not connect: \(failed ?? "")")
                 check(msSince(t0) < 30_000, "only \(connected.count) of \(pairs) connected, "
                     + "\(handlers.count) accepted")
@@ -333,19 +318,19 @@ let ioScenarios: [String: () throws -> Void] = [
         // high, normal. They must run high, high, normal, low, low.
         try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .seconds(5))) {
             GreenThread.current.setPriority(.highest)
-            let order = Mutex<[String]>([])
+            let order = Shared<[String]>([])
             let blocker = try GreenThread.spawn { try GreenThread.blocking { usleep(200_000) } }
             GreenThread.sleep(for: .milliseconds(50))
             var handles: [JoinHandle<Void>] = []
             for (name, level) in [("low1", 4), ("high1", 24), ("low2", 4), ("high2", 24), ("normal", 16)] {
                 handles.append(try GreenThread.spawn(name: name, priority: try Priority(level: level)) {
-                    try GreenThread.blocking { order.withLock { $0.append(name) } }
+                    try GreenThread.blocking { order.update { $0.append(name) } }
                 })
                 GreenThread.sleep(for: .milliseconds(5))  // each is queued before the next
             }
-            try blocker.join()
+            _ = try blocker.join()
             for h in handles { try h.join() }
-            let got = order.withLock { $0 }
+            let got = order.value
             print("order=\(got.joined(separator: ","))")
             check(got == ["high1", "high2", "normal", "low1", "low2"], "pool queue not in priority order: \(got)")
         }
@@ -381,8 +366,9 @@ let ioScenarios: [String: () throws -> Void] = [
             print("acceptor=\(r2)")
             check(r2 == "closed", "acceptor: \(r2)")
             // 3. GreenIO.waitReadable on a program's pipe; GreenIO.close.
-            var fds: [Int32] = [0, 0]
-            check(gt_io_pipe(&fds, 1).value == 0, "pipe")
+            var fdsPair: [Int32] = [0, 0]
+            check(gt_io_pipe(&fdsPair, 1).value == 0, "pipe")
+            let fds = fdsPair
             let waiter = try GreenThread.spawn { () -> String in
                 do { return "returned \(try GreenIO.waitReadable(fds[0]))" } catch let e as GreenIOError {
                     return e.isClosed ? "closed" : "\(e)"
@@ -405,8 +391,9 @@ let ioScenarios: [String: () throws -> Void] = [
 
     "io-timeouts": {
         try Kernel.run(KernelConfiguration(workers: 2)) {
-            var fds: [Int32] = [0, 0]
-            check(gt_io_pipe(&fds, 1).value == 0, "pipe")
+            var fdsPair: [Int32] = [0, 0]
+            check(gt_io_pipe(&fdsPair, 1).value == 0, "pipe")
+            let fds = fdsPair
             // Nothing else runs: the kernel idles with one thread parked on I/O.
             var t0 = gt_clock_monotonic_ns()
             let readable = try GreenIO.waitReadable(fds[0], timeout: .milliseconds(50))
@@ -458,8 +445,9 @@ let ioScenarios: [String: () throws -> Void] = [
     },
 
     "io-waiting-is-not-deadlock": {
-        var fds: [Int32] = [0, 0]
-        check(gt_io_pipe(&fds, 1).value == 0, "pipe")
+        var fdsPair: [Int32] = [0, 0]
+        check(gt_io_pipe(&fdsPair, 1).value == 0, "pipe")
+        let fds = fdsPair
         // A plain OS thread, which the kernel cannot see, writes in 100 ms.
         let outsider = OSWorker {
             usleep(100_000)
@@ -482,8 +470,9 @@ let ioScenarios: [String: () throws -> Void] = [
 
     "io-blocking-mode-pipe": {
         try Kernel.run(KernelConfiguration(workers: 1)) {
-            var fds: [Int32] = [0, 0]
-            check(gt_io_pipe(&fds, 0).value == 0, "pipe")  // blocking mode
+            var fdsPair: [Int32] = [0, 0]
+            check(gt_io_pipe(&fdsPair, 0).value == 0, "pipe")  // blocking mode
+            let fds = fdsPair
             let total = 256 * 1024
             let payload = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
             let reader = try GreenThread.spawn { () -> [UInt8] in
@@ -536,8 +525,9 @@ let ioScenarios: [String: () throws -> Void] = [
     "io-outside-kernel": {
         check(!Kernel.isRunning, "no kernel may run here")
         // Pipe: a plain OS thread writes later; GreenIO.read blocks this one.
-        var fds: [Int32] = [0, 0]
-        check(gt_io_pipe(&fds, 0).value == 0, "pipe")
+        var fdsPair: [Int32] = [0, 0]
+        check(gt_io_pipe(&fdsPair, 0).value == 0, "pipe")
+        let fds = fdsPair
         let writer = OSWorker {
             usleep(30_000)
             _ = try? [UInt8]([9, 8]).withUnsafeBytes { try GreenIO.write(fds[1], from: $0) }
@@ -592,15 +582,17 @@ let ioScenarios: [String: () throws -> Void] = [
         struct Case {
             let name: String
             /// Runs on a plain thread, blocks, returns a description of the outcome.
-            let blocked: () throws -> String
+            let blocked: @Sendable () throws -> String
             /// Ends the block after the signals.
             let release: () throws -> Void
             let expected: String
         }
-        var fds: [Int32] = [0, 0]
-        check(gt_io_pipe(&fds, 0).value == 0, "pipe")  // blocking mode
-        var full: [Int32] = [0, 0]
-        check(gt_io_pipe(&full, 0).value == 0, "pipe")
+        var fdsPair: [Int32] = [0, 0]
+        check(gt_io_pipe(&fdsPair, 0).value == 0, "pipe")  // blocking mode
+        let fds = fdsPair
+        var fullPair: [Int32] = [0, 0]
+        check(gt_io_pipe(&fullPair, 0).value == 0, "pipe")
+        let full = fullPair
         _ = fcntl(full[1], F_SETFL, O_NONBLOCK)
         var junk = [UInt8](repeating: 7, count: 65536)
         while junk.withUnsafeBytes({ write(full[1], $0.baseAddress, $0.count) }) > 0 {}
@@ -623,15 +615,15 @@ let ioScenarios: [String: () throws -> Void] = [
             }, release: {}, expected: "false true"),
         ]
         var failed: [String] = []
-        func runCase(_ name: String, expected: String, _ blocked: @escaping () throws -> String,
+        func runCase(_ name: String, expected: String, _ blocked: @escaping @Sendable () throws -> String,
                      _ release: () throws -> Void) rethrows {
             let tid = Counter()
-            let outcome = Mutex<String>("")
+            let outcome = Shared<String>("")
             let t = OSWorker {
                 tid.add(Int(gt_sys_gettid().value))
                 let r: String
                 do { r = try blocked() } catch { r = "error: \(error)" }
-                outcome.withLock { $0 = r }
+                outcome.update { $0 = r }
             }
             while tid.count == 0 { usleep(100) }
             for _ in 0..<50 {
@@ -640,16 +632,16 @@ let ioScenarios: [String: () throws -> Void] = [
             }
             try release()
             t.join()
-            let got = outcome.withLock { $0 }
+            let got = outcome.value
             print("case=\(name) outcome=\(got)")
             if got != expected { failed.append("\(name): \(got)") }
         }
         for c in cases { try runCase(c.name, expected: c.expected, c.blocked, c.release) }
         // accept, then a stream read, on a plain thread.
-        let connected = Mutex<GreenTCPStream?>(nil)
+        let connected = Shared<GreenTCPStream?>(nil)
         try runCase("accept", expected: "accepted", {
             let s = try listener.accept()
-            connected.withLock { $0 = s }
+            connected.update { $0 = s }
             return "accepted"
         }, { _ = try GreenTCPStream.connect(host: "127.0.0.1", port: listener.port) })
         let client = try GreenTCPStream.connect(host: "127.0.0.1", port: listener.port)
@@ -658,9 +650,10 @@ let ioScenarios: [String: () throws -> Void] = [
                     { try client.write([1, 2]) })
         // epoll_wait on the netpoller thread: a green thread waits to read
         // while the poller thread is hit by SIGUSR1; the data must still wake it.
-        try Kernel.run(KernelConfiguration(workers: 1)) {
-            var p: [Int32] = [0, 0]
-            check(gt_io_pipe(&p, 1).value == 0, "pipe")
+        let netpollerFailure = try Kernel.run(KernelConfiguration(workers: 1)) { () -> String? in
+            var pair: [Int32] = [0, 0]
+            check(gt_io_pipe(&pair, 1).value == 0, "pipe")
+            let p = pair
             let reader = try GreenThread.spawn { () -> Int in
                 var b = [UInt8](repeating: 0, count: 4)
                 return try b.withUnsafeMutableBytes { try GreenIO.read(p[0], into: $0) }
@@ -675,10 +668,11 @@ let ioScenarios: [String: () throws -> Void] = [
             _ = try [UInt8]([5, 6, 7]).withUnsafeBytes { try GreenIO.write(p[1], from: $0) }
             let n = try reader.join()
             print("case=netpoller-epoll-wait outcome=\(n)")
-            if n != 3 { failed.append("netpoller-epoll-wait: \(n)") }
             try GreenIO.close(p[0])
             try GreenIO.close(p[1])
+            return n != 3 ? "netpoller-epoll-wait: \(n)" : nil
         }
+        if let netpollerFailure { failed.append(netpollerFailure) }
         check(failed.isEmpty, "EINTR cases failed: \(failed)")
         print("OK")
     },
@@ -703,7 +697,7 @@ func readText(_ path: String, line prefix: String = "") -> String? {
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, 256, f) != nil {
-        let s = String(cString: line)
+        let s = line.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         if s.hasPrefix(prefix) { return s }
     }
     return nil

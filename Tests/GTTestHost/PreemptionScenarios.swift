@@ -3,7 +3,7 @@
 // fails without the fix.
 import CGreenCore
 import GreenThreads
-import Glibc
+@preconcurrency import Glibc  // stdout: a C global, flushed from the main thread only
 import Synchronization
 
 /// --preemption off gives the cooperative kernel (to show a test can fail).
@@ -32,7 +32,9 @@ let peerRan = Atomic<Int>(0)
 }
 
 final class Box { var value = 0; var other = 0 }
-let sharedBox = Box()
+// Unsynchronized on purpose: the exclusivity scenarios interleave accesses
+// to it on one OS thread, the hazard they pin (BRIEF hazard 2).
+nonisolated(unsafe) let sharedBox = Box()
 
 /// Holds a modify access to `v` until a peer thread has run, yielding
 /// meanwhile: a cooperative switch runs the peer on the same OS thread.
@@ -53,7 +55,7 @@ func jain(_ xs: [Double]) -> Double {
     return s * s / (Double(xs.count) * q)
 }
 
-let preemptionScenarios: [String: () throws -> Void] = [
+let preemptionScenarios: [String: Scenario] = [
     "preempt-spinner": {
         // One worker; a thread spins in a loop with no calls; a second thread
         // of equal priority sets the flag once it gets to run.
@@ -78,18 +80,16 @@ let preemptionScenarios: [String: () throws -> Void] = [
         // what runs on the sibling hardware thread.
         let n = intOption("threads", 4)
         let seconds = intOption("seconds", 2)
-        var shares: [Double] = []
-        var work: [Double] = []
-        try Kernel.run(preemptive(sliceMs: 1)) {
+        let (shares, work) = try Kernel.run(preemptive(sliceMs: 1)) { () -> ([Double], [Double]) in
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
             }
             GreenThread.sleep(for: .seconds(seconds))
             stopFlag.store(true, ordering: .relaxed)
-            work = try spinners.map { Double(try $0.join()) }
+            let work = try spinners.map { Double(try $0.join()) }
             let cpu = spinners.map { Double($0.thread.statistics.tickedCPUTime.nanoseconds) }
-            shares = cpu.map { $0 / cpu.reduce(0, +) }
             print("preemptions=\(spinners.map { $0.thread.statistics.preemptions })")
+            return (cpu.map { $0 / cpu.reduce(0, +) }, work)
         }
         let spread = (shares.max()! - shares.min()!) / (1.0 / Double(n))
         print("shares=\(shares.map { String(format3($0)) }.joined(separator: ","))")
@@ -103,16 +103,14 @@ let preemptionScenarios: [String: () throws -> Void] = [
     "errno": {
         // A sets errno and spins until preempted; B changes errno; A must get
         // its own back, after a preemption and after a cooperative switch.
-        var seenAfterPreemption: Int32 = 0
-        var seenAfterYield: Int32 = 0
-        try Kernel.run(preemptive()) {
-            let a = try GreenThread.spawn(name: "a") {
+        let (seenAfterPreemption, seenAfterYield) = try Kernel.run(preemptive()) { () -> (Int32, Int32) in
+            let a = try GreenThread.spawn(name: "a") { () -> (Int32, Int32) in
                 errno = 1234
                 while peerRan.load(ordering: .relaxed) == 0 {}
-                seenAfterPreemption = errno
+                let seenAfterPreemption = errno
                 errno = 4321
                 GreenThread.yield()
-                seenAfterYield = errno
+                return (seenAfterPreemption, errno)
             }
             let b = try GreenThread.spawn(name: "b") {
                 errno = 5678
@@ -120,8 +118,9 @@ let preemptionScenarios: [String: () throws -> Void] = [
                 GreenThread.yield()
                 errno = 8765
             }
-            try a.join()
+            let seen = try a.join()
             try b.join()
+            return seen
         }
         print("after_preemption=\(seenAfterPreemption)\nafter_yield=\(seenAfterYield)")
         check(seenAfterPreemption == 1234, "errno after preemption is \(seenAfterPreemption)")
@@ -211,10 +210,7 @@ let preemptionScenarios: [String: () throws -> Void] = [
         close(fds[1])
         let reader = LineChecker(fd: fds[0])
         reader.start()
-        var preemptions: UInt64 = 0
-        var deferred: UInt64 = 0
-        var printed = 0
-        try Kernel.run(preemptive(workers: 2)) {
+        let (printed, preemptions, deferred) = try Kernel.run(preemptive(workers: 2)) { () -> (Int, UInt64, UInt64) in
             let deadline = ContinuousClock.now + .seconds(seconds)
             let handles = try (0..<threads).map { id in
                 try GreenThread.spawn(name: "w\(id)") { () -> Int in
@@ -238,9 +234,9 @@ let preemptionScenarios: [String: () throws -> Void] = [
                     return lines
                 }
             }
-            printed = try handles.map { try $0.join() }.reduce(0, +)
-            preemptions = handles.map { $0.thread.statistics.preemptions }.reduce(0, +)
-            deferred = handles.map { $0.thread.statistics.deferredPreemptions }.reduce(0, +)
+            return (try handles.map { try $0.join() }.reduce(0, +),
+                    handles.map { $0.thread.statistics.preemptions }.reduce(0, +),
+                    handles.map { $0.thread.statistics.deferredPreemptions }.reduce(0, +))
         }
         fflush(stdout)
         dup2(savedStdout, 1)
@@ -261,17 +257,17 @@ let preemptionScenarios: [String: () throws -> Void] = [
         // as anywhere: the slice is enforced (the in-place switch of the
         // first design had to defer these, retry, and hijack return
         // addresses to catch memset returning).
-        var stats: [ThreadStatistics] = []
-        try Kernel.run(preemptive(sliceMs: 1)) {
-            let buffers = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64) }
+        let stats = try Kernel.run(preemptive(sliceMs: 1)) { () -> [ThreadStatistics] in
             let deadline = gt_clock_monotonic_ns() + Int64(intOption("ms", 1000)) * 1_000_000
             let handles = try (0..<2).map { i in
                 try GreenThread.spawn(name: "memset\(i)") {
-                    while gt_clock_monotonic_ns() < deadline { memset(buffers[i], Int32(i), 1 << 20) }
+                    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+                    defer { buffer.deallocate() }
+                    while gt_clock_monotonic_ns() < deadline { memset(buffer, Int32(i), 1 << 20) }
                 }
             }
             for h in handles { try h.join() }
-            stats = handles.map { $0.thread.statistics }
+            return handles.map { $0.thread.statistics }
         }
         let taken = stats.map(\.preemptions).reduce(0, +)
         let deferred = stats.map(\.deferredPreemptions).reduce(0, +)
@@ -284,8 +280,9 @@ let preemptionScenarios: [String: () throws -> Void] = [
         // A low thread sleeps with nanosleep, reads a pipe and writes to a
         // full one while a high thread keeps waking up on the same worker:
         // each wake-up signals the worker. No call may fail with EINTR.
-        var fds: [Int32] = [0, 0], full: [Int32] = [0, 0]
-        check(pipe(&fds) == 0 && pipe(&full) == 0, "pipes")
+        var fdPair: [Int32] = [0, 0], fullPair: [Int32] = [0, 0]
+        check(pipe(&fdPair) == 0 && pipe(&fullPair) == 0, "pipes")
+        let fds = fdPair, full = fullPair
         let feeder = OSWorker {
             for i in 0..<50 { usleepOS(2000); var b = UInt8(i); _ = write(fds[1], &b, 1) }
         }
@@ -294,13 +291,12 @@ let preemptionScenarios: [String: () throws -> Void] = [
             var total = 0
             while true { usleepOS(200); let n = read(full[0], &buf, 4096); if n <= 0 { break }; total += n }
         }
-        var eintr = 0
-        var done = 0
-        try Kernel.run(preemptive(sliceMs: 1)) {
+        let (eintr, done) = try Kernel.run(preemptive(sliceMs: 1)) { () -> (Int, Int) in
             let waker = try GreenThread.spawn(name: "waker", priority: .high) {
                 while stopFlag.load(ordering: .relaxed) == false { GreenThread.sleep(for: .microseconds(300)) }
             }
-            let low = try GreenThread.spawn(name: "sleeper", priority: .low) {
+            let low = try GreenThread.spawn(name: "sleeper", priority: .low) { () -> (Int, Int) in
+                var eintr = 0
                 var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
                 for _ in 0..<300 { if nanosleep(&ts, nil) != 0 && errno == EINTR { eintr += 1 } }
                 var b: UInt8 = 0
@@ -315,11 +311,12 @@ let preemptionScenarios: [String: () throws -> Void] = [
                     written += n
                 }
                 close(full[1])
-                done = 1
                 stopFlag.store(true, ordering: .relaxed)
+                return (eintr, 1)
             }
-            try low.join()
+            let outcome = try low.join()
             try waker.join()
+            return outcome
         }
         feeder.join()
         drainer.join()
@@ -346,12 +343,9 @@ let preemptionScenarios: [String: () throws -> Void] = [
         }
         let steps = intOption("steps", 3_000_000)
         let reference = (0..<6).map { compute($0, steps) }
-        var results: [(UInt64, [UInt32])] = []
-        var preemptions: UInt64 = 0
-        try Kernel.run(preemptive(workers: 2)) {
+        let (results, preemptions) = try Kernel.run(preemptive(workers: 2)) { () -> ([(UInt64, [UInt32])], UInt64) in
             let handles = try (0..<6).map { i in try GreenThread.spawn { compute(i, steps) } }
-            results = try handles.map { try $0.join() }
-            preemptions = handles.map { $0.thread.statistics.preemptions }.reduce(0, +)
+            return (try handles.map { try $0.join() }, handles.map { $0.thread.statistics.preemptions }.reduce(0, +))
         }
         print("preemptions=\(preemptions)")
         for i in 0..<6 {
@@ -365,21 +359,23 @@ let preemptionScenarios: [String: () throws -> Void] = [
         // Low-priority spinners fill the worker; a high thread sleeps and
         // wakes repeatedly. It must run at each wake-up, not at the next tick.
         let rounds = intOption("rounds", 200)
-        var latencies: [Int64] = []
-        try Kernel.run(preemptive(sliceMs: 10)) {
+        var latencies = try Kernel.run(preemptive(sliceMs: 10)) { () -> [Int64] in
             let spinners = try (0..<2).map { i in
                 try GreenThread.spawn(name: "spin\(i)", priority: .low) { _ = spinUntilStopped() }
             }
-            let high = try GreenThread.spawn(name: "high", priority: .high) {
+            let high = try GreenThread.spawn(name: "high", priority: .high) { () -> [Int64] in
+                var latencies: [Int64] = []
                 for _ in 0..<rounds {
                     let target = gt_clock_monotonic_ns() + 2_000_000
                     GreenThread.sleep(for: .milliseconds(2))
                     latencies.append(gt_clock_monotonic_ns() - target)
                 }
                 stopFlag.store(true, ordering: .relaxed)
+                return latencies
             }
-            try high.join()
+            let latencies = try high.join()
             for s in spinners { try s.join() }
+            return latencies
         }
         latencies.sort()
         let p50 = latencies[latencies.count / 2], p99 = latencies[latencies.count * 99 / 100]
@@ -388,24 +384,25 @@ let preemptionScenarios: [String: () throws -> Void] = [
     },
 
     "without-preemption": {
-        var peerInside = false
-        var inside = false
-        try Kernel.run(preemptive()) {
+        let peerInside = try Kernel.run(preemptive()) { () -> Bool in
+            let inside = Flag(false)
             let a = try GreenThread.spawn(name: "critical") {
                 GreenThread.withoutPreemption {
-                    inside = true
+                    inside.set(true)
                     spin(nanoseconds: 30_000_000)
-                    inside = false
+                    inside.set(false)
                 }
                 while peerRan.load(ordering: .relaxed) == 0 {}  // then preemptible again
             }
-            let b = try GreenThread.spawn(name: "peer") {
-                peerInside = inside
+            let b = try GreenThread.spawn(name: "peer") { () -> Bool in
+                let peerInside = inside.isSet
                 peerRan.store(1, ordering: .relaxed)
+                return peerInside
             }
             try a.join()
-            try b.join()
+            let peerInside = try b.join()
             check(a.thread.statistics.deferredPreemptions >= 1, "no preemption was deferred")
+            return peerInside
         }
         check(!peerInside, "the peer ran inside the no-preemption region")
         print("OK")
@@ -454,17 +451,22 @@ extension Duration {
 func usleepOS(_ us: UInt32) { usleep(us) }
 
 /// A plain OS thread for scenario helpers (feeders, drainers, bystanders).
-final class OSWorker {
-    private var thread = pthread_t()
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<OSWorker>.fromOpaque(raw!).takeRetainedValue()
-            me.body()
+final class OSWorker: Sendable {
+    private let thread: pthread_t
+    private final class Start: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    init(_ body: @escaping @Sendable () -> Void) {
+        var thread = pthread_t()
+        // The new thread takes over this reference (takeRetainedValue).
+        let start = Unmanaged.passRetained(Start(body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue().body()
             return nil
-        }, ctx)
+        }, start)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        self.thread = thread
     }
     func join() { pthread_join(thread, nil) }
     func signal(_ sig: Int32) { pthread_kill(thread, sig) }
@@ -474,14 +476,16 @@ final class OSWorker {
 final class LineChecker {
     private let fd: Int32
     private var worker: OSWorker?
-    private(set) var lines = 0
-    private(set) var malformed = 0
+    private let lines = Counter(), malformed = Counter()
     init(fd: Int32) { self.fd = fd }
     func start() {
-        worker = OSWorker { [self] in
+        let fd = fd, wholeLines = lines, malformedLines = malformed
+        worker = OSWorker {
             // Byte-level checks only: this thread must keep up with 64 writers.
             var buf = [UInt8](repeating: 0, count: 1 << 16)
             var lineStart = true, first: UInt8 = 0, last3: UInt32 = 0
+            var lines = 0, malformed = 0
+            defer { wholeLines.add(lines); malformedLines.add(malformed) }
             while true {
                 let n = read(fd, &buf, buf.count)
                 if n < 0 && errno == EINTR { continue }
@@ -505,6 +509,6 @@ final class LineChecker {
         // The pipe's only write end was fd 1, closed by restoring stdout:
         // the reader sees end-of-file.
         worker?.join()
-        return (lines, malformed)
+        return (lines.count, malformed.count)
     }
 }

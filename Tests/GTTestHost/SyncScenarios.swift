@@ -26,7 +26,7 @@ func oneWorker() -> KernelConfiguration {
 func priority(_ level: Int) -> Priority { try! Priority(level: level) }
 
 @discardableResult
-func spawnAt<T>(_ name: String, _ level: Int, _ body: @escaping () throws -> T) throws -> JoinHandle<T> {
+func spawnAt<T>(_ name: String, _ level: Int, _ body: sending @escaping () throws -> T) throws -> JoinHandle<T> {
     try GreenThread.spawn(name: name, priority: priority(level), body)
 }
 
@@ -48,7 +48,7 @@ func waitUntil(_ what: @autoclosure () -> String, timeoutMs: Int64 = 5000, _ con
 /// A numbered gate the director opens step by step; threads park at it in
 /// 1 ms sleeps (never blocked on a sync object, so the gate itself lends no
 /// priority and takes no lock).
-final class Gate {
+final class Gate: Sendable {
     private let step = Atomic<Int>(0)
     func open(_ n: Int) { step.store(n, ordering: .releasing) }
     func wait(_ n: Int) {
@@ -68,12 +68,6 @@ func errorOf(_ body: () throws -> Void) -> (any Error)? {
     do { try body(); return nil } catch { return error }
 }
 
-/// Events appended by several green threads (one worker at a time touches it).
-final class EventLog {
-    private(set) var events: [String] = []
-    func add(_ e: String) { events.append(e) }
-}
-
 /// SplitMix64: a small seeded generator, so a failing stress run can be
 /// replayed with its workload.
 struct SplitMix64: RandomNumberGenerator {
@@ -90,31 +84,31 @@ struct SplitMix64: RandomNumberGenerator {
 
 // MARK: Scenarios
 
-let syncScenarios: [String: () throws -> Void] = [
+let syncScenarios: [String: Scenario] = [
     mutexScenarios, primitiveScenarios, syncMeasurementScenarios, correctnessScenarios,
 ]
     .reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
-let mutexScenarios: [String: () throws -> Void] = [
+let mutexScenarios: [String: Scenario] = [
     "mutex-inheritance-simple": {
         // Story (one worker; main at 31 directs):
         //  1. low (4) locks M and parks at a gate holding it.     low 4
         //  2. high (20) calls M.lock() and blocks on M.            low 20 (inherited), high 20, blocked on M held by low
         //  3. The gate opens; low unlocks M. M passes straight
         //     to high, which preempts low at once.                 low 4, high runs before low's next line
-        var lowInside = -1, lowAfter = -1
-        let log = EventLog()
-        try Kernel.run(oneWorker()) {
+        let log = Log()
+        let (lowInside, lowAfter) = try Kernel.run(oneWorker()) { () -> (Int, Int) in
             direct()
             let m = GreenMutex(name: "M")
             let gate = Gate()
-            let low = try spawnAt("low", 4) {
+            let low = try spawnAt("low", 4) { () -> (Int, Int) in
                 try m.lock()
                 gate.wait(1)
-                lowInside = myLevel
+                let inside = myLevel
                 try m.unlock()
-                lowAfter = myLevel
+                let after = myLevel
                 log.add("low continued")
+                return (inside, after)
             }
             waitUntil("low holds M") { m.owner === low.thread }
             check(level(low) == 4, "low at \(level(low)) before anyone waits")
@@ -130,13 +124,14 @@ let mutexScenarios: [String: () throws -> Void] = [
                   "high's wait record: \(String(describing: record))")
             print("high_waits_on=\(record!)")
             gate.open(1)
-            try low.join()
+            let levels = try low.join()
             try high.join()
+            return levels
         }
-        print("low_inside=\(lowInside)\nlow_after=\(lowAfter)\nevents=\(log.events)")
+        print("low_inside=\(lowInside)\nlow_after=\(lowAfter)\nevents=\(log.all)")
         check(lowInside == 20, "low ran its critical section at \(lowInside), not 20")
         check(lowAfter == 4, "low at \(lowAfter) after unlocking, not its base 4")
-        check(log.events == ["high acquired", "low continued"], "high did not run at once: \(log.events)")
+        check(log.all == ["high acquired", "low continued"], "high did not run at once: \(log.all)")
         print("OK")
     },
 
@@ -148,29 +143,27 @@ let mutexScenarios: [String: () throws -> Void] = [
         //  4. t4 (24) waits for C.                             t3 24, t2 24, t1 24 (three links)
         //  5. Gate: t1 unlocks A -> t1 2; A passes to t2, still 24 (t3 waits for its B, and t4 for t3's C).
         //     t2 unlocks A, B -> t2 4; B to t3 (24). t3 unlocks B, C -> t3 6; C to t4.
-        var after: [String: Int] = [:]
-        var t2WithA = -1
-        try Kernel.run(oneWorker()) {
+        let (after, t2WithA) = try Kernel.run(oneWorker()) { () -> ([String: Int], Int) in
             direct()
             let a = GreenMutex(name: "A"), b = GreenMutex(name: "B"), c = GreenMutex(name: "C")
             let gate = Gate()
-            let t1 = try spawnAt("t1", 2) {
+            let t1 = try spawnAt("t1", 2) { () -> Int in
                 try a.lock(); gate.wait(1); try a.unlock()
-                after["t1"] = myLevel
+                return myLevel
             }
             waitUntil("t1 holds A") { a.owner === t1.thread }
-            let t2 = try spawnAt("t2", 4) {
+            let t2 = try spawnAt("t2", 4) { () -> (Int, Int) in
                 try b.lock(); try a.lock()
-                t2WithA = myLevel
+                let withA = myLevel
                 try a.unlock(); try b.unlock()
-                after["t2"] = myLevel
+                return (withA, myLevel)
             }
             waitUntil("t2 waits for A") { isBlocked(t2, on: "mutex") }
             check(level(t1) == 4, "t1 at \(level(t1)) with t2 (4) waiting")
-            let t3 = try spawnAt("t3", 6) {
+            let t3 = try spawnAt("t3", 6) { () -> Int in
                 try c.lock(); try b.lock()
                 try b.unlock(); try c.unlock()
-                after["t3"] = myLevel
+                return myLevel
             }
             waitUntil("t3 waits for B") { isBlocked(t3, on: "mutex") }
             check(level(t2) == 6 && level(t1) == 6, "two links: t2 \(level(t2)), t1 \(level(t1)); want 6, 6")
@@ -181,7 +174,11 @@ let mutexScenarios: [String: () throws -> Void] = [
                   "three links: t3 \(level(t3)), t2 \(level(t2)), t1 \(level(t1)); want 24 each")
             check(SyncInvariants.violations().isEmpty, "\(SyncInvariants.violations())")
             gate.open(1)
-            for h in [t1, t2, t3, t4] { try h.join() }
+            let after1 = try t1.join()
+            let (t2WithA, after2) = try t2.join()
+            let after3 = try t3.join()
+            try t4.join()
+            return (["t1": after1, "t2": after2, "t3": after3], t2WithA)
         }
         print("after=\(after.sorted { $0.key < $1.key })\nt2_with_A=\(t2WithA)")
         check(after == ["t1": 2, "t2": 4, "t3": 6], "levels after release: \(after)")
@@ -197,19 +194,19 @@ let mutexScenarios: [String: () throws -> Void] = [
         //                                                      waiter requires, not its base 4 (FreeRTOS keeps
         //                                                      20 until the last release; Zephyr assumes LIFO)
         //  4. low unlocks B.                                   B to h2; low 4
-        var afterA = -1, afterB = -1
-        try Kernel.run(oneWorker()) {
+        let afterAShared = Shared(-1)  // main polls it while low runs on
+        let afterB = try Kernel.run(oneWorker()) { () -> Int in
             direct()
             let a = GreenMutex(name: "A"), b = GreenMutex(name: "B")
             let gate = Gate()
-            let low = try spawnAt("low", 4) {
+            let low = try spawnAt("low", 4) { () -> Int in
                 try a.lock(); try b.lock()
                 gate.wait(1)
                 try a.unlock()
-                afterA = myLevel
+                afterAShared.value = myLevel
                 gate.wait(2)
                 try b.unlock()
-                afterB = myLevel
+                return myLevel
             }
             waitUntil("low holds A and B") { b.owner === low.thread }
             let h1 = try spawnAt("h1", 20) { try a.withLock {} }
@@ -218,11 +215,14 @@ let mutexScenarios: [String: () throws -> Void] = [
             check(level(low) == 20, "low at \(level(low)) with h1 (20) and h2 (12) waiting")
             gate.open(1)
             waitUntil("h1 got A and finished") { h1.isFinished }
-            waitUntil("low released A") { afterA >= 0 }
+            waitUntil("low released A") { afterAShared.value >= 0 }
             check(level(low) == 12, "after releasing A low is at \(level(low)), want 12 (h2 still waits for B)")
             gate.open(2)
-            for h in [low, h1, h2] { try h.join() }
+            let afterB = try low.join()
+            for h in [h1, h2] { try h.join() }
+            return afterB
         }
+        let afterA = afterAShared.value
         print("after_A=\(afterA)\nafter_B=\(afterB)")
         check(afterA == 12, "low at \(afterA) right after releasing A, want 12")
         check(afterB == 4, "low at \(afterB) after releasing B, want its base 4")
@@ -237,21 +237,19 @@ let mutexScenarios: [String: () throws -> Void] = [
         //  3. high's deadline passes: lock returns false.      low 12 (mid still waits), not 20, not 4
         //  4. low unlocks A: A to mid.                         low 4
         //  5. Alone: solo (16) times out on B held by low2 (2): low2 back to 2.
-        var highGot: Bool? = nil, highWaitedMs: Int64 = 0
-        var lowAfter = -1
-        try Kernel.run(oneWorker()) {
+        let (highGot, highWaitedMs, lowAfter) = try Kernel.run(oneWorker()) { () -> (Bool?, Int64, Int) in
             direct()
             let a = GreenMutex(name: "A")
             let gate = Gate()
-            let low = try spawnAt("low", 4) {
+            let low = try spawnAt("low", 4) { () -> Int in
                 try a.lock(); gate.wait(1); try a.unlock()
-                lowAfter = myLevel
+                return myLevel
             }
             waitUntil("low holds A") { a.owner === low.thread }
-            let high = try spawnAt("high", 20) {
+            let high = try spawnAt("high", 20) { () -> (Bool?, Int64) in
                 let t0 = gt_clock_monotonic_ns()
-                highGot = try a.lock(timeout: .milliseconds(200))
-                highWaitedMs = (gt_clock_monotonic_ns() - t0) / 1_000_000
+                let got = try a.lock(timeout: .milliseconds(200))
+                return (got, (gt_clock_monotonic_ns() - t0) / 1_000_000)
             }
             let mid = try spawnAt("mid", 12) { try a.withLock {} }
             waitUntil("high and mid wait") { isBlocked(high, on: "mutex") && isBlocked(mid, on: "mutex") }
@@ -260,7 +258,9 @@ let mutexScenarios: [String: () throws -> Void] = [
             check(level(low) == 12, "after high's timeout low is at \(level(low)), want 12 (mid waits)")
             check(mid.thread.state == .blocked, "mid should still wait")
             gate.open(1)
-            for h in [low, high, mid] { try h.join() }
+            let lowAfter = try low.join()
+            let (highGot, highWaitedMs) = try high.join()
+            try mid.join()
 
             let b = GreenMutex(name: "B")
             let low2 = try spawnAt("low2", 2) { try b.lock(); gate.wait(2); try b.unlock() }
@@ -274,6 +274,7 @@ let mutexScenarios: [String: () throws -> Void] = [
             check(SyncInvariants.violations().isEmpty, "\(SyncInvariants.violations())")
             gate.open(2)
             try low2.join()
+            return (highGot, highWaitedMs, lowAfter)
         }
         print("high_got=\(String(describing: highGot))\nhigh_waited_ms=\(highWaitedMs)\nlow_after=\(lowAfter)")
         check(highGot == false, "high's timed lock returned \(String(describing: highGot))")
@@ -290,7 +291,7 @@ let mutexScenarios: [String: () throws -> Void] = [
         //  3. main lowers t3 to 2.                               t2 6 (its base), t1 10 (x)
         //  4. main raises t2, a waiter in the middle, to 16.     t2 moves ahead of x in A's queue; t1 16
         //  5. Gate: t1 unlocks A. A goes to t2 before x.         t1 4
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let a = GreenMutex(name: "A"), b = GreenMutex(name: "B")
@@ -321,8 +322,8 @@ let mutexScenarios: [String: () throws -> Void] = [
             try x.join()
             check(level(t1) == 4, "t1 at \(level(t1)) at the end")
         }
-        print("events=\(log.events)")
-        check(log.events == ["t2 got A", "x got A"], "A went to x before t2 (t2 was not requeued): \(log.events)")
+        print("events=\(log.all)")
+        check(log.all == ["t2 got A", "x got A"], "A went to x before t2 (t2 was not requeued): \(log.all)")
         print("OK")
     },
 
@@ -337,28 +338,27 @@ let mutexScenarios: [String: () throws -> Void] = [
         //     P free.
         //  4. dead4 drops mutexes it holds (the last references): they leave its robust list; its exit
         //     finds nothing stale.
-        var wError: GreenMutexError?
-        var wHeld = false
-        var deadLevel = -1
-        try Kernel.run(oneWorker()) {
+        let (wError, wHeld, deadLevel) = try Kernel.run(oneWorker()) { () -> (GreenMutexError?, Bool, Int) in
             direct()
             let m = GreenMutex(name: "M"), n = GreenMutex(name: "N"), p = GreenMutex(name: "P")
             let gate = Gate()
-            let dead1 = try spawnAt("dead1", 4) {
+            let dead1 = try spawnAt("dead1", 4) { () -> Int in
                 try m.lock()
                 gate.wait(1)
-                deadLevel = myLevel
+                return myLevel
             }
             waitUntil("dead1 holds M") { m.owner === dead1.thread }
-            let w = try spawnAt("w", 20) {
+            let w = try spawnAt("w", 20) { () -> (GreenMutexError?, Bool) in
+                var wError: GreenMutexError?
                 do { try m.lock() } catch let e as GreenMutexError { wError = e }
-                wHeld = m.owner === GreenThread.current
+                let wHeld = m.owner === GreenThread.current
                 try m.unlock()
+                return (wError, wHeld)
             }
             waitUntil("w waits") { isBlocked(w, on: "mutex") }
             gate.open(1)
-            try dead1.join()
-            try w.join()
+            let deadLevel = try dead1.join()
+            let (wError, wHeld) = try w.join()
             try m.lock()  // ordinary again: must not throw
             try m.unlock()
 
@@ -382,7 +382,9 @@ let mutexScenarios: [String: () throws -> Void] = [
             var ran = false
             let e3 = errorOf { try p.withLock { ran = true } }
             check(!ran, "withLock ran its body after the owner died")
-            guard case GreenMutexError.ownerDied? = e3 else { check(false, "withLock: \(String(describing: e3))"); return }
+            guard case GreenMutexError.ownerDied? = e3 else {
+                check(false, "withLock: \(String(describing: e3))"); return (wError, wHeld, deadLevel)
+            }
             check(p.owner == nil, "withLock left P held after ownerDied")
             try p.withLock { ran = true }
             check(ran, "P unusable after ownerDied")
@@ -402,6 +404,7 @@ let mutexScenarios: [String: () throws -> Void] = [
                 try GreenMutex(name: "last").lock()  // ends holding one nothing else references
             }
             try dead4.join()
+            return (wError, wHeld, deadLevel)
         }
         print("w_error=\(String(describing: wError))\ndead_level=\(deadLevel)")
         guard case .ownerDied(let previous, let mutex)? = wError else {
@@ -419,17 +422,19 @@ let mutexScenarios: [String: () throws -> Void] = [
         //    for A held by t1, t1 waits for B held by t2). t2 does not block; it releases B, t1 proceeds.
         //  Cycle of 3: u1 holds A waits for B; u2 holds B waits for C; u3 holds C and calls A.lock():
         //    a cycle of three links, starting with u3.
-        var cycles: [[GreenMutexError.WaitLink]] = []
-        var messages: [String] = []
-        try Kernel.run(oneWorker()) {
+        let (cycles, messages) = try Kernel.run(oneWorker()) { () -> ([[GreenMutexError.WaitLink]], [String]) in
+            var cycles: [[GreenMutexError.WaitLink]] = []
+            var messages: [String] = []
             direct()
             for n in [2, 3] {
                 let mutexes = (0..<n).map { GreenMutex(name: String(UnicodeScalar(UInt8(65 + $0)))) }
                 let gate = Gate()
-                var handles: [JoinHandle<Void>] = []
+                // Each returns the cycle its lock reported, if any.
+                var handles: [JoinHandle<[GreenMutexError.WaitLink]?>] = []
                 // Each thread i holds mutex i; all but the last then wait for mutex i+1.
                 for i in 0..<n {
-                    handles.append(try spawnAt("\(n == 2 ? "t" : "u")\(i + 1)", 10) {
+                    handles.append(try spawnAt("\(n == 2 ? "t" : "u")\(i + 1)", 10) { () -> [GreenMutexError.WaitLink]? in
+                        var reported: [GreenMutexError.WaitLink]?
                         try mutexes[i].lock()
                         gate.wait(1)
                         if i < n - 1 {
@@ -441,19 +446,25 @@ let mutexScenarios: [String: () throws -> Void] = [
                                 try mutexes[0].lock()
                                 check(false, "the cycle-closing lock succeeded")
                             } catch GreenMutexError.deadlock(let cycle) {
-                                cycles.append(cycle)
-                                messages.append("\(GreenMutexError.deadlock(cycle: cycle))")
+                                reported = cycle
                             }
                         }
                         try mutexes[i].unlock()
+                        return reported
                     })
                 }
                 waitUntil("all hold their mutex") { mutexes.indices.allSatisfy { mutexes[$0].owner === handles[$0].thread } }
                 gate.open(1)
                 waitUntil("all but the last wait") { handles.dropLast().allSatisfy { isBlocked($0, on: "mutex") } }
                 gate.open(2)
-                for h in handles { try h.join() }
+                for h in handles {
+                    if let cycle = try h.join() {
+                        cycles.append(cycle)
+                        messages.append("\(GreenMutexError.deadlock(cycle: cycle))")
+                    }
+                }
             }
+            return (cycles, messages)
         }
         for m in messages { print("message=\(m)") }
         check(cycles.count == 2, "\(cycles.count) cycles reported")
@@ -473,8 +484,7 @@ let mutexScenarios: [String: () throws -> Void] = [
         // its lock throws chainTooDeep and t1025 does not wait. The gate opens and the chain unwinds.
         // (main waits on a semaphore meanwhile: no wake-ups that would reorder equal-priority threads.)
         let n = GreenMutex.maxChainDepth + 1
-        var refused: [Int] = []
-        var message = ""
+        let refusedBy = Shared<[Int]>([]), refusal = Shared("")
         try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .seconds(5), defaultStackSize: 32 * 1024)) {
             direct()
             let mutexes = (0...n).map { GreenMutex(name: "M\($0)") }
@@ -488,8 +498,8 @@ let mutexScenarios: [String: () throws -> Void] = [
                         try mutexes[i - 1].lock()
                         try mutexes[i - 1].unlock()
                     } catch GreenMutexError.chainTooDeep(let limit, let mutex) {
-                        refused.append(i)
-                        message = "\(GreenMutexError.chainTooDeep(limit: limit, mutex: mutex))"
+                        refusedBy.update { $0.append(i) }
+                        refusal.value = "\(GreenMutexError.chainTooDeep(limit: limit, mutex: mutex))"
                     }
                     if i == n { attempted.signal() }
                     try mutexes[i].unlock()
@@ -503,6 +513,7 @@ let mutexScenarios: [String: () throws -> Void] = [
             gate.open(1)
             for h in handles { try h.join() }
         }
+        let refused = refusedBy.value, message = refusal.value
         print("refused=\(refused)\nmessage=\(message)")
         check(refused == [n], "refused \(refused), want only t\(n)")
         check(message.contains("more than \(GreenMutex.maxChainDepth)"), message)
@@ -564,7 +575,7 @@ let mutexScenarios: [String: () throws -> Void] = [
         // Story: main (31) holds M; six threads queue for it, levels 5, 10, 10, 3, 12, 10 in that order
         // of arrival. Each handoff goes to the highest waiter, the longest waiting among equals:
         // w4 (12), w1, w2, w5 (10, in arrival order), w0 (5), w3 (3).
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let m = GreenMutex(name: "M")
@@ -579,8 +590,8 @@ let mutexScenarios: [String: () throws -> Void] = [
             try m.unlock()
             for h in handles { try h.join() }
         }
-        print("order=\(log.events)")
-        check(log.events == ["w4", "w1", "w2", "w5", "w0", "w3"], "service order \(log.events)")
+        print("order=\(log.all)")
+        check(log.all == ["w4", "w1", "w2", "w5", "w0", "w3"], "service order \(log.all)")
         print("OK")
     },
 
@@ -596,8 +607,7 @@ let mutexScenarios: [String: () throws -> Void] = [
         let spinMs = Int64(intOption("spin-ms", 200))
         let spinners = intOption("spinners", 2)
         func run(inheritance: Bool) throws -> Int64 {
-            var waited: Int64 = 0
-            try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(10))) {
+            try Kernel.run(KernelConfiguration(workers: 1, timeSlice: .milliseconds(10))) { () -> Int64 in
                 direct()
                 let bus = GreenMutex(name: "bus", priorityInheritance: inheritance)
                 let low = try spawnAt("low", 8) {
@@ -612,11 +622,11 @@ let mutexScenarios: [String: () throws -> Void] = [
                     try bus.withLock {}
                     return gt_clock_monotonic_ns() - t0
                 }
-                waited = try high.join()
+                let waited = try high.join()
                 try low.join()
                 for m in mediums { try m.join() }
+                return waited
             }
-            return waited
         }
         let withPI = try run(inheritance: true)
         let withoutPI = try run(inheritance: false)
@@ -643,22 +653,23 @@ let mutexScenarios: [String: () throws -> Void] = [
         let mutexCount = intOption("mutexes", 8)
         let rounds = intOption("rounds", 3)
         let workers = intOption("workers", 2)
-        var acquisitions = 0, timeouts = 0, checks = 0, exclusionErrors = 0, ownerDied = 0
-        var violations: [String] = []
-        try Kernel.run(KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))) {
+        let (acquisitions, timeouts, checks, exclusionErrors, ownerDied, violations) = try Kernel.run(
+            KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))
+        ) { () -> (Int, Int, Int, Int, Int, [String]) in
             direct()
             let mutexes = (0..<mutexCount).map { GreenMutex(name: "m\($0)") }
             // holders[k]: the thread inside mutex k, or -1 (guarded by mutex k
             // itself; raw memory so threads on two workers write disjoint slots).
-            let holders = UnsafeMutablePointer<Int>.allocate(capacity: mutexCount)
+            // Unchecked on purpose: the mutexes are what this scenario tests.
+            nonisolated(unsafe) let holders = UnsafeMutablePointer<Int>.allocate(capacity: mutexCount)
             holders.initialize(repeating: -1, count: mutexCount)
             defer { holders.deallocate() }
-            let exclusion = Atomic<Int>(0)
-            let done = Atomic<Int>(0)
+            let exclusion = AtomicCell<Int>(0)
+            let done = AtomicCell<Int>(0)
             // Atomics, not a Synchronization.Mutex: an OS-thread lock held by a
             // preempted green thread would be "recursively" locked by the next
             // green thread on the same worker.
-            let acquired = Atomic<Int>(0), gaveUpTotal = Atomic<Int>(0), ownerDiedCount = Atomic<Int>(0)
+            let acquired = AtomicCell<Int>(0), gaveUpTotal = AtomicCell<Int>(0), ownerDiedCount = AtomicCell<Int>(0)
             var handles: [JoinHandle<Void>] = []
             var rng = SplitMix64(seed: seed)
             for t in 0..<threads {
@@ -668,9 +679,9 @@ let mutexScenarios: [String: () throws -> Void] = [
                     var r = SplitMix64(seed: threadSeed)
                     var got = 0, gaveUp = 0
                     defer {
-                        acquired.add(got, ordering: .relaxed)
-                        gaveUpTotal.add(gaveUp, ordering: .relaxed)
-                        done.add(1, ordering: .relaxed)
+                        acquired.atomic.add(got, ordering: .relaxed)
+                        gaveUpTotal.atomic.add(gaveUp, ordering: .relaxed)
+                        done.atomic.add(1, ordering: .relaxed)
                     }
                     for _ in 0..<rounds {
                         // A random subset, taken in index order.
@@ -686,10 +697,10 @@ let mutexScenarios: [String: () throws -> Void] = [
                                 }
                             } catch GreenMutexError.ownerDied {
                                 // Its last owner ended holding it; we hold it now.
-                                ownerDiedCount.add(1, ordering: .relaxed)
+                                ownerDiedCount.atomic.add(1, ordering: .relaxed)
                                 holders[k] = -1
                             }
-                            if holders[k] != -1 { exclusion.add(1, ordering: .relaxed) }
+                            if holders[k] != -1 { exclusion.atomic.add(1, ordering: .relaxed) }
                             holders[k] = t
                             held.append(k)
                             got += 1
@@ -702,47 +713,48 @@ let mutexScenarios: [String: () throws -> Void] = [
                         // Release in random order.
                         held.shuffle(using: &r)
                         for k in held {
-                            if holders[k] != t { exclusion.add(1, ordering: .relaxed) }
+                            if holders[k] != t { exclusion.atomic.add(1, ordering: .relaxed) }
                             holders[k] = -1
                             try mutexes[k].unlock()
                         }
                     }
                 })
             }
-            let checker = try spawnAt("checker", 31) {
+            let spawned = handles
+            let checker = try spawnAt("checker", 31) { () -> (checks: Int, violations: [String]) in
                 var r = SplitMix64(seed: seed ^ 0xC0FFEE)
+                var checks = 0
                 var lastDone = -1, lastProgress = gt_clock_monotonic_ns()
-                while done.load(ordering: .relaxed) < threads {
+                while done.atomic.load(ordering: .relaxed) < threads {
                     let v = SyncInvariants.violations()
                     checks += 1
-                    if !v.isEmpty { violations = v; return }
+                    if !v.isEmpty { return (checks, v) }
                     // A lost wake-up leaves a thread waiting forever: no
                     // progress for 5 s is reported with who waits on what.
-                    let now = gt_clock_monotonic_ns(), finished = done.load(ordering: .relaxed)
+                    let now = gt_clock_monotonic_ns(), finished = done.atomic.load(ordering: .relaxed)
                     if finished != lastDone { lastDone = finished; lastProgress = now }
                     if now - lastProgress > 5_000_000_000 {
-                        violations = handles.filter { !$0.isFinished }.prefix(20).map {
+                        let stuck = spawned.filter { !$0.isFinished }.prefix(20).map {
                             "no progress for 5 s: \($0.thread) \($0.thread.state) on \(String(describing: $0.thread.waitingOn))"
                         }
-                        print("seed=\(seed) stuck:\n" + violations.joined(separator: "\n"))
+                        print("seed=\(seed) stuck:\n" + stuck.joined(separator: "\n"))
                         exit(1)
                     }
                     for _ in 0..<4 {
-                        let h = handles[Int(r.next() % UInt64(threads))]
+                        let h = spawned[Int(r.next() % UInt64(threads))]
                         if !h.isFinished { h.thread.setPriority(priority(Int(r.next() % 31))) }
                     }
                     GreenThread.sleep(for: .milliseconds(1))
                 }
+                return (checks, [])
             }
             for h in handles { try h.join() }
-            try checker.join()
-            acquisitions = acquired.load(ordering: .relaxed)
-            ownerDied = ownerDiedCount.load(ordering: .relaxed)
-            exclusionErrors = exclusion.load(ordering: .relaxed)
-            timeouts = gaveUpTotal.load(ordering: .relaxed)
+            var (checks, violations) = try checker.join()
             let final = SyncInvariants.violations()
             if violations.isEmpty { violations = final }
             for (k, m) in mutexes.enumerated() { check(m.owner == nil, "m\(k) still held at the end") }
+            return (acquired.atomic.load(ordering: .relaxed), gaveUpTotal.atomic.load(ordering: .relaxed), checks,
+                    exclusion.atomic.load(ordering: .relaxed), ownerDiedCount.atomic.load(ordering: .relaxed), violations)
         }
         print("acquisitions=\(acquisitions)\ntimeouts=\(timeouts)\nowner_died=\(ownerDied)\nchecks=\(checks)")
         check(violations.isEmpty, "seed \(seed): invariants broken:\n" + violations.prefix(20).joined(separator: "\n"))
@@ -754,12 +766,12 @@ let mutexScenarios: [String: () throws -> Void] = [
     },
 ]
 
-let primitiveScenarios: [String: () throws -> Void] = [
+let primitiveScenarios: [String: Scenario] = [
     "condition-signal-wakes-highest-priority-first": {
         // Story (one worker; main at 31 directs): c5 (5), c20a (20), c12 (12), c20b (20) each lock M and
         // wait on C, in that order. main signals four times, parking between signals: they return from
         // wait in the order c20a, c20b (FIFO among equals), c12, c5, each holding M.
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let m = GreenMutex(name: "M"), c = GreenCondition(name: "C")
@@ -778,13 +790,13 @@ let primitiveScenarios: [String: () throws -> Void] = [
             check(m.owner == nil, "a waiter kept M while waiting")
             for i in 1...4 {
                 c.signal()
-                waitUntil("signal \(i) served") { log.events.count == i }
+                waitUntil("signal \(i) served") { log.all.count == i }
             }
             c.signal()  // nobody waits: a no-op
             for h in handles { try h.join() }
         }
-        print("order=\(log.events)")
-        check(log.events == ["c20a", "c20b", "c12", "c5"], "wake order \(log.events)")
+        print("order=\(log.all)")
+        check(log.all == ["c20a", "c20b", "c12", "c5"], "wake order \(log.all)")
         print("OK")
     },
 
@@ -793,7 +805,7 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // low calls C.wait(M): M passes to high and low, now waiting on C, is back to 3 and queued on C
         // at 3 (not 25). mid (10) then waits on C too: one signal wakes mid first. Every invariant holds
         // at each step.
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let m = GreenMutex(name: "M"), c = GreenCondition(name: "C")
@@ -818,13 +830,13 @@ let primitiveScenarios: [String: () throws -> Void] = [
             let mid = try spawnAt("mid", 10) { try m.withLock { try c.wait(m); log.add("mid") } }
             waitUntil("mid waits on C") { isBlocked(mid, on: "condition") }
             c.signal()
-            waitUntil("one woke") { !log.events.isEmpty }
+            waitUntil("one woke") { !log.all.isEmpty }
             c.signal()
             try low.join()
             try mid.join()
         }
-        print("order=\(log.events)")
-        check(log.events == ["mid", "low"], "wake order \(log.events)")
+        print("order=\(log.all)")
+        check(log.all == ["mid", "low"], "wake order \(log.all)")
         print("OK")
     },
 
@@ -833,7 +845,7 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // wait returns false after >= 30 ms with M held again. Then s (10) signals after 10 ms while main
         // waits with a 5 s timeout: true, well before 5 s. Then three waiters (3, 9, 6) wait on C and one
         // broadcast wakes all, highest first.
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let m = GreenMutex(name: "M"), c = GreenCondition(name: "C")
@@ -860,8 +872,73 @@ let primitiveScenarios: [String: () throws -> Void] = [
             c.broadcast()
             for h in handles { try h.join() }
         }
-        print("broadcast_order=\(log.events)")
-        check(log.events == ["b9", "b6", "b3"], "broadcast order \(log.events)")
+        print("broadcast_order=\(log.all)")
+        check(log.all == ["b9", "b6", "b3"], "broadcast order \(log.all)")
+        print("OK")
+    },
+
+    "cancelled-waiters-leave-condition-and-semaphore-queues": {
+        // Story (one worker; main at 31 directs): c5 (5), c20 (20), c12 (12) wait on C (untimed, M
+        // released); s9 (9), s25 (25) wait on S in waitUnlessCancelled. main cancels c20 and s25, the
+        // top waiter of each queue, while they wait: both end at once, c20 with conditionWaitCancelled
+        // holding M again, s25 with cancelled. No cancelled waiter stays queued and S keeps no permit
+        // beside a waiter (every invariant holds), so the next signals go to the live ones in priority
+        // order: C to c12 then c5; S's first permit to s9, the second to the count. Each runs by
+        // priority once ready: s25 before c20, and s9 (9) before c5 (5), made ready together.
+        let log = Log()
+        try Kernel.run(oneWorker()) {
+            direct()
+            let m = GreenMutex(name: "M"), c = GreenCondition(name: "C")
+            let s = GreenSemaphore(value: 0, name: "S")
+            var conditionWaiters: [JoinHandle<Void>] = []
+            for (name, l) in [("c5", 5), ("c20", 20), ("c12", 12)] {
+                let h = try spawnAt(name, l) {
+                    try m.lock()
+                    do {
+                        try c.wait(m)
+                        log.add(name)
+                    } catch GreenMutexError.conditionWaitCancelled(let thread, let condition, let mutex) {
+                        check(m.owner === GreenThread.current, "\(name) reported its cancellation without M")
+                        check(thread.name == name && condition.name == "C" && mutex.name == "M",
+                              "the error names \(thread), \(condition), \(mutex)")
+                        log.add("\(name) cancelled")
+                    }
+                    try m.unlock()
+                }
+                conditionWaiters.append(h)
+                waitUntil("\(name) waits on C") { isBlocked(h, on: "condition") }
+            }
+            var semaphoreWaiters: [JoinHandle<Void>] = []
+            for (name, l) in [("s9", 9), ("s25", 25)] {
+                let h = try spawnAt(name, l) {
+                    do {
+                        try s.waitUnlessCancelled()
+                        log.add(name)
+                    } catch GreenThreadError.cancelled {
+                        log.add("\(name) cancelled")
+                    }
+                }
+                semaphoreWaiters.append(h)
+                waitUntil("\(name) waits on S") { isBlocked(h, on: "semaphore") }
+            }
+            conditionWaiters[1].cancel()
+            semaphoreWaiters[1].cancel()
+            waitUntil("the cancelled waiters ended") { conditionWaiters[1].isFinished && semaphoreWaiters[1].isFinished }
+            let v = SyncInvariants.violations()
+            check(v.isEmpty, "after the cancellations: \(v)")
+            check(isBlocked(conditionWaiters[0], on: "condition") && isBlocked(conditionWaiters[2], on: "condition"),
+                  "a live condition waiter left the queue")
+            c.signal()
+            waitUntil("c12 woke") { conditionWaiters[2].isFinished }
+            c.signal()
+            s.signal()
+            s.signal()
+            for h in conditionWaiters + semaphoreWaiters { try h.join() }
+            check(s.value == 1, "S holds \(s.value) permits, want 1 (one went to s9)")
+            check(SyncInvariants.violations().isEmpty, "at the end: \(SyncInvariants.violations())")
+        }
+        print("order=\(log.all)")
+        check(log.all == ["s25 cancelled", "c20 cancelled", "c12", "s9", "c5"], "order \(log.all)")
         print("OK")
     },
 
@@ -870,7 +947,7 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // 20 ms timeout returns false. Waiters w3 (3), w15 (15), w9 (9) block on S; three signals hand
         // the permits straight to w15, w9, w3 (the count stays 0: no later arrival could take them).
         // A timed waiter that gave up does not get a later permit: the count grows instead.
-        let log = EventLog()
+        let log = Log()
         try Kernel.run(oneWorker()) {
             direct()
             let s = GreenSemaphore(value: 2, name: "S")
@@ -897,8 +974,8 @@ let primitiveScenarios: [String: () throws -> Void] = [
             s.signal()
             check(s.value == 1, "value \(s.value): the permit went to a waiter that had given up")
         }
-        print("order=\(log.events)")
-        check(log.events == ["w15", "w9", "w3"], "service order \(log.events)")
+        print("order=\(log.all)")
+        check(log.all == ["w15", "w9", "w3"], "service order \(log.all)")
         print("OK")
     },
 
@@ -906,8 +983,7 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // Story (one worker; main at 31): on a capacity-0 channel, sender (10) sends 1 and blocks: no
         // receiver. main receives 1 at once from the waiting sender, which then finishes. Then receiver
         // (10) blocks on an empty channel; main's send(7) hands 7 to it directly without blocking main.
-        var received: Int? = nil
-        try Kernel.run(oneWorker()) {
+        let received = try Kernel.run(oneWorker()) { () -> Int? in
             direct()
             let ch = GreenChannel<Int>(capacity: 0, name: "R")
             let sender = try spawnAt("sender", 10) { try ch.send(1) }
@@ -915,10 +991,10 @@ let primitiveScenarios: [String: () throws -> Void] = [
             check(ch.count == 0, "a rendezvous buffered a value")
             check(ch.receive() == 1, "main did not get the sender's value")
             try sender.join()
-            let receiver = try spawnAt("receiver", 10) { received = ch.receive() }
+            let receiver = try spawnAt("receiver", 10) { ch.receive() }
             waitUntil("receiver blocks") { isBlocked(receiver, on: "channel-receive") }
             try ch.send(7)
-            try receiver.join()
+            return try receiver.join()
         }
         check(received == 7, "receiver got \(String(describing: received))")
         print("OK")
@@ -930,10 +1006,9 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // Close: r1, r2 block on the empty channel; close() gives both nil. A value buffered before close
         // is still received, then nil; send after close throws .closed; a sender blocked on a full
         // channel when it closes gets .closed.
-        var results: [Int?] = []
-        var sendAfterClose: (any Error)?
-        var blockedSenderError: (any Error)?
-        try Kernel.run(oneWorker()) {
+        let (results, sendAfterClose, blockedSenderError) = try Kernel.run(oneWorker()) {
+            () -> ([Int?], (any Error)?, (any Error)?) in
+            var results: [Int?] = []
             direct()
             let ch = GreenChannel<Int>(capacity: 2, name: "B")
             try ch.send(1)
@@ -961,10 +1036,11 @@ let primitiveScenarios: [String: () throws -> Void] = [
             waitUntil("full blocks") { isBlocked(full, on: "channel-send") }
             d.close()
             d.close()  // twice: nothing more
-            blockedSenderError = try full.join()
-            sendAfterClose = errorOf { try d.send(9) }
+            let blockedSenderError = try full.join()
+            let sendAfterClose = errorOf { try d.send(9) }
             results.append(d.receive())
             results.append(d.receive())
+            return (results, sendAfterClose, blockedSenderError)
         }
         print("results=\(results)\nsend_after_close=\(String(describing: sendAfterClose))")
         check(results == [1, 2, 3, nil, nil, 5, nil], "results \(results)")
@@ -978,20 +1054,20 @@ let primitiveScenarios: [String: () throws -> Void] = [
         // Story (one worker; main at 31): rendezvous channel. Receivers r4 (4), r18 (18), r9 (9) block;
         // main sends 1, 2, 3: r18 gets 1, r9 2, r4 3. Then senders s4 (4) sending 40, s18 (18) 180,
         // s9 (9) 90 block; main receives 180, 90, 40.
-        var got: [String: Int] = [:]
-        var order: [Int?] = []
-        try Kernel.run(oneWorker()) {
+        let (got, order) = try Kernel.run(oneWorker()) { () -> ([String: Int], [Int?]) in
+            var got: [String: Int] = [:]
+            var order: [Int?] = []
             direct()
             let ch = GreenChannel<Int>(capacity: 0, name: "P")
-            var handles: [JoinHandle<Void>] = []
+            var receivers: [(String, JoinHandle<Int?>)] = []
             for (name, l) in [("r4", 4), ("r18", 18), ("r9", 9)] {
-                let h = try spawnAt(name, l) { got[name] = ch.receive() }
-                handles.append(h)
+                let h = try spawnAt(name, l) { ch.receive() }
+                receivers.append((name, h))
                 waitUntil("\(name) waits") { isBlocked(h, on: "channel-receive") }
             }
             for v in 1...3 { try ch.send(v) }
-            for h in handles { try h.join() }
-            handles = []
+            for (name, h) in receivers { got[name] = try h.join() }
+            var handles: [JoinHandle<Void>] = []
             for (name, l, v) in [("s4", 4, 40), ("s18", 18, 180), ("s9", 9, 90)] {
                 let h = try spawnAt(name, l) { try ch.send(v) }
                 handles.append(h)
@@ -999,6 +1075,7 @@ let primitiveScenarios: [String: () throws -> Void] = [
             }
             for _ in 0..<3 { order.append(ch.receive()) }
             for h in handles { try h.join() }
+            return (got, order)
         }
         print("receivers=\(got.sorted { $0.key < $1.key })\nsenders_order=\(order)")
         check(got == ["r18": 1, "r9": 2, "r4": 3], "receivers got \(got)")
@@ -1046,12 +1123,12 @@ func nsPerOp(_ iterations: Int, reps: Int = 3, _ body: (Int) throws -> Void) ret
 
 /// Two OS threads run `body` at once (both start it together); returns
 /// wall nanoseconds.
-func twoOSThreads(_ body: @escaping () -> Void) -> Int64 {
-    let started = Atomic<Int>(0)
+func twoOSThreads(_ body: @escaping @Sendable () -> Void) -> Int64 {
+    let started = AtomicCell<Int>(0)
     let t0 = gt_clock_monotonic_ns()
-    let run = {
-        started.add(1, ordering: .relaxed)
-        while started.load(ordering: .relaxed) < 2 {}
+    let run: @Sendable () -> Void = {
+        started.atomic.add(1, ordering: .relaxed)
+        while started.atomic.load(ordering: .relaxed) < 2 {}
         body()
     }
     let a = OSWorker(run), b = OSWorker(run)
@@ -1060,7 +1137,7 @@ func twoOSThreads(_ body: @escaping () -> Void) -> Int64 {
     return gt_clock_monotonic_ns() - t0
 }
 
-let syncMeasurementScenarios: [String: () throws -> Void] = [
+let syncMeasurementScenarios: [String: Scenario] = [
     "sync-fast-path": {
         // Uncontended lock+unlock on one green thread: GreenMutex (one CAS each way plus the robust
         // list), Synchronization.Mutex, pthread_mutex (default type), all in this one run. Then
@@ -1071,12 +1148,16 @@ let syncMeasurementScenarios: [String: () throws -> Void] = [
         let n = intOption("iterations", 2_000_000)
         let k = max(1000, n / 20)
         let only = option("only")  // run the measurements whose key starts with this (profiling)
-        var results: [(String, Double)] = []
-        func measure(_ key: String, _ iterations: Int, perIteration: Double = 1, _ body: (Int) throws -> Void) rethrows {
+        // Filled in on the main green thread and on this OS thread, one after the other.
+        let measured = Shared<[(String, Double)]>([])
+        @Sendable func measure(_ key: String, _ iterations: Int, perIteration: Double = 1,
+                               _ body: (Int) throws -> Void) rethrows {
             guard only.map({ key.hasPrefix($0) }) ?? true else { return }
-            results.append((key, try nsPerOp(iterations, body) / perIteration))
+            let ns = try nsPerOp(iterations, body) / perIteration
+            measured.update { $0.append((key, ns)) }
         }
-        let pm = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        // A raw pthread mutex, shared on purpose by the OS threads measured below.
+        nonisolated(unsafe) let pm = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         pthread_mutex_init(pm, nil)
         try Kernel.run(KernelConfiguration(workers: 1)) {
             let gm = GreenMutex(name: "bench")
@@ -1124,11 +1205,11 @@ let syncMeasurementScenarios: [String: () throws -> Void] = [
         try Kernel.run(KernelConfiguration(workers: 2)) {
             let gm = GreenMutex(name: "bench2")
             try measure("greenmutex_contended_2workers_ns", k, perIteration: 2) { k in
-                let started = Atomic<Int>(0)
+                let started = AtomicCell<Int>(0)
                 let hs = try (0..<2).map { i in
                     try GreenThread.spawn(name: "c\(i)") {
-                        started.add(1, ordering: .relaxed)
-                        while started.load(ordering: .relaxed) < 2 { GreenThread.yield() }
+                        started.atomic.add(1, ordering: .relaxed)
+                        while started.atomic.load(ordering: .relaxed) < 2 { GreenThread.yield() }
                         for _ in 0..<k { try gm.lock(); try gm.unlock() }
                     }
                 }
@@ -1137,7 +1218,7 @@ let syncMeasurementScenarios: [String: () throws -> Void] = [
         }
         pthread_mutex_destroy(pm)
         pm.deallocate()
-        for (key, value) in results { print("\(key)=\((value * 10).rounded() / 10)") }
+        for (key, value) in measured.value { print("\(key)=\((value * 10).rounded() / 10)") }
         print("OK")
     },
 ]

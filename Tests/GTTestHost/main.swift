@@ -6,7 +6,12 @@
 import CGreenCore
 import GreenThreads
 @_exported import GTHostSupport  // check, option, intOption: for every scenario file
-import Glibc
+@preconcurrency import Glibc  // stdout: a C global, set up here before any thread starts
+
+/// A scenario: runs on the main thread, which `Kernel.run` takes over as a
+/// program's main would. Sendable, so that the compiler checks what every
+/// scenario shares between threads (Swift 6 language mode).
+typealias Scenario = @Sendable () throws -> Void
 
 /// Turns off one hazard fix (`--disable-fix errno`) to show the test fails without it.
 func applyFixOptions() {
@@ -16,7 +21,7 @@ func applyFixOptions() {
 }
 
 // Each area keeps its scenarios in its own file.
-let scenarios: [String: () throws -> Void] = [
+let scenarios: [String: Scenario] = [
     foundationScenarios, stackScenarios, microScenarios, preemptionScenarios, syncScenarios, debugScenarios, benchmarkScenarios,
     foreignLockScenarios, ioScenarios, schedulerScenarios,
 ].reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }

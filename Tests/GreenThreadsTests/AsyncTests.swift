@@ -119,6 +119,16 @@ extension GreenThreadsTests {
             #expect(r.value("owner_boosted") == "24" && r.value("owner_after") == "16", "\(r)")
         }
 
+        @Test func cancelEndsUntimedSemaphoreAndConditionWaitsAlsoWhileTheyWait() throws {
+            let r = try expectOK("cancel-untimed-waits")
+            #expect(r.value("sem")?.contains("was cancelled") == true && (r.number("sem_ms") ?? 1e9) < 1000, "\(r)")
+            #expect(r.value("cond_retaking_waits_on") == "mutex" && r.value("cond_held_at_error") == "true", "\(r)")
+            #expect(r.value("next") == "true,true", "\(r)")
+            #expect(r.value("late_full") == "took" && r.value("late_empty") == "cancelled"
+                    && r.value("late_cond") == "cancelled", "\(r)")
+            #expect(r.value("plain_wait_after_cancel") == "waiting", "\(r)")
+        }
+
         @Test func cancelledChannelWaitersGetNilOrThrowAndTheChannelGoesOn() throws {
             let r = try expectOK("cancel-channel-waits")
             #expect(r.value("receiver") == "nil cancelled=true" && r.value("next") == "2", "\(r)")

@@ -72,8 +72,8 @@ enum Host {
         let dir = FileManager.default.temporaryDirectory
         let outURL = dir.appendingPathComponent("gt-host-\(UUID().uuidString).out")
         let errURL = dir.appendingPathComponent("gt-host-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)

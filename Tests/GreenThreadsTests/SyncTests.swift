@@ -89,6 +89,11 @@ extension GreenThreadsTests {
             try Host.expectOK("condition-timeout-and-broadcast", timeout: .seconds(30))
         }
 
+        @Test func cancelledWaitersLeaveConditionAndSemaphoreQueuesAndSignalsReachTheLiveOnes() throws {
+            let r = try Host.expectOK("cancelled-waiters-leave-condition-and-semaphore-queues", timeout: .seconds(30))
+            #expect(r.value("order") == #"["s25 cancelled", "c20 cancelled", "c12", "s9", "c5"]"#, "\(r)")
+        }
+
         @Test func semaphoreCountsHandsPermitsByPriorityAndTimesOut() throws {
             try Host.expectOK("semaphore-counts-priority-and-timeout", timeout: .seconds(30))
         }

@@ -15,6 +15,11 @@
 // - A woken waiter retakes the mutex through the ordinary lock path (with
 //   priority inheritance, handoff, and owner-died reporting) before wait
 //   returns; it is not moved onto the mutex's queue directly.
+// - Cancellation (`GreenThread.cancel()`) ends both waits, before or while
+//   they wait for a signal: the waiter leaves the queue in the kernel-locked
+//   step that ends its wait (a later signal goes to a live waiter), then
+//   retakes the mutex ignoring cancellation, so the caller always holds the
+//   mutex when the wait returns or reports the cancellation (issue 14).
 import CGreenCore
 
 /// A condition variable: threads wait, with a `GreenMutex` held, until
@@ -70,6 +75,8 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// "condition 6 'queue-not-empty'".
     public var description: String { "condition \(id) '\(name)'" }
 
+    var identity: SyncObjectIdentity { SyncObjectIdentity(kind: "condition", id: id, name: name) }
+
     /// Releases `mutex`, waits for a signal, and retakes `mutex` before
     /// returning. As with every condition variable, recheck the predicate
     /// in a loop: another thread may change the state between the signal
@@ -77,6 +84,9 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     ///
     /// - Throws: `GreenMutexError.notOwner` when the caller does not hold
     ///   `mutex`; `.notInKernel` outside a green thread (neither waits);
+    ///   `.conditionWaitCancelled` when the calling thread is cancelled
+    ///   (`GreenThread.cancel()`) before or while it waits for a signal (the
+    ///   caller holds `mutex` again: the wait retakes it first);
     ///   `.ownerDied` when retaking `mutex` finds that its holder ended (the
     ///   caller holds it); `.deadlock` when retaking it would close a cycle
     ///   (the caller then does not hold it).
@@ -94,12 +104,19 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
     /// }
     /// ```
     public func wait(_ mutex: GreenMutex) throws(GreenMutexError) {
-        _ = try wait(mutex, deadline: nil, operation: "GreenCondition.wait")
+        // Untimed: only a cancellation ends it without a signal.
+        guard try wait(mutex, deadline: nil, operation: "GreenCondition.wait") else {
+            let me = GreenThread.current
+            throw GreenMutexError.conditionWaitCancelled(thread: ThreadIdentity(me), condition: identity,
+                                                         mutex: mutex.identity)
+        }
     }
 
-    /// Like `wait(_:)`, but gives up waiting for a signal after `timeout`.
+    /// Like `wait(_:)`, but gives up waiting for a signal after `timeout`,
+    /// or when the calling thread is cancelled before or while it waits.
     /// The mutex is held again when it returns either way.
-    /// - Returns: true when signalled, false when the timeout passed first.
+    /// - Returns: true when signalled, false when the timeout passed first
+    ///   or the thread was cancelled (`isCancelled` tells them apart).
     ///
     /// ```swift
     /// final class Inbox: @unchecked Sendable {
@@ -134,13 +151,16 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
             mutex.releaseHoldingKernelLock(by: me, kernel)
             let waiter = SyncWaiter(thread: me, object: self)
             waiters.insert(waiter)
+            // Cancellable timed or not: a timeout or a cancellation takes the
+            // waiter off the queue under this lock, so no signal is lost on it.
             return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "condition", objectID: id, objectName: name),
-                                        deadline: deadline) { [self] waiter in
+                                        deadline: deadline, cancellable: true) { [self] waiter in
                 waiters.remove(waiter)
             }
         }
         // Retaken whether or not the thread was cancelled meanwhile: the
-        // caller holds the mutex when wait returns (issue 14).
+        // caller holds the mutex when wait returns or reports the
+        // cancellation (issue 14).
         try mutex.lockIgnoringCancellation()
         return outcome == .granted
     }

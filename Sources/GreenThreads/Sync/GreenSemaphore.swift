@@ -9,6 +9,10 @@
 //   cannot take it first (the same handoff argument as GreenMutex).
 // - Waiters are served by effective priority, FIFO within a level, and
 //   requeued when their priority changes.
+// - A waiter that leaves without a permit (timeout, or cancellation of
+//   `wait(timeout:)` and `waitUnlessCancelled()`) is taken off the queue in
+//   the same kernel-locked step that ends its wait, so no signal is ever
+//   handed to it. `wait()` ignores cancellation: it cannot report one.
 // A semaphore has no owner, so waiting on one lends no priority.
 import CGreenCore
 
@@ -60,6 +64,11 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
 
     /// Takes a permit, waiting as long as it takes.
     ///
+    /// Cancellation (`GreenThread.cancel()`) does not end this wait: it has
+    /// no way to say it returned without a permit. A thread that may be
+    /// cancelled (a `withThreadGroup` member, a thread a task awaits) waits
+    /// with `waitUnlessCancelled()` or `wait(timeout:)` instead.
+    ///
     /// Outside a green thread it takes a permit if one is available and
     /// otherwise stops the program with a message: waiting there could never
     /// end.
@@ -72,11 +81,47 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// }
     /// ```
     public func wait() {
-        _ = wait(deadline: nil, operation: "GreenSemaphore.wait()")
+        guard let me = currentGreenThread() else { return takeOutsideGreenThread(operation: "GreenSemaphore.wait()") }
+        _ = block(me, deadline: nil, cancellable: false)
     }
 
-    /// Takes a permit, waiting at most `timeout`.
-    /// - Returns: true with a permit taken, false when the timeout passed.
+    /// Takes a permit, waiting as long as it takes unless the calling
+    /// thread is cancelled (`GreenThread.cancel()`), before or while it
+    /// waits: then it throws without a permit, and the permit the thread
+    /// would have had stays for the next waiter. Like a mutex, a cancelled
+    /// thread still takes a permit that is available: only waiting is
+    /// refused.
+    ///
+    /// - Throws: `GreenThreadError.cancelled` when the thread was cancelled
+    ///   (no permit taken); `.notInKernel` outside a green thread when no
+    ///   permit is available (waiting there could never end).
+    ///
+    /// ```swift fragment
+    /// try withThreadGroup { group in
+    ///     for job in jobs {
+    ///         try group.spawn {
+    ///             try slots.waitUnlessCancelled()   // a failing sibling cancels the queue
+    ///             defer { slots.signal() }
+    ///             try run(job)
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    public func waitUnlessCancelled() throws(GreenThreadError) {
+        guard let me = currentGreenThread() else {
+            guard takeAvailablePermit() else {
+                throw GreenThreadError.notInKernel(operation: "GreenSemaphore.waitUnlessCancelled() with no permit")
+            }
+            return
+        }
+        // Untimed, so only a cancellation ends the wait without a permit.
+        guard block(me, deadline: nil, cancellable: true) else { throw GreenThreadError.cancelled(threadID: me.id) }
+    }
+
+    /// Takes a permit, waiting at most `timeout`, and not at all once the
+    /// calling thread is cancelled (`GreenThread.cancel()`).
+    /// - Returns: true with a permit taken, false when the timeout passed or
+    ///   the thread was cancelled (`isCancelled` tells them apart).
     ///
     /// ```swift
     /// func query(_ connections: GreenSemaphore) throws -> Int? {
@@ -86,20 +131,34 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// }
     /// ```
     public func wait(timeout: Duration) -> Bool {
-        wait(deadline: syncDeadline(after: timeout), operation: "GreenSemaphore.wait(timeout:)")
-    }
-
-    private func wait(deadline: Int64?, operation: String) -> Bool {
         guard let me = currentGreenThread() else {
-            let took = withSyncLock { _ -> Bool in
-                guard permits > 0 else { return false }
-                permits -= 1
-                return true
-            }
-            precondition(took, "\(operation) on \(self) with no permit outside a green thread would wait forever: "
-                + "call it inside Kernel.run { ... }")
+            takeOutsideGreenThread(operation: "GreenSemaphore.wait(timeout:)")
             return true
         }
+        // Timed waits observe cancellation through their timeout path anyway.
+        return block(me, deadline: syncDeadline(after: timeout), cancellable: true)
+    }
+
+    /// Takes a permit if one is available now. Any thread.
+    private func takeAvailablePermit() -> Bool {
+        withSyncLock { _ -> Bool in
+            guard permits > 0 else { return false }
+            permits -= 1
+            return true
+        }
+    }
+
+    /// A non-throwing wait outside a green thread: a permit, or a stop with
+    /// a message (nothing could ever wake this OS thread).
+    private func takeOutsideGreenThread(operation: String) {
+        precondition(takeAvailablePermit(), "\(operation) on \(self) with no permit outside a green thread would wait "
+            + "forever: call it inside Kernel.run { ... }")
+    }
+
+    /// Takes a permit on green thread `me`, waiting until `deadline` (nil:
+    /// no limit) or, when `cancellable`, until the thread is cancelled.
+    /// Returns whether it took one.
+    private func block(_ me: GreenThread, deadline: Int64?, cancellable: Bool) -> Bool {
         let kernel = me.kernel
         return kernel.withBlockingSection { () -> Bool in
             if permits > 0 {
@@ -109,8 +168,10 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
             if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
             let waiter = SyncWaiter(thread: me, object: self)
             waiters.insert(waiter)
+            // Ended without a permit (timeout or cancellation): off the queue
+            // under the same lock, so no signal is handed to it.
             let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "semaphore", objectID: id, objectName: name),
-                                               deadline: deadline) { [self] waiter in
+                                               deadline: deadline, cancellable: cancellable) { [self] waiter in
                 waiters.remove(waiter)
             }
             return outcome == .granted

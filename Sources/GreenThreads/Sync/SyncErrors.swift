@@ -122,12 +122,20 @@ public enum GreenMutexError: Error, Equatable, CustomStringConvertible {
     /// The thread was cancelled (`GreenThread.cancel()`) while it waited for
     /// the mutex, or before: the lock is not acquired.
     case cancelled(thread: ThreadIdentity, mutex: SyncObjectIdentity)
+    /// The thread was cancelled (`GreenThread.cancel()`) while it waited on
+    /// `condition` in the untimed `GreenCondition.wait(_:)`, or before: the
+    /// wait ended without a signal, and, unlike `.cancelled`, the caller
+    /// holds `mutex` again (the wait retakes it before it throws, as on
+    /// every return).
+    case conditionWaitCancelled(thread: ThreadIdentity, condition: SyncObjectIdentity, mutex: SyncObjectIdentity)
 
     /// A sentence naming the threads and the mutex, and what to do.
     public var description: String {
         switch self {
         case .cancelled(let thread, let mutex):
             return "\(thread) was cancelled while it waited for \(mutex): the lock is not acquired"
+        case .conditionWaitCancelled(let thread, let condition, let mutex):
+            return "\(thread) was cancelled while it waited on \(condition): no signal came, and it holds \(mutex) again"
         case .alreadyOwned(let thread, let mutex):
             return "\(thread) tried to lock \(mutex), which it already holds (GreenMutex is not recursive)"
         case .notOwner(let thread, let owner, let mutex):

@@ -3,7 +3,7 @@
 // runs on until it reaches a point that checks the flag.
 //
 // Which waits observe it. A wait is interrupted by cancellation when it can
-// end without its event and say so through the signature it already has:
+// end without its event and say so through its signature:
 //   - `GreenThread.sleep(for:)` returns early (and does not sleep at all on
 //     a cancelled thread);
 //   - `JoinHandle.join()` throws `GreenThreadError.cancelled`;
@@ -14,13 +14,18 @@
 //   - `GreenMutex.lock()` (and so `withLock`, `GreenLocked.withLock`)
 //     throws `GreenMutexError.cancelled` without acquiring (a free mutex is
 //     still taken: only waiting is refused);
+//   - the untimed `GreenCondition.wait(_:)` throws
+//     `GreenMutexError.conditionWaitCancelled` once it has retaken the
+//     mutex (its retaking ignores cancellation on purpose: the caller holds
+//     the mutex whenever the wait returns or reports a cancellation);
+//   - `GreenSemaphore.waitUnlessCancelled()` throws
+//     `GreenThreadError.cancelled` without a permit (an available one is
+//     still taken);
 //   - `GreenChannel.send` throws `GreenChannelError.cancelled` (the value is
 //     not delivered) and `receive` returns nil.
-// Not interrupted: `GreenSemaphore.wait()`, which cannot report failure,
-// and the untimed `GreenCondition.wait(_:)`, whose signal wait would need a
-// way to say "cancelled, mutex held again" (its retaking of the mutex
-// ignores cancellation on purpose: the caller holds the mutex when it
-// returns). Use the timed forms, or `GreenThread.checkCancellation()`.
+// Not interrupted: `GreenSemaphore.wait()`, which cannot report failure
+// (returning would claim a permit it does not have; its signature is binding
+// since issue 5): `waitUnlessCancelled()` is its cancellable form.
 //
 // Mechanism: a wait is interruptible exactly when the thread sleeps or its
 // block carries a `timeoutAction` (the hook that takes it off the queue it
@@ -41,7 +46,9 @@ extension GreenThread {
     public var isCancelled: Bool { cancellationRequested.load(ordering: .acquiring) }
 
     /// Asks the thread to stop: sets `isCancelled` and ends the waits that
-    /// observe cancellation (see the list in `GreenThread.checkCancellation`).
+    /// observe cancellation, the one it is in now included (docs/async.md,
+    /// "Cancellation", lists them; `GreenSemaphore.wait()` is the one that
+    /// does not).
     /// Callable from any thread, a task or a plain OS thread included, also
     /// after the thread finished (then it does nothing).
     ///
@@ -80,7 +87,7 @@ extension GreenThread {
             action?(self)
             kernel.makeReady(self, reason: .timedOut)
         default:
-            break  // running, ready or finished; or an untimed wait (see the file header)
+            break  // running, ready or finished; or a wait that ignores cancellation (see the file header)
         }
     }
 
