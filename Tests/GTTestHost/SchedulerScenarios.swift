@@ -5,7 +5,7 @@ import GreenThreads
 import Glibc
 import Synchronization
 
-let schedulerScenarios: [String: () throws -> Void] = [
+let schedulerScenarios: [String: Scenario] = [
     "spawn-wakeups": {
         // One thread spawns `count` empty threads on 2 workers, one every
         // `gap` microseconds (a little work between spawns, as a real
@@ -15,8 +15,7 @@ let schedulerScenarios: [String: () throws -> Void] = [
         // almost no spawn needs a futex wake-up.
         let count = intOption("count", 20_000)
         let gap = Int64(intOption("gap", 10)) * 1000
-        var wakeups: UInt64 = 0
-        try Kernel.run(KernelConfiguration(workers: 2)) {
+        let wakeups = try Kernel.run(KernelConfiguration(workers: 2)) { () -> UInt64 in
             var handles: [JoinHandle<Void>] = []
             handles.reserveCapacity(count)
             for _ in 0..<count {
@@ -25,7 +24,7 @@ let schedulerScenarios: [String: () throws -> Void] = [
                 while gt_clock_monotonic_ns() < until {}
             }
             for h in handles { try h.join() }
-            wakeups = Kernel.snapshot().workers.reduce(0) { $0 + ($1.idleWakeups ?? 0) }
+            return Kernel.snapshot().workers.reduce(0) { $0 + ($1.idleWakeups ?? 0) }
         }
         print("spawned=\(count)\nidle_wakeups=\(wakeups)")
         check(wakeups < UInt64(count / 4), "\(wakeups) idle wake-ups for \(count) spawns")
@@ -53,8 +52,8 @@ let schedulerScenarios: [String: () throws -> Void] = [
             counters.initialize(repeating: 0, count: mutexCount)
             defer { counters.deallocate() }
             nonisolated(unsafe) let guarded = counters  // each slot only under its mutex
-            let increments = Atomic<Int>(0), received = Atomic<Int>(0), sentSum = Atomic<Int>(0),
-                receivedSum = Atomic<Int>(0), finished = Atomic<Int>(0)
+            let increments = Counter(), received = Counter(), sentSum = Counter(), receivedSum = Counter(),
+                finished = Counter()
             var rng = SplitMix64(seed: seed)
             var handles: [JoinHandle<Void>] = []
             handles.reserveCapacity(threads)
@@ -74,19 +73,19 @@ let schedulerScenarios: [String: () throws -> Void] = [
                                 try! mutexes[k].lock()
                                 guarded[k] += 1
                                 try! mutexes[k].unlock()
-                                increments.add(1, ordering: .relaxed)
+                                increments.add(1)
                             default: break
                             }
                             if role == 0 {
                                 let value = pair * messages + m
                                 try! channel.send(value)
-                                sentSum.add(value, ordering: .relaxed)
+                                sentSum.add(value)
                             } else if let value = channel.receive() {
-                                received.add(1, ordering: .relaxed)
-                                receivedSum.add(value, ordering: .relaxed)
+                                received.add(1)
+                                receivedSum.add(value)
                             }
                         }
-                        finished.add(1, ordering: .relaxed)
+                        finished.add(1)
                     })
                 }
             }
@@ -97,9 +96,9 @@ let schedulerScenarios: [String: () throws -> Void] = [
                 counted += guarded[k]
                 try mutexes[k].unlock()
             }
-            return (finished.load(ordering: .relaxed), received.load(ordering: .relaxed),
-                    counted - increments.load(ordering: .relaxed),
-                    sentSum.load(ordering: .relaxed), receivedSum.load(ordering: .relaxed))
+            return (finished.count, received.count,
+                    counted - increments.count,
+                    sentSum.count, receivedSum.count)
         }
         let (finished, received, lostIncrements, sentSum, receivedSum) = totals
         print("finished=\(finished)\nreceived=\(received)\nlost_increments=\(lostIncrements)")
