@@ -505,8 +505,7 @@ extension KernelCore {
         let current = m.current!
         kernel.releaseHeldObjects(of: current)
         current.runState = .finished
-        for joiner in current.joiners { kernel.makeReady(joiner) }
-        current.joiners.removeAll(keepingCapacity: true)  // freed with the thread, not under the lock
+        current.joiners.removeAll { kernel.makeReady($0) }
         kernel.liveThreads -= 1
         if kernel.liveThreads == 0 { kernel.beginShutdown() }
         return kernel.prepareSwitch(to: kernel.pickSwitchTarget(m), on: m, action: .exit)

@@ -107,7 +107,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// before a wake-up: takes the thread off the queue it waits on.
     @exclusivity(unchecked) var timeoutAction: ((GreenThread) -> Void)?
     /// Threads blocked in join() on this one.
-    @exclusivity(unchecked) var joiners: [GreenThread] = []
+    @exclusivity(unchecked) var joiners = JoinerList()
 
     // --- synchronization kit (Sync/; added for GreenMutex and friends) ---
     /// This thread's entry in the wait queue of the sync object it is
@@ -151,9 +151,6 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
         self.kernel = kernel
-        // The first joiner is appended under the kernel lock, which must
-        // not allocate (KernelCore.swift): reserve its slot now.
-        joiners.reserveCapacity(1)
     }
 
     /// "green thread 7 'worker'".
@@ -442,5 +439,34 @@ extension Duration {
         if seconds < 0 { return 0 }
         if seconds >= Int64.max / 1_000_000_000 { return Int64.max }
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The threads blocked in join() on one thread (kernel lock): the first in
+/// place, so a spawn allocates no joiner storage; more (rare) in an array.
+/// Unretained: a blocked joiner is kept alive by the kernel's registry.
+struct JoinerList {
+    private var first: Unmanaged<GreenThread>?
+    private var more: [Unmanaged<GreenThread>] = []
+
+    mutating func append(_ thread: GreenThread) {
+        if first == nil { first = Unmanaged.passUnretained(thread) } else { more.append(Unmanaged.passUnretained(thread)) }
+    }
+
+    mutating func remove(_ thread: GreenThread) {
+        if first?.toOpaque() == Unmanaged.passUnretained(thread).toOpaque() {
+            first = more.isEmpty ? nil : more.removeFirst()
+        } else {
+            more.removeAll { $0.toOpaque() == Unmanaged.passUnretained(thread).toOpaque() }
+        }
+    }
+
+    /// Empties the list, calling `body` on each joiner in order of arrival.
+    mutating func removeAll(_ body: (GreenThread) -> Void) {
+        guard let head = first else { return }
+        first = nil
+        body(head.takeUnretainedValue())
+        for t in more { body(t.takeUnretainedValue()) }
+        more.removeAll()
     }
 }

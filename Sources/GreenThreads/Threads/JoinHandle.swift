@@ -17,50 +17,91 @@ import Synchronization
 /// out holding it, so no other green thread on that OS thread can spin on
 /// it, and its holder on a plain OS thread holds it for a few stores. It is
 /// never held while resuming a continuation.
+///
+/// The generic half is inlinable, so a caller's spawn and join are
+/// specialized for its `T`: unspecialized, every copy of a `Result<T, _>?`
+/// asks the runtime's metadata cache for its type (about an eighth of a
+/// spawn+join, measured). The lock and the waiters live in the
+/// non-generic base.
 @usableFromInline
-final class JoinCompletion<T>: @unchecked Sendable {
+class JoinState: @unchecked Sendable {
     private let stateLock = Atomic<Bool>(false)
-    private var stored: Result<T, any Error>?
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    @usableFromInline final var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Set with the outcome (under the lock), for the non-generic checks.
+    @usableFromInline final var isComplete = false
 
     @usableFromInline init() {}
 
-    private func withStateLock<R>(_ body: () -> R) -> R {
+    @usableFromInline final func lockState() {
         _ = gt_enter_critical()
         // Acquire pairs with the release below: the previous holder's stores are visible.
         while !stateLock.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             gt_cpu_relax()
         }
-        let r = body()
-        stateLock.store(false, ordering: .releasing)
-        KernelCore.exitCritical()
-        return r
     }
 
+    @usableFromInline final func unlockState() {
+        stateLock.store(false, ordering: .releasing)
+        KernelCore.exitCritical()
+    }
+
+    /// Blocks the calling green thread until `thread` has finished; outside
+    /// a green thread, succeeds only if the outcome is already there.
+    @usableFromInline final func waitUntilFinished(_ thread: GreenThread) throws {
+        if gt_on_green_thread() != 0 {
+            if GreenThread.current === thread { throw GreenThreadError.joinedSelf(threadID: thread.id) }
+            if !thread.kernel.joinObservingCancellation(thread) {
+                throw GreenThreadError.cancelled(threadID: GreenThread.current.id)
+            }
+            return
+        }
+        lockState()
+        let complete = isComplete
+        unlockState()
+        if !complete { throw GreenThreadError.notInKernel(operation: "JoinHandle.join") }
+    }
+
+    /// Resumes async waiters taken from `waiters` under the lock (after it
+    /// is released: a continuation may run code at once).
+    @usableFromInline final func resume(_ list: [CheckedContinuation<Void, Never>]) {
+        for w in list { w.resume() }
+    }
+}
+
+@usableFromInline
+final class JoinCompletion<T>: JoinState, @unchecked Sendable {
+    @usableFromInline var stored: Result<T, any Error>?
+
+    @inlinable override init() {}
+
     /// The outcome once the thread's body has returned or thrown.
-    @usableFromInline var result: Result<T, any Error>? {
-        get { withStateLock { stored } }
+    @inlinable var result: Result<T, any Error>? {
+        get {
+            lockState()
+            defer { unlockState() }
+            return stored
+        }
         set { if let newValue { complete(newValue) } }
     }
 
     /// Records the outcome and resumes every async waiter.
-    @usableFromInline func complete(_ outcome: Result<T, any Error>) {
-        let resume = withStateLock { () -> [CheckedContinuation<Void, Never>] in
-            stored = outcome
-            defer { waiters = [] }
-            return waiters
-        }
-        for w in resume { w.resume() }
+    @inlinable func complete(_ outcome: Result<T, any Error>) {
+        lockState()
+        stored = outcome
+        isComplete = true
+        let list = waiters
+        waiters = []
+        unlockState()
+        resume(list)
     }
 
     /// Suspends the calling task until the outcome is recorded.
     func waitAsync() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let ready = withStateLock { () -> Bool in
-                if stored != nil { return true }
-                waiters.append(c)
-                return false
-            }
+            lockState()
+            let ready = stored != nil
+            if !ready { waiters.append(c) }
+            unlockState()
             if ready { c.resume() }
         }
     }
@@ -106,15 +147,9 @@ public struct JoinHandle<T> {
     ///     return try sizes.map { try $0.join() }.reduce(0, +)
     /// }
     /// ```
+    @inlinable  // specialized in the caller, like spawn (JoinCompletion)
     public func join() throws -> T {
-        if gt_on_green_thread() != 0 {
-            if GreenThread.current === thread { throw GreenThreadError.joinedSelf(threadID: thread.id) }
-            if !thread.kernel.joinObservingCancellation(thread) {
-                throw GreenThreadError.cancelled(threadID: GreenThread.current.id)
-            }
-        } else if completion.result == nil {
-            throw GreenThreadError.notInKernel(operation: "JoinHandle.join")
-        }
+        try completion.waitUntilFinished(thread)
         guard let result = completion.result else {
             preconditionFailure("\(thread) finished without a result")
         }
@@ -177,7 +212,7 @@ extension KernelCore {
                 // The cancel hook (Cancellation.swift) takes us off the joiners.
                 _ = blockCurrent(on: WaitRecord(kind: "join", objectID: thread.id,
                                                 ownerThreadID: thread.id, ownerName: thread.name),
-                                 onTimeout: { me in thread.joiners.removeAll { $0 === me } })
+                                 onTimeout: { me in thread.joiners.remove(me) })
             }
             return true
         }
