@@ -124,6 +124,9 @@ extension GreenThreadsTests {
             #expect(sleeping, "the sleeper never showed as sleeping")
             #expect(row("joiner")?.contains("blocked") == true && row("joiner")?.contains("join:") == true, "\(table)")
             #expect(row("spinner") != nil && row("main") != nil, "\(table)")
+            // The OS threads under the processors (issue 11): the spinner's at least runs.
+            let osLine = lines.first { $0.hasPrefix("os threads: ") }
+            #expect(osLine?.contains("running") == true, "no os threads line with a running one:\n\(table.stdout)")
 
             let json = try Tool.gtPS(["\(host.pid)", "--json"], host: host)
             #expect(json.status == 0, "\(json)")
@@ -136,6 +139,8 @@ extension GreenThreadsTests {
             #expect(byName["joiner"]?.wait?.ownerThreadID == byName["sleeper"]?.id)
             #expect([.sleeping, .ready, .running].contains(byName["sleeper"]?.state))
             #expect(snapshot.workers.count == 2 && snapshot.waitGraph.cycles.isEmpty)
+            #expect(snapshot.osThreads?.contains { $0.role == .running } == true, "\(snapshot.osThreads as Any)")
+            #expect(snapshot.workers.allSatisfy { $0.idleWakeups != nil && $0.parkHandoffs != nil })
             #expect(snapshot.server?.requestsServed ?? 0 >= 2)
 
             let stacks = try Tool.gtPS(["\(host.pid)", "--stacks"], host: host)
