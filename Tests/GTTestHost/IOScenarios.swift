@@ -187,6 +187,14 @@ let ioScenarios: [String: Scenario] = [
             }
             let openMs = msSince(t0)
             let rssOpen = rssKiB()
+            // With every connection open and idle, the spinner must run (the
+            // parked connections must not stall the kernel). While they were
+            // opening, normal threads may have kept both processors busy
+            // throughout (strict priority; so it was on a loaded machine).
+            while progress.count == 0 {
+                check(msSince(t0) < 30_000, "the low-priority spinner never ran with every connection idle")
+                GreenThread.sleep(for: .milliseconds(5))
+            }
             let progressOpen = progress.count
             print("all_open_ms=\(Int(openMs))")
             print("connect_retries_eagain=\(connectRetries.count)")

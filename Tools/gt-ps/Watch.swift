@@ -66,7 +66,10 @@ struct Watch {
         for t in new.threads {
             // A thread that started in between ran at most since then: from 0.
             let was = before[t.id] ?? 0
-            out[t.id] = t.cpuTimeNanoseconds >= was ? Double(t.cpuTimeNanoseconds - was) / wall * 100 : 0
+            // Capped at one CPU: a running thread's counter advances in whole
+            // ticked periods, so one interval can be credited a little more
+            // than it lasted (103% was seen on a loaded machine).
+            out[t.id] = t.cpuTimeNanoseconds >= was ? min(100, Double(t.cpuTimeNanoseconds - was) / wall * 100) : 0
         }
         return out
     }
