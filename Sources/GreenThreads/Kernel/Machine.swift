@@ -27,10 +27,11 @@ import Glibc
 final class Machine: @unchecked Sendable {
     /// Set when registered with the kernel (kernel lock).
     @exclusivity(unchecked) var id = -1
-    unowned(unsafe) let kernel: KernelCore
-    /// The same, for the switch path (used through _withUnsafeGuaranteedRef:
-    /// an unowned(unsafe) load costs a retain/release pair per use).
+    /// The kernel, unretained; the switch path uses it through
+    /// _withUnsafeGuaranteedRef (an unowned(unsafe) load costs a
+    /// retain/release pair per use).
     let kernelRef: Unmanaged<KernelCore>
+    var kernel: KernelCore { kernelRef.takeUnretainedValue() }
 
     /// This Machine's OS-thread state; valid from `attach` to `detach`.
     @exclusivity(unchecked) var state: UnsafeMutablePointer<gt_worker_state>!
@@ -70,7 +71,6 @@ final class Machine: @unchecked Sendable {
     private var savedState = gt_worker_state()
 
     init(kernel: KernelCore) {
-        self.kernel = kernel
         kernelRef = Unmanaged.passUnretained(kernel)
         idleContext = .allocate(capacity: 1)
         idleContext.initialize(to: nil)
@@ -91,10 +91,7 @@ final class Machine: @unchecked Sendable {
 
     /// The processor this Machine holds (park.c keeps the authoritative
     /// word). Stable while the kernel lock is held by this Machine.
-    var processor: Processor? {
-        guard let state, let raw = gt_held_processor(state) else { return nil }
-        return Processor.from(raw)
-    }
+    var processor: Processor? { processorRef?.takeUnretainedValue() }
 
     /// The same, unretained, for the switch path.
     @inline(__always)

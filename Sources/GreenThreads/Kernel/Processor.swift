@@ -50,8 +50,4 @@ final class Processor: @unchecked Sendable {
     }
 
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
-
-    static func from(_ raw: UnsafeMutableRawPointer) -> Processor {
-        Unmanaged<Processor>.fromOpaque(raw).takeUnretainedValue()
-    }
 }
