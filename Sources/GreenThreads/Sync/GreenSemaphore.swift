@@ -96,13 +96,15 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     ///   (no permit taken); `.notInKernel` outside a green thread when no
     ///   permit is available (waiting there could never end).
     ///
-    /// ```swift fragment
-    /// try withThreadGroup { group in
-    ///     for job in jobs {
-    ///         try group.spawn {
-    ///             try slots.waitUnlessCancelled()   // a failing sibling cancels the queue
-    ///             defer { slots.signal() }
-    ///             try run(job)
+    /// ```swift
+    /// func runAll(_ jobs: [Int], slots: GreenSemaphore) throws {
+    ///     try withThreadGroup { group in
+    ///         for job in jobs {
+    ///             try group.spawn {
+    ///                 try slots.waitUnlessCancelled()   // a failing sibling cancels the queue
+    ///                 defer { slots.signal() }
+    ///                 process(job)
+    ///             }
     ///         }
     ///     }
     /// }
