@@ -12,12 +12,15 @@ struct HostResult: CustomStringConvertible {
     var stdout: String
     var stderr: String
     var elapsed: Duration
+    /// Where the whole output of a timed-out child was kept (the description shows only its end).
+    var keptOutput: String? = nil
 
     var succeeded: Bool { !timedOut && !signaled && status == 0 }
 
     var description: String {
         let how = timedOut ? "timed out" : signaled ? "killed by signal \(status)" : "exit status \(status)"
-        return "\(how) after \(elapsed)\n--- stdout ---\n\(stdout.suffix(4000))\n--- stderr ---\n\(stderr.suffix(4000))"
+        let kept = keptOutput.map { " (whole output kept in \($0))" } ?? ""
+        return "\(how) after \(elapsed)\(kept)\n--- stdout ---\n\(stdout.suffix(4000))\n--- stderr ---\n\(stderr.suffix(4000))"
     }
 
     /// The value of a `key=value` line the scenario printed.
@@ -90,6 +93,13 @@ enum Host {
         while process.isRunning {
             if clock.now - start > timeout {
                 timedOut = true
+                // A hang should leave evidence: with GT_DUMP_ON=SIGQUIT the
+                // child prints every green thread's trace and goes on.
+                if env["GT_DUMP_ON"]?.uppercased() == "SIGQUIT" {
+                    kill(process.processIdentifier, SIGQUIT)
+                    let asked = clock.now
+                    while process.isRunning && clock.now - asked < .seconds(3) { Thread.sleep(forTimeInterval: 0.05) }
+                }
                 kill(process.processIdentifier, SIGKILL)
                 break
             }
@@ -100,10 +110,16 @@ enum Host {
         try err.close()
         let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        var kept: String? = nil
+        if timedOut {
+            let path = dir.appendingPathComponent("gt-host-timeout-\(process.processIdentifier).txt").path
+            let text = "\(program.lastPathComponent) \(arguments.joined(separator: " "))\n--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)"
+            if FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) { kept = path }
+        }
         return HostResult(status: process.terminationStatus,
                           signaled: process.terminationReason == .uncaughtSignal,
                           timedOut: timedOut, stdout: stdout, stderr: stderr,
-                          elapsed: clock.now - start)
+                          elapsed: clock.now - start, keptOutput: kept)
     }
 
     /// Runs a scenario that must succeed and print "OK".

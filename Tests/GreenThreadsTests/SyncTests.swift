@@ -122,7 +122,8 @@ extension GreenThreadsTests {
         /// touched chain after every contended step (debug builds). The seed is
         /// the first line of the output shown on failure.
         @Test func randomizedStressKeepsEveryInvariantAndFinishes() throws {
-            let r = try Host.expectOK("sync-stress", ["--threads", "2000"], timeout: .seconds(90))
+            let r = try Host.expectOK("sync-stress", ["--threads", "2000"],
+                                      environment: ["GT_DUMP_ON": "SIGQUIT"], timeout: .seconds(90))
             #expect((r.number("acquisitions") ?? 0) > 2000, "\(r)")
         }
 
