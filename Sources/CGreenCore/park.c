@@ -182,6 +182,14 @@ gt_worker_state *gt_returned_pop(void) {
 
 int gt_park(gt_worker_state *w, void *context) {
     gt_thread_core *t = w->current;
+    // A deferred preemption (not in a handler) has no signal frame: capture
+    // one for stack traces, first, so no local set below lives across the
+    // call (getcontext "returns twice" to the compiler).
+    ucontext_t here;
+    if (context == NULL) {
+        getcontext(&here);
+        context = &here;
+    }
     // Step 1: find who takes over. With our processor: a spare M (none ready:
     // the preemption waits, and the monitor is asked for spares). Without
     // one (the monitor took it while we were blocked in the OS): nobody; the
@@ -202,13 +210,7 @@ int gt_park(gt_worker_state *w, void *context) {
         w->next_returned = gt_returned;
         gt_returned = w;
     }
-    // Step 2: account the slice and leave a context for stack traces. A
-    // deferred preemption (not in a handler) has no signal frame: capture one.
-    ucontext_t here;
-    if (context == NULL) {
-        getcontext(&here);
-        context = &here;
-    }
+    // Step 2: account the slice and leave the context for stack traces.
     uint64_t now = gt_tsc();
     t->cpu_ticks += now - w->slice_start;
     t->cpu_tick_ns += (uint64_t)w->slice_periods * (uint64_t)w->tick_ns;

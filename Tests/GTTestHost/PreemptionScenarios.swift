@@ -78,13 +78,29 @@ let preemptionScenarios: [String: Scenario] = [
         // OS took the worker away counts for no one); the work each thread
         // did is printed too, but on a shared machine its rate varies with
         // what runs on the sibling hardware thread.
+        //
+        // A slice ends at the first tick of the OS's scheduler (4 ms at
+        // 250 Hz) after it is used up, so a 10 ms slice lasts 10-14 ms, and
+        // a 1 ms slice 1-5 ms: at 1 ms, 75 slices each gave spreads of
+        // 3-10% on a quiet machine. At 10 ms, 80 slices each bring the
+        // spread of the sums to about 2%: the scenario runs `seconds`, and
+        // on (up to eight times as long, for a loaded machine where the
+        // worker gets a fraction of a CPU) until each spinner has had
+        // `min-slices` slices.
         let n = intOption("threads", 4)
-        let seconds = intOption("seconds", 2)
-        let (shares, work) = try Kernel.run(preemptive(sliceMs: 1)) { () -> ([Double], [Double]) in
+        let seconds = intOption("seconds", 4)
+        let minSlices = UInt64(intOption("min-slices", 80))
+        let (shares, work) = try Kernel.run(preemptive(sliceMs: 10)) { () -> ([Double], [Double]) in
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
             }
+            let clock = ContinuousClock()
+            let start = clock.now
             GreenThread.sleep(for: .seconds(seconds))
+            while clock.now - start < .seconds(8 * seconds),
+                  spinners.contains(where: { $0.thread.statistics.preemptions < minSlices }) {
+                GreenThread.sleep(for: .milliseconds(100))
+            }
             stopFlag.store(true, ordering: .relaxed)
             let work = try spinners.map { Double(try $0.join()) }
             let cpu = spinners.map { Double($0.thread.statistics.tickedCPUTime.nanoseconds) }
@@ -210,14 +226,18 @@ let preemptionScenarios: [String: Scenario] = [
         close(fds[1])
         let reader = LineChecker(fd: fds[0])
         reader.start()
+        // Runs `seconds`, and on (up to four times as long) until the
+        // preemptions asked for have landed: on a loaded machine the
+        // workers get a fraction of the CPUs and CPU-time slices end rarely.
+        let minPreemptions = UInt64(intOption("min-preemptions", 100))
+        let stop = Flag(false)
         let (printed, preemptions, deferred) = try Kernel.run(preemptive(workers: 2)) { () -> (Int, UInt64, UInt64) in
-            let deadline = ContinuousClock.now + .seconds(seconds)
             let handles = try (0..<threads).map { id in
                 try GreenThread.spawn(name: "w\(id)") { () -> Int in
                     var lines = 0
                     var table: [String: [Int]] = [:]
                     var round = 0
-                    while ContinuousClock.now < deadline {
+                    while !stop.isSet {
                         var items: [Int] = []
                         for k in 0..<(50 + round % 50) { items.append(k * id) }
                         table["k\(round % 97)"] = items
@@ -234,6 +254,14 @@ let preemptionScenarios: [String: Scenario] = [
                     return lines
                 }
             }
+            let clock = ContinuousClock()
+            let start = clock.now
+            GreenThread.sleep(for: .seconds(seconds))
+            while clock.now - start < .seconds(4 * seconds),
+                  handles.map({ $0.thread.statistics.preemptions }).reduce(0, +) < minPreemptions {
+                GreenThread.sleep(for: .milliseconds(100))
+            }
+            stop.set(true)
             return (try handles.map { try $0.join() }.reduce(0, +),
                     handles.map { $0.thread.statistics.preemptions }.reduce(0, +),
                     handles.map { $0.thread.statistics.deferredPreemptions }.reduce(0, +))
@@ -246,7 +274,7 @@ let preemptionScenarios: [String: Scenario] = [
         print("preemptions=\(preemptions)\ndeferred=\(deferred)")
         check(bad == 0, "\(bad) malformed lines")
         check(lines == printed, "lines lost: \(printed) printed, \(lines) received")
-        check(preemptions >= UInt64(intOption("min-preemptions", 100)), "too few preemptions to mean anything: \(preemptions)")
+        check(preemptions >= minPreemptions, "too few preemptions to mean anything: \(preemptions)")
         print("OK")
     },
 

@@ -18,7 +18,7 @@ extension GreenThreadsTests {
         }
 
         @Test func equalSpinnersGetCPUSharesWithinFivePercent() throws {
-            let r = try Host.expectOK("fairness", ["--threads", "4", "--seconds", "2"])
+            let r = try Host.expectOK("fairness", ["--threads", "4", "--seconds", "4"], timeout: .seconds(60))
             #expect((r.number("jain") ?? 0) > 0.99, "\(r)")
         }
 

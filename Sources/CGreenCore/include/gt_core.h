@@ -302,13 +302,20 @@ int gt_allocator_span_count(void);
 
 /// Test hook: 0 disables one hazard fix so a regression test can prove it
 /// fails without it. Names: "errno", "exclusivity", "eintr", "handoff",
-/// "allocator".
-/// Returns the previous value.
+/// "allocator". Returns the previous value, -1 for an unknown name, -2 in a
+/// release build: the switches exist only in debug builds (the test hosts),
+/// so release builds keep every fix with no test on the signal handler or
+/// the switch path.
 int gt_fix_set(const char *name, int enabled);
 enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_ALLOCATOR, GT_FIX_COUNT };
+/// The switch itself, for Swift code (which asks only under `#if DEBUG`).
+int gt_fix_is_enabled(int which);
+#if defined(DEBUG) && DEBUG
 extern int gt_fix_flags[GT_FIX_COUNT];
-/// Inline: the switch path asks twice per switch.
 static inline int gt_fix_enabled(int which) { return gt_fix_flags[which]; }
+#else
+static inline int gt_fix_enabled(int which) { (void)which; return 1; }
+#endif
 
 // ---------------------------------------------------------------------------
 // Swift runtime entry points we call (exported by libswiftCore).

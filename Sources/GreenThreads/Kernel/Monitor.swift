@@ -43,7 +43,7 @@ extension KernelCore {
             let now = gt_clock_monotonic_ns()
             fireTimers(now: now)
             while let r = gt_returned_pop() { requeueReturned(Machine.from(r)) }
-            let busy = gt_fix_enabled(Int32(GT_FIX_HANDOFF)) != 0
+            let busy = hazardFix(GT_FIX_HANDOFF)
                 ? retakeBlockedProcessors(now: now, threshold: threshold, watch: &watch) : false
             pokeReturnedMachines()
             // A stale entry may have been all that kept an all-idle kernel

@@ -95,3 +95,16 @@ enum Preemption {
         if gt_shadow_stack_enabled() != 0 { throw KernelError.shadowStackEnabled }
     }
 }
+
+/// Whether hazard fix `fix` is on. Release builds keep every fix with no
+/// test at all (the switch path asks this twice per switch); debug builds,
+/// which the test hosts are, let a regression test switch one off
+/// (`gt_fix_set`) to show it fails without it.
+@inline(__always)
+func hazardFix(_ fix: Int) -> Bool {
+    #if DEBUG
+    return gt_fix_is_enabled(Int32(fix)) != 0
+    #else
+    return true
+    #endif
+}

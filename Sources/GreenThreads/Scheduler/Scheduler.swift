@@ -114,8 +114,8 @@ extension KernelCore {
             }
             core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
-            if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { core.pointee.saved_errno = gt_errno_get() }
-            if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
+            if hazardFix(GT_FIX_ERRNO) { core.pointee.saved_errno = gt_errno_get() }
+            if hazardFix(GT_FIX_EXCLUSIVITY) {
                 swift_task_exitThreadLocalContext(KernelCore.exclusivityState(core))
             }
             // sp is the block's first field (static-asserted in context.c).
@@ -190,10 +190,10 @@ extension KernelCore {
         ws.pointee.slice_periods = 0  // slice_start was set by the switcher, on this OS thread
         ws.pointee.preempt_pending = 0
         lock.unlock()
-        if gt_fix_enabled(Int32(GT_FIX_EXCLUSIVITY)) != 0 {
+        if hazardFix(GT_FIX_EXCLUSIVITY) {
             swift_task_enterThreadLocalContext(KernelCore.exclusivityState(core))
         }
-        if gt_fix_enabled(Int32(GT_FIX_ERRNO)) != 0 { gt_errno_set(core.pointee.saved_errno) }
+        if hazardFix(GT_FIX_ERRNO) { gt_errno_set(core.pointee.saved_errno) }
     }
 
     /// The next thread to run on processor `p`. Kernel lock held.
