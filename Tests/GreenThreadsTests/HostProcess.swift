@@ -90,9 +90,11 @@ enum Host {
         let start = clock.now
         try process.run()
         var timedOut = false
+        var osThreads = ""
         while process.isRunning {
             if clock.now - start > timeout {
                 timedOut = true
+                osThreads = osThreadStates(process.processIdentifier)
                 // A hang should leave evidence: with GT_DUMP_ON=SIGQUIT the
                 // child prints every green thread's trace and goes on.
                 if env["GT_DUMP_ON"]?.uppercased() == "SIGQUIT" {
@@ -113,13 +115,33 @@ enum Host {
         var kept: String? = nil
         if timedOut {
             let path = dir.appendingPathComponent("gt-host-timeout-\(process.processIdentifier).txt").path
-            let text = "\(program.lastPathComponent) \(arguments.joined(separator: " "))\n--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)"
+            let text = "\(program.lastPathComponent) \(arguments.joined(separator: " "))\n"
+                + "--- OS threads at the timeout ---\n\(osThreads)--- stdout ---\n\(stdout)\n--- stderr ---\n\(stderr)"
             if FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) { kept = path }
         }
         return HostResult(status: process.terminationStatus,
                           signaled: process.terminationReason == .uncaughtSignal,
                           timedOut: timedOut, stdout: stdout, stderr: stderr,
                           elapsed: clock.now - start, keptOutput: kept)
+    }
+
+    /// One line per OS thread of `pid`: name, scheduler state (R: running
+    /// or runnable, S: sleeping), the kernel function it sleeps in and its
+    /// system call with arguments (a futex address shows who waits on what).
+    /// Taken before a hung child is killed: spinning and sleeping hangs
+    /// look alike from outside.
+    static func osThreadStates(_ pid: Int32) -> String {
+        let dir = "/proc/\(pid)/task"
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return "(no /proc)\n" }
+        func read(_ path: String) -> String {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return tids.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { tid in
+            let stat = read("\(dir)/\(tid)/stat")
+            // The state follows the parenthesized name, which may hold spaces.
+            let state = stat.split(separator: ")").last?.split(separator: " ").first.map(String.init) ?? "?"
+            return "\(tid) \(read("\(dir)/\(tid)/comm")) \(state) wchan=\(read("\(dir)/\(tid)/wchan")) syscall=\(read("\(dir)/\(tid)/syscall"))\n"
+        }.joined()
     }
 
     /// Runs a scenario that must succeed and print "OK".
