@@ -417,7 +417,15 @@ let preemptionScenarios: [String: Scenario] = [
             let a = try GreenThread.spawn(name: "critical") {
                 GreenThread.withoutPreemption {
                     inside.set(true)
-                    spin(nanoseconds: 30_000_000)
+                    // Until a tick has landed here and been deferred: 30 ms of
+                    // wall time held none on a loaded machine, where the
+                    // worker got too little CPU time for a CPU-time tick.
+                    let me = GreenThread.current
+                    let giveUp = gt_clock_monotonic_ns() + 10_000_000_000
+                    repeat {
+                        spin(nanoseconds: 1_000_000)
+                    } while me.statistics.deferredPreemptions == 0 && gt_clock_monotonic_ns() < giveUp
+                    spin(nanoseconds: 5_000_000)  // the peer, were it let in, would run now
                     inside.set(false)
                 }
                 while peerRan.load(ordering: .relaxed) == 0 {}  // then preemptible again
