@@ -82,14 +82,15 @@ let preemptionScenarios: [String: Scenario] = [
         // A slice ends at the first tick of the OS's scheduler (4 ms at
         // 250 Hz) after it is used up, so a 10 ms slice lasts 10-14 ms, and
         // a 1 ms slice 1-5 ms: at 1 ms, 75 slices each gave spreads of
-        // 3-10% on a quiet machine. At 10 ms, 80 slices each bring the
-        // spread of the sums to about 2%: the scenario runs `seconds`, and
-        // on (up to eight times as long, for a loaded machine where the
-        // worker gets a fraction of a CPU) until each spinner has had
-        // `min-slices` slices.
+        // 3-10% on a quiet machine. At 10 ms, 80 slices each brought the
+        // spread of the sums to 2-3.4% on a quiet machine and 1-7.6% beside
+        // two other test runs; 200 slices each halve that noise: the
+        // scenario runs `seconds`, and on (up to eight times as long, for a
+        // loaded machine where the worker gets a fraction of a CPU) until
+        // each spinner has had `min-slices` slices.
         let n = intOption("threads", 4)
         let seconds = intOption("seconds", 4)
-        let minSlices = UInt64(intOption("min-slices", 80))
+        let minSlices = UInt64(intOption("min-slices", 200))
         let (shares, work) = try Kernel.run(preemptive(sliceMs: 10)) { () -> ([Double], [Double]) in
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
