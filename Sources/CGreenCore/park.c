@@ -61,7 +61,7 @@ static int gt_pin_handoffs;  // 1 when pinning is possible (affinity readable)
 // million spins and 39,000 sched_yield calls, about 5% of the process's CPU.
 // Futex calls are async-signal-safe, so the handler may still take the lock.
 static void gt_park_lock(void) {
-    uint32_t *word = (uint32_t *)&gt_park_lock_word;
+    uint32_t *word = &gt_park_lock_word;
     uint32_t free_word = 0;
     if (__atomic_compare_exchange_n(word, &free_word, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
     for (int spins = 0; spins < 100; spins++) {
@@ -74,8 +74,8 @@ static void gt_park_lock(void) {
 }
 
 static void gt_park_unlock(void) {
-    if (__atomic_exchange_n((uint32_t *)&gt_park_lock_word, 0, __ATOMIC_RELEASE) == 2) {
-        gt_sys_futex_wake((uint32_t *)&gt_park_lock_word, 1);
+    if (__atomic_exchange_n(&gt_park_lock_word, 0, __ATOMIC_RELEASE) == 2) {
+        gt_sys_futex_wake(&gt_park_lock_word, 1);
     }
 }
 
