@@ -162,20 +162,19 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Returns whether it took one.
     private func block(_ me: GreenThread, deadline: Int64?, cancellable: Bool) -> Bool {
         let kernel = me.kernel
+        let waiter = me.ownSyncWaiter()  // made once per thread, outside the lock
         return kernel.withBlockingSection { () -> Bool in
             if permits > 0 {
                 permits -= 1
                 return true
             }
             if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
-            let waiter = SyncWaiter(thread: me, object: self)
+            waiter.begin(on: self)
             waiters.insert(waiter)
             // Ended without a permit (timeout or cancellation): off the queue
-            // under the same lock, so no signal is handed to it.
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "semaphore", objectID: id, objectName: name),
-                                               deadline: deadline, cancellable: cancellable) { [self] waiter in
-                waiters.remove(waiter)
-            }
+            // under the same lock (`withdraw`), so no signal is handed to it.
+            let outcome = kernel.blockAsWaiter(waiter, .semaphore, objectID: id, deadline: deadline,
+                                               cancellable: cancellable)
             return outcome == .granted
         }
     }
@@ -203,6 +202,8 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
 
 extension GreenSemaphore: SyncWaitObject {
     func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
+    func withdraw(_ thread: GreenThread) { waiters.remove(thread.kernel.withdrawWaiter(thread)) }
+    var waitObjectName: String? { name }
     func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
     func invariantViolations(caller: GreenThread?) -> [String] {
         var problems = waiters.invariantViolations(of: "\(self)", caller: caller)

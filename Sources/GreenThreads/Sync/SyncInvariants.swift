@@ -82,9 +82,8 @@ extension KernelCore {
             if waiter.thread !== thread || !waiter.object.isQueued(waiter) {
                 problems.append("\(thread) has a wait entry that is not queued on its object")
             }
-        } else if thread.runState == .blocked, let record = thread.waitRecord,
-                  ["mutex", "condition", "semaphore", "channel-send", "channel-receive"].contains(record.kind) {
-            problems.append("\(thread) is blocked on \(record) without a wait entry (lost wake-up)")
+        } else if thread.runState == .blocked, let wait = thread.wait, wait.reason.isSyncQueue {
+            problems.append("\(thread) is blocked on \(wait.record()) without a wait entry (lost wake-up)")
         }
         return problems
     }

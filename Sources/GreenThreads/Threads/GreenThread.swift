@@ -97,22 +97,27 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) unowned(unsafe) var registryPrev: GreenThread?
 
     // --- waiting (kernel lock) ---
-    /// What the thread is blocked on, for deadlock reports and snapshots.
-    @exclusivity(unchecked) var waitRecord: WaitRecord?
+    /// What the thread is blocked on while it is blocked or sleeping, nil
+    /// otherwise: a small value with no strings or references counted
+    /// (WaitRecord.swift); the public `WaitRecord` is built from it when read.
+    /// A deadline or a cancellation ends an interruptible wait through
+    /// `wait.target.withdraw` (Monitor.swift, Cancellation.swift).
+    @exclusivity(unchecked) var wait: ThreadWait?
     /// Why the last block ended.
     @exclusivity(unchecked) var wakeReason: WakeReason = .none
     /// Generation of the thread's timer entry: stale heap entries are skipped.
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
-    /// Run by the monitor, under the kernel lock, when a timed block expires
-    /// before a wake-up: takes the thread off the queue it waits on.
-    @exclusivity(unchecked) var timeoutAction: ((GreenThread) -> Void)?
     /// Threads blocked in join() on this one.
     @exclusivity(unchecked) var joiners = JoinerList()
 
     // --- synchronization kit (Sync/; added for GreenMutex and friends) ---
     /// This thread's entry in the wait queue of the sync object it is
-    /// blocked on, or nil (kernel lock).
-    @exclusivity(unchecked) var syncWaiter: SyncWaiter?
+    /// blocked on, or nil (kernel lock). Unretained: it is `ownWaiter`.
+    @exclusivity(unchecked) unowned(unsafe) var syncWaiter: SyncWaiter?
+    /// The one wait-queue entry this thread ever uses, made at its first
+    /// wait on a sync object and reused by every later one: a thread is
+    /// queued on at most one object at a time (own thread).
+    @exclusivity(unchecked) private var ownWaiter: SyncWaiter?
     /// Held priority-inheritance mutexes that have waiters: their top
     /// waiters make up `inheritedPriorityLevel` (kernel lock).
     @exclusivity(unchecked) var contendedMutexes: [GreenMutex] = []
@@ -151,6 +156,16 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
         self.kernel = kernel
+    }
+
+    /// `ownWaiter`, made on first use. Called by the thread itself before
+    /// it takes the kernel lock to wait (so the one allocation is not made
+    /// under the lock); the caller then queues it with `SyncWaiter.begin`.
+    func ownSyncWaiter() -> SyncWaiter {
+        if let w = ownWaiter { return w }
+        let w = SyncWaiter(thread: self)
+        ownWaiter = w
+        return w
     }
 
     /// "green thread 7 'worker'".
