@@ -476,6 +476,13 @@ struct JoinerList {
         }
     }
 
+    /// Calls `body` on each joiner in order of arrival (SyncInvariants).
+    func forEach(_ body: (GreenThread) -> Void) {
+        guard let head = first else { return }
+        body(head.takeUnretainedValue())
+        for t in more { body(t.takeUnretainedValue()) }
+    }
+
     /// Empties the list, calling `body` on each joiner in order of arrival.
     mutating func removeAll(_ body: (GreenThread) -> Void) {
         guard let head = first else { return }
