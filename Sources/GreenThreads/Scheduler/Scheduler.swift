@@ -339,8 +339,19 @@ extension KernelCore {
     /// stores into the control block: no allocation (WaitRecord.swift).
     func blockCurrent(on wait: ThreadWait, state: GreenThread.State = .blocked,
                       deadline: Int64? = nil) -> WakeReason {
-        let m = Machine.from(gt_self()!)
-        let current = m.current!
+        // Unretained, as on the switch path (Machine.swift): the Machine
+        // runs this code, and its current thread is the caller.
+        Machine.ref(gt_self()!)._withUnsafeGuaranteedRef { m in
+            m.currentRef!._withUnsafeGuaranteedRef { current in
+                block(current, on: m, wait, state: state, deadline: deadline)
+            }
+        }
+    }
+
+    /// blockCurrent's body, on guaranteed references.
+    @inline(__always)
+    private func block(_ current: GreenThread, on m: Machine, _ wait: ThreadWait, state: GreenThread.State,
+                       deadline: Int64?) -> WakeReason {
         // Set first: `withdraw` may read it (a channel: which queue).
         current.wait = wait
         // Issue 14: a wait that observes cancellation does not start on a
@@ -406,15 +417,21 @@ extension KernelCore {
     /// processor runs a lower-priority thread, preempt the lowest one now
     /// rather than at its next tick. Kernel lock held.
     func preemptLowerIfNeeded(for level: Int) {
-        var victim: Processor?
+        // Runs on every wake-up: indices and unretained reads, so the scan
+        // counts no references (the processors live as long as the kernel).
+        var victim = -1
         var lowest = level
-        for p in processors {
-            if let running = p.current, running.effectivePriorityLevel < lowest {
-                lowest = running.effectivePriorityLevel
-                victim = p
+        processors.withUnsafeBufferPointer { all in
+            for i in all.indices {
+                guard let running = all[i].currentRef else { continue }
+                let runningLevel = running._withUnsafeGuaranteedRef { $0.effectivePriorityLevel }
+                if runningLevel < lowest {
+                    lowest = runningLevel
+                    victim = i
+                }
             }
         }
-        if let victim { preempt(victim) }
+        if victim >= 0 { preempt(processors[victim]) }
     }
 
     /// Asks the Machine running on `p` to preempt its thread: at once by

@@ -147,7 +147,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             senders.insert(waiter)
             // Cancelling the sender takes it off the queue (`withdraw`;
             // outcome .timedOut: a channel has no timeouts); it drops its value.
-            return kernel.blockAsWaiter(waiter, .channelSend, objectID: id, deadline: nil, cancellable: true)
+            return kernel.blockAsWaiter(waiter, on: self, .channelSend, objectID: id, deadline: nil, cancellable: true)
         }
     }
 
@@ -221,7 +221,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             waiter.element = UnsafeMutableRawPointer(slot)
             receivers.insert(waiter)
             // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
-            let outcome = kernel.blockAsWaiter(waiter, .channelReceive, objectID: id, deadline: nil, cancellable: true)
+            let outcome = kernel.blockAsWaiter(waiter, on: self, .channelReceive, objectID: id, deadline: nil, cancellable: true)
             return outcome == .granted
         }
     }

@@ -155,7 +155,7 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
             // Cancellable timed or not: a timeout or a cancellation takes the
             // waiter off the queue under this lock (`withdraw`), so no
             // signal is lost on it.
-            return kernel.blockAsWaiter(waiter, .condition, objectID: id, deadline: deadline, cancellable: true)
+            return kernel.blockAsWaiter(waiter, on: self, .condition, objectID: id, deadline: deadline, cancellable: true)
         }
         // Retaken whether or not the thread was cancelled meanwhile: the
         // caller holds the mutex when wait returns or reports the

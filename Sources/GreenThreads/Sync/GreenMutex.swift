@@ -409,7 +409,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         // 5. Block until an unlock hands the mutex over, the owner dies, the
         //    deadline passes, or (cancellable) the thread is cancelled.
         //    A timeout or cancellation ends it through `withdraw` below.
-        let outcome = kernel.blockAsWaiter(waiter, .mutex, objectID: id, deadline: deadline, cancellable: cancellable)
+        let outcome = kernel.blockAsWaiter(waiter, on: self, .mutex, objectID: id, deadline: deadline, cancellable: cancellable)
         switch outcome {
         case .granted: return .acquired
         case .ownerDied(let previous): return .acquiredOwnerDied(previous)

@@ -173,7 +173,7 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
             waiters.insert(waiter)
             // Ended without a permit (timeout or cancellation): off the queue
             // under the same lock (`withdraw`), so no signal is handed to it.
-            let outcome = kernel.blockAsWaiter(waiter, .semaphore, objectID: id, deadline: deadline,
+            let outcome = kernel.blockAsWaiter(waiter, on: self, .semaphore, objectID: id, deadline: deadline,
                                                cancellable: cancellable)
             return outcome == .granted
         }

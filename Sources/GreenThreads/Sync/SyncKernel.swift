@@ -50,9 +50,12 @@ func syncDeadline(after timeout: Duration) -> Int64 {
 /// holding it keeps a kernel from starting meanwhile). `body` gets the
 /// kernel (nil when none runs) and must not block.
 func withSyncLock<R>(_ body: (KernelCore?) -> R) -> R {
-    if let me = currentGreenThread() {
-        let kernel = me.kernel
-        return kernel.withCriticalLock { body(kernel) }
+    if let raw = gt_current_owner() {
+        // Unretained: the running thread and its kernel are alive; signal,
+        // close and the other wakers take this path on every call.
+        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
+            me.kernelRef._withUnsafeGuaranteedRef { kernel in kernel.withCriticalLock { body(kernel) } }
+        }
     }
     // Mutex.withLock wants a `sending` result; R leaves through a box that
     // never escapes this frame.
@@ -97,16 +100,18 @@ extension KernelCore {
     /// ends the wait through the object's `withdraw`, which calls
     /// `withdrawWaiter` below: outcome `.timedOut` (issue 14). Timed waits
     /// are always cancellable.
-    func blockAsWaiter(_ waiter: SyncWaiter, _ reason: WaitReason, objectID: UInt64, deadline: Int64?,
-                       cancellable: Bool = false) -> WaitOutcome {
-        let thread = waiter.thread
-        thread.syncWaiter = waiter
-        let wait = ThreadWait(reason, objectID: objectID, target: waiter.object,
+    func blockAsWaiter(_ waiter: SyncWaiter, on object: any SyncWaitObject, _ reason: WaitReason, objectID: UInt64,
+                       deadline: Int64?, cancellable: Bool = false) -> WaitOutcome {
+        // `object` is the caller's own reference (it is running a method of
+        // it), and the thread is reached unretained: no retain/release here.
+        waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter = waiter }
+        let wait = ThreadWait(reason, objectID: objectID, target: object,
                               interruptible: deadline != nil || cancellable)
         let wake = blockCurrent(on: wait, deadline: deadline)
-        precondition(thread.syncWaiter == nil && waiter.outcome != .waiting,
-                     "\(thread) woke (\(wake)) from \(reason.kind) 0x\(String(objectID, radix: 16)) still queued, "
-                        + "outcome \(waiter.outcome)")
+        let stillQueued = waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter != nil }
+        precondition(!stillQueued && waiter.outcome != .waiting,
+                     "\(waiter.thread) woke (\(wake)) from \(reason.kind) 0x\(String(objectID, radix: 16)) "
+                        + "still queued, outcome \(waiter.outcome)")
         waiter.objectRef = nil
         return waiter.outcome
     }
@@ -127,8 +132,11 @@ extension KernelCore {
     /// The caller has removed it from its queue. Kernel lock held.
     func serve(_ waiter: SyncWaiter, _ outcome: WaitOutcome) {
         waiter.outcome = outcome
-        waiter.thread.syncWaiter = nil
-        makeReady(waiter.thread)
+        // Guaranteed: a queued thread is alive (the registry keeps it).
+        waiter.threadRef._withUnsafeGuaranteedRef { thread in
+            thread.syncWaiter = nil
+            makeReady(thread)
+        }
     }
 }
 

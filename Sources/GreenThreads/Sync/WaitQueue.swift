@@ -65,8 +65,10 @@ extension SyncWaitObject {
 /// A thread's entry in a wait queue, reused for each of its waits (see the
 /// file header). Kernel lock for every field but `thread`.
 final class SyncWaiter {
-    /// The owning thread (unretained: it owns this entry).
-    unowned(unsafe) let thread: GreenThread
+    /// The owning thread (unretained: it owns this entry). Unmanaged, so
+    /// that the serving path can use it without a retain/release pair.
+    let threadRef: Unmanaged<GreenThread>
+    var thread: GreenThread { threadRef.takeUnretainedValue() }
     /// The object whose queue holds this waiter, while queued (unretained:
     /// the waiting thread is inside a call on the object, which keeps it
     /// alive until the wait returns).
@@ -81,7 +83,7 @@ final class SyncWaiter {
     var element: UnsafeMutableRawPointer?
 
     init(thread: GreenThread) {
-        self.thread = thread
+        self.threadRef = Unmanaged.passUnretained(thread)
     }
 
     /// The object waited on. Only while queued (or just served).
@@ -117,7 +119,7 @@ struct WaitQueue {
 
     /// Queues `waiter` behind every waiter of its level or above.
     mutating func insert(_ waiter: SyncWaiter) {
-        waiter.level = waiter.thread.effectivePriorityLevel
+        waiter.level = waiter.threadRef._withUnsafeGuaranteedRef { $0.effectivePriorityLevel }
         waiter.ticket = nextTicket
         nextTicket &+= 1
         // Lower bound: the first entry whose level is >= the new level. The

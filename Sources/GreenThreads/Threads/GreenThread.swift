@@ -148,14 +148,17 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Set once by `cancel()` (Cancellation.swift); never cleared.
     let cancellationRequested = Atomic<Bool>(false)
 
-    unowned(unsafe) let kernel: KernelCore
+    /// The kernel that runs this thread, unretained (it outlives its
+    /// threads): `kernelRef` for paths that must count no references.
+    let kernelRef: Unmanaged<KernelCore>
+    var kernel: KernelCore { kernelRef.takeUnretainedValue() }
 
     init(id: UInt64, name: String?, priority: Priority, kernel: KernelCore) {
         self.id = id
         self.givenName = name
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
-        self.kernel = kernel
+        self.kernelRef = Unmanaged.passUnretained(kernel)
     }
 
     /// `ownWaiter`, made on first use. Called by the thread itself before
