@@ -138,16 +138,18 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             return withSyncLock { kernel in offer(slot, kernel) }
         }
         let kernel = me.kernel
-        let waiter = me.ownSyncWaiter()  // made once per thread, outside the lock
-        return kernel.withBlockingSection { () -> WaitOutcome in
-            let offered = offer(slot, kernel)
-            guard offered == .waiting else { return offered }
-            waiter.begin(on: self)
-            waiter.element = UnsafeMutableRawPointer(slot)
-            senders.insert(waiter)
-            // Cancelling the sender takes it off the queue (`withdraw`;
-            // outcome .timedOut: a channel has no timeouts); it drops its value.
-            return kernel.blockAsWaiter(waiter, on: self, .channelSend, objectID: id, deadline: nil, cancellable: true)
+        // The thread's own entry, made once outside the lock, used unretained.
+        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> WaitOutcome in
+                let offered = offer(slot, kernel)
+                guard offered == .waiting else { return offered }
+                waiter.begin(on: self)
+                waiter.element = UnsafeMutableRawPointer(slot)
+                senders.insert(waiter)
+                // Cancelling the sender takes it off the queue (`withdraw`;
+                // outcome .timedOut: a channel has no timeouts); it drops its value.
+                return kernel.blockAsWaiter(waiter, on: self, .channelSend, objectID: id, deadline: nil, cancellable: true)
+            }
         }
     }
 
@@ -213,16 +215,19 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             return outcome == .granted
         }
         let kernel = me.kernel
-        let waiter = me.ownSyncWaiter()  // made once per thread, outside the lock
-        return kernel.withBlockingSection { () -> Bool in
-            if takeReady(into: slot, kernel) { return true }
-            if closed { return false }
-            waiter.begin(on: self)
-            waiter.element = UnsafeMutableRawPointer(slot)
-            receivers.insert(waiter)
-            // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
-            let outcome = kernel.blockAsWaiter(waiter, on: self, .channelReceive, objectID: id, deadline: nil, cancellable: true)
-            return outcome == .granted
+        // The thread's own entry, made once outside the lock, used unretained.
+        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> Bool in
+                if takeReady(into: slot, kernel) { return true }
+                if closed { return false }
+                waiter.begin(on: self)
+                waiter.element = UnsafeMutableRawPointer(slot)
+                receivers.insert(waiter)
+                // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
+                let outcome = kernel.blockAsWaiter(waiter, on: self, .channelReceive, objectID: id, deadline: nil,
+                                                   cancellable: true)
+                return outcome == .granted
+            }
         }
     }
 

@@ -331,7 +331,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
                 gt_cpu_relax()
             }
         }
-        // Made (once per thread) before the kernel lock is taken.
+        // The thread's own entry, made once before the kernel lock is
+        // taken, used unretained.
         let waiter = thread.ownSyncWaiter()
         var result = kernel.withBlockingSection {
             acquireOrWait(thread, waiter, kernel, deadline: deadline, cancellable: cancellable)
@@ -361,8 +362,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Kernel lock held, critical count 1. The steps, in order:
-    private func acquireOrWait(_ me: GreenThread, _ waiter: SyncWaiter, _ kernel: KernelCore, deadline: Int64?,
-                               cancellable: Bool) -> Contended {
+    private func acquireOrWait(_ me: GreenThread, _ waiterRef: Unmanaged<SyncWaiter>, _ kernel: KernelCore,
+                               deadline: Int64?, cancellable: Bool) -> Contended {
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
         // 1. Take the mutex if it is free (also in the owner-died state), or
         //    set hasWaiters so that the owner's unlock comes to the kernel
@@ -399,6 +400,13 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             return .failed(error)
         }
         // 4. Queue by effective priority, lend it along the chain of owners.
+        return waiterRef._withUnsafeGuaranteedRef { waiter in queueAndWait(me, waiter, owner, kernel, deadline: deadline,
+                                                                            cancellable: cancellable) }
+    }
+
+    /// Steps 4 and 5 of acquireOrWait. Kernel lock held, hasWaiters set.
+    private func queueAndWait(_ me: GreenThread, _ waiter: SyncWaiter, _ owner: GreenThread, _ kernel: KernelCore,
+                              deadline: Int64?, cancellable: Bool) -> Contended {
         waiter.begin(on: self)
         waiters.insert(waiter)
         me.syncWaiter = waiter

@@ -116,8 +116,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) unowned(unsafe) var syncWaiter: SyncWaiter?
     /// The one wait-queue entry this thread ever uses, made at its first
     /// wait on a sync object and reused by every later one: a thread is
-    /// queued on at most one object at a time (own thread).
-    @exclusivity(unchecked) private var ownWaiter: SyncWaiter?
+    /// queued on at most one object at a time (own thread). Held +1 by
+    /// hand (released in deinit), so that handing it out counts nothing.
+    @exclusivity(unchecked) private var ownWaiter: Unmanaged<SyncWaiter>?
     /// Held priority-inheritance mutexes that have waiters: their top
     /// waiters make up `inheritedPriorityLevel` (kernel lock).
     @exclusivity(unchecked) var contendedMutexes: [GreenMutex] = []
@@ -164,12 +165,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// `ownWaiter`, made on first use. Called by the thread itself before
     /// it takes the kernel lock to wait (so the one allocation is not made
     /// under the lock); the caller then queues it with `SyncWaiter.begin`.
-    func ownSyncWaiter() -> SyncWaiter {
+    func ownSyncWaiter() -> Unmanaged<SyncWaiter> {
         if let w = ownWaiter { return w }
-        let w = SyncWaiter(thread: self)
+        let w = Unmanaged.passRetained(SyncWaiter(thread: self))
         ownWaiter = w
         return w
     }
+
+    deinit { ownWaiter?.release() }
 
     /// "green thread 7 'worker'".
     public var description: String { "green thread \(id) '\(name)'" }
