@@ -97,7 +97,8 @@ extension GreenThreadsTests {
         /// Every kind of wait ends early through its object's `withdraw`
         /// (mutex, condition, semaphore, channel send and receive, join,
         /// sleep, I/O readiness): no entry is left behind, and the event that
-        /// comes later reaches the live waiter. Fails when a withdraw does
+        /// comes later reaches the live waiter (scenario in
+        /// Tests/GTTestHost/WaitScenarios.swift). Fails when a withdraw does
         /// nothing (checked for each kind when it was written).
         @Test func timedOutAndCancelledWaitersOfEveryKindAreWithdrawn() throws {
             let r = try Host.expectOK("withdrawn-waiters-leave-every-queue", timeout: .seconds(30))

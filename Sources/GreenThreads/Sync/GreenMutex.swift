@@ -400,8 +400,9 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             return .failed(error)
         }
         // 4. Queue by effective priority, lend it along the chain of owners.
-        return waiterRef._withUnsafeGuaranteedRef { waiter in queueAndWait(me, waiter, owner, kernel, deadline: deadline,
-                                                                            cancellable: cancellable) }
+        return waiterRef._withUnsafeGuaranteedRef { waiter in
+            queueAndWait(me, waiter, owner, kernel, deadline: deadline, cancellable: cancellable)
+        }
     }
 
     /// Steps 4 and 5 of acquireOrWait. Kernel lock held, hasWaiters set.
