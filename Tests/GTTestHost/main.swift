@@ -25,7 +25,7 @@ func applyFixOptions() {
 // Each area keeps its scenarios in its own file.
 let scenarios: [String: Scenario] = [
     foundationScenarios, stackScenarios, microScenarios, preemptionScenarios, syncScenarios, debugScenarios, benchmarkScenarios,
-    foreignLockScenarios, ioScenarios, schedulerScenarios,
+    foreignLockScenarios, ioScenarios, schedulerScenarios, waitScenarios,
 ].reduce(into: [:]) { all, part in all.merge(part) { a, _ in a } }
 
 setvbuf(stdout, nil, _IOLBF, 0)

@@ -94,6 +94,19 @@ extension GreenThreadsTests {
             #expect(r.value("order") == #"["s25 cancelled", "c20 cancelled", "c12", "s9", "c5"]"#, "\(r)")
         }
 
+        /// Every kind of wait ends early through its object's `withdraw`
+        /// (mutex, condition, semaphore, channel send and receive, join,
+        /// sleep, I/O readiness): no entry is left behind, and the event that
+        /// comes later reaches the live waiter (scenario in
+        /// Tests/GTTestHost/WaitScenarios.swift). Fails when a withdraw does
+        /// nothing (checked for each kind when it was written).
+        @Test func timedOutAndCancelledWaitersOfEveryKindAreWithdrawn() throws {
+            let r = try Host.expectOK("withdrawn-waiters-leave-every-queue", timeout: .seconds(30))
+            #expect(r.value("served") == #"["mutex->k5", "condition->k5", "semaphore->k5", "channel-send->5", "#
+                        + #""channel-receive->7", "join->k5", "io-read->free"]"#, "\(r)")
+            #expect(r.value("invariants_after_all") == "ok", "\(r)")
+        }
+
         @Test func semaphoreCountsHandsPermitsByPriorityAndTimesOut() throws {
             try Host.expectOK("semaphore-counts-priority-and-timeout", timeout: .seconds(30))
         }

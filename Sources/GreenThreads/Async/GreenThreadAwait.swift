@@ -54,9 +54,9 @@ extension GreenThread {
             }
             done.fire()
         }
-        if !done.wait(kind: "await", cancellable: true) {
+        if !done.wait(.await, cancellable: true) {
             task.cancel()
-            _ = done.wait(kind: "await", cancellable: false)
+            _ = done.wait(.await, cancellable: false)
         }
         guard let result = outcome.result else {
             preconditionFailure("GreenThread.await: the task fired its event without a result")

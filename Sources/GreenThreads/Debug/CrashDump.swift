@@ -85,14 +85,20 @@ enum CrashDump {
         unowned(unsafe) let worker: Machine? = thread.runningOn
         entry.worker = Int32(truncatingIfNeeded: worker?.index ?? -1)
         entry.worker_state = worker?.state
-        guard let wait = thread.waitRecord else { return }
+        // The control block's ThreadWait, not a WaitRecord: no string is
+        // built in the handler (the kind is a static string, the owner read
+        // through the unretained target).
+        guard let wait = thread.wait else { return }
         entry.wait_object = wait.objectID
-        entry.wait_owner = wait.ownerThreadID ?? 0
+        entry.wait_owner = wait.target?.waitOwner?.id ?? 0
+        let kind = wait.reason.kind
         withUnsafeMutableBytes(of: &entry.wait_kind) { out in
             var i = 0
-            for byte in wait.kind.utf8 where i < out.count - 1 {
-                out[i] = byte
-                i += 1
+            kind.withUTF8Buffer { bytes in
+                for byte in bytes where i < out.count - 1 {
+                    out[i] = byte
+                    i += 1
+                }
             }
             out[i] = 0
         }

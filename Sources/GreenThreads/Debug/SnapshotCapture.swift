@@ -224,11 +224,12 @@ extension KernelCore {
     private func collectLocked() -> ([ThreadRecord], [GreenThread], [WorkerSnapshot]) {
         var records: [ThreadRecord] = []
         var threads: [GreenThread] = []
+        let clock = WaitClock.now  // one reading for every thread's wait
         forEachLiveThread { t in
             var r = ThreadRecord(id: t.id, name: t.name, state: ThreadState(rawValue: t.runState.rawValue) ?? .ready,
                                  basePriority: t.basePriorityLevel, effectivePriority: t.effectivePriorityLevel,
                                  worker: t.runningOn?.index, cpuTicks: 0, switches: 0, preemptions: 0, deferrals: 0,
-                                 wait: t.waitRecord, stack: t.stack)
+                                 wait: t.wait?.record(at: clock), stack: t.stack)
             if let core = t.core {
                 r.cpuTicks = core.pointee.cpu_ticks
                 r.switches = core.pointee.switches

@@ -167,7 +167,7 @@ final class BlockingPool: KernelService {
             while !job.done {
                 job.waiter = me
                 kernel.externalWaitBegan()
-                _ = kernel.blockCurrent(on: WaitRecord(kind: "blocking-call", objectID: job.sequence))
+                _ = kernel.blockCurrent(on: ThreadWait(.blockingCall, objectID: job.sequence))
             }
         }
     }

@@ -45,7 +45,7 @@ import Glibc
 enum IODirection {
     case read, write
 
-    var waitKind: String { self == .read ? "io-read" : "io-write" }
+    var waitReason: WaitReason { self == .read ? .ioRead : .ioWrite }
 }
 
 /// How a wait for readiness ended.
@@ -54,7 +54,7 @@ enum PollOutcome {
 }
 
 /// The readiness state of one registered descriptor (kernel lock).
-final class PollDescriptor {
+final class PollDescriptor: WaitTarget {
     let fd: Int32
     let generation: UInt32
     // Unowned: a recorded waiter is parked, and the kernel's registry keeps
@@ -64,6 +64,13 @@ final class PollDescriptor {
     @exclusivity(unchecked) var readReady = false    // kernel lock: an unconsumed edge
     @exclusivity(unchecked) var writeReady = false   // kernel lock
     @exclusivity(unchecked) var closing = false      // kernel lock
+
+    /// A timed wait's deadline passed, or its thread was cancelled: the
+    /// slot of the direction it waits in is freed. Kernel lock held.
+    func withdraw(_ thread: GreenThread) {
+        if thread.wait?.reason == .ioWrite { writeWaiter = nil } else { readWaiter = nil }
+        thread.kernel.externalWaitEnded()
+    }
 
     init(fd: Int32, generation: UInt32) {
         self.fd = fd
@@ -260,13 +267,11 @@ final class Netpoller: KernelService {
         }
         if direction == .read { pd.readWaiter = me } else { pd.writeWaiter = me }
         kernel.externalWaitBegan()
-        // The monitor runs this under the kernel lock when the deadline wins.
-        let onTimeout: ((GreenThread) -> Void)? = deadline == nil ? nil : { [kernel] _ in
-            if direction == .read { pd.readWaiter = nil } else { pd.writeWaiter = nil }
-            kernel.externalWaitEnded()
-        }
-        let reason = kernel.blockCurrent(on: WaitRecord(kind: direction.waitKind, objectID: UInt64(fd)),
-                                         state: .blocked, deadline: deadline, onTimeout: onTimeout)
+        // When the deadline wins (or, for a timed wait, a cancellation), the
+        // monitor calls `pd.withdraw` under the kernel lock.
+        let reason = kernel.blockCurrent(on: ThreadWait(direction.waitReason, objectID: UInt64(fd), target: pd,
+                                                        interruptible: deadline != nil),
+                                         state: .blocked, deadline: deadline)
         if pd.closing { return .closed }
         return reason == .timedOut ? .timedOut : .ready
     }

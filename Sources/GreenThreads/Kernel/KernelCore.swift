@@ -246,9 +246,10 @@ final class KernelCore: @unchecked Sendable {
         guard !someWaitMayEndFromOutside() else { return false }
         SyncTestHooks.deadlockDetected?()
         var threads: [DeadlockReport.Entry] = []
+        let clock = WaitClock.now
         forEachLiveThread { t in
             threads.append(.init(threadID: t.id, name: t.name, state: t.runState,
-                                 priority: t.basePriorityLevel, waitingOn: t.waitRecord))
+                                 priority: t.basePriorityLevel, waitingOn: t.wait?.record(at: clock)))
         }
         deadlockReport = DeadlockReport(threads: threads.reversed(), kernel: self)
         beginShutdown()
@@ -264,6 +265,10 @@ final class KernelCore: @unchecked Sendable {
         let (abandoned, oldTimers) = withCriticalLock { () -> ([GreenThread], TimerHeap) in
             var threads: [GreenThread] = []
             while let t = registryHead {
+                // A thread queued on a sync object stays allocated, as the
+                // object (referenced from the abandoned frames) does: the
+                // queue holds its entry unretained, and the thread owns it.
+                if t.syncWaiter != nil { _ = Unmanaged.passRetained(t) }
                 threads.append(t)
                 t.runState = .finished
                 reap(t)

@@ -57,7 +57,7 @@ extension Kernel {
             do {
                 try Kernel.run(configuration) {
                     handle.attach(GreenThread.current.kernel, started: started)
-                    _ = handle.release.wait(kind: "kernel-handle", cancellable: false)
+                    _ = handle.release.wait(.kernelHandle, cancellable: false)
                 }
                 outcome = nil
             } catch {
@@ -66,7 +66,7 @@ extension Kernel {
             handle.stopped(outcome)
             started.fire()
         }
-        _ = started.wait(kind: "kernel-start", cancellable: false)
+        _ = started.wait(.kernelStart, cancellable: false)
         if !handle.isAttached {
             thread.join()
             throw handle.stopError ?? KernelError.system(call: "Kernel.start", errno: 0)

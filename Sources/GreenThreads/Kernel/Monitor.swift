@@ -109,8 +109,9 @@ extension KernelCore {
             let thread = top.thread
             guard top.generation == thread.timerGeneration,
                   thread.runState == .sleeping || thread.runState == .blocked else { continue }
-            thread.timeoutAction?(thread)
-            thread.timeoutAction = nil
+            // The object takes the thread off its queue (no closure per
+            // wait: WaitRecord.swift); makeReady clears the wait.
+            thread.wait?.target?.withdraw(thread)
             makeReady(thread, reason: .timedOut)
         }
     }

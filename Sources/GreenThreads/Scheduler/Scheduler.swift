@@ -332,23 +332,38 @@ extension KernelCore {
     /// Blocks the current thread until `makeReady` (or the deadline, if any).
     /// The caller holds the kernel lock at critical count 1 and has put the
     /// thread on whatever wait queue will wake it. Returns with the lock held
-    /// again and why the block ended. `onTimeout` runs under the lock when
-    /// the deadline passes first, to take the thread off that wait queue.
-    func blockCurrent(on record: WaitRecord, state: GreenThread.State = .blocked,
-                      deadline: Int64? = nil,
-                      onTimeout: ((GreenThread) -> Void)? = nil) -> WakeReason {
-        let m = Machine.from(gt_self()!)
-        let current = m.current!
+    /// again and why the block ended. When the deadline passes first (or,
+    /// for an interruptible wait, the thread is cancelled) the monitor calls
+    /// `wait.target.withdraw` under the lock to take the thread off that
+    /// queue (Monitor.swift, Threads/Cancellation.swift). `wait` is a few
+    /// stores into the control block: no allocation (WaitRecord.swift).
+    func blockCurrent(on wait: ThreadWait, state: GreenThread.State = .blocked,
+                      deadline: Int64? = nil) -> WakeReason {
+        // Unretained, as on the switch path (Machine.swift): the Machine
+        // runs this code, and its current thread is the caller.
+        Machine.ref(gt_self()!)._withUnsafeGuaranteedRef { m in
+            m.currentRef!._withUnsafeGuaranteedRef { current in
+                block(current, on: m, wait, state: state, deadline: deadline)
+            }
+        }
+    }
+
+    /// blockCurrent's body, on guaranteed references.
+    @inline(__always)
+    private func block(_ current: GreenThread, on m: Machine, _ wait: ThreadWait, state: GreenThread.State,
+                       deadline: Int64?) -> WakeReason {
+        // Set first: `withdraw` may read it (a channel: which queue).
+        current.wait = wait
         // Issue 14: a wait that observes cancellation does not start on a
         // cancelled thread (Threads/Cancellation.swift).
-        if current.refusesToBlock(state: state, onTimeout: onTimeout) {
-            onTimeout?(current)
+        if current.refusesToBlock(state: state, wait) {
+            wait.target?.withdraw(current)
+            current.wait = nil
             return .timedOut
         }
         current.runState = state
-        current.waitRecord = record
+        current.wait!.startTick = gt_tsc()
         current.wakeReason = .none
-        current.timeoutAction = onTimeout
         if let deadline {
             current.timerGeneration &+= 1
             if timers.insert(deadline: deadline, generation: current.timerGeneration, thread: current) {
@@ -357,7 +372,6 @@ extension KernelCore {
         }
         switchAway(from: m, action: .none)
         lock.lock()
-        current.timeoutAction = nil
         if deadline != nil { current.timerGeneration &+= 1 }  // invalidates a pending timer entry
         return current.wakeReason
     }
@@ -365,7 +379,7 @@ extension KernelCore {
     /// Makes a blocked, sleeping or new thread ready to run. Kernel lock held.
     func makeReady(_ thread: GreenThread, reason: WakeReason = .woken) {
         thread.runState = .ready
-        thread.waitRecord = nil
+        thread.wait = nil
         thread.wakeReason = reason
         runQueue.push(thread)
         // A spinning processor takes it (Machine.spinForWork): no wake-up.
@@ -403,15 +417,21 @@ extension KernelCore {
     /// processor runs a lower-priority thread, preempt the lowest one now
     /// rather than at its next tick. Kernel lock held.
     func preemptLowerIfNeeded(for level: Int) {
-        var victim: Processor?
+        // Runs on every wake-up: indices and unretained reads, so the scan
+        // counts no references (the processors live as long as the kernel).
+        var victim = -1
         var lowest = level
-        for p in processors {
-            if let running = p.current, running.effectivePriorityLevel < lowest {
-                lowest = running.effectivePriorityLevel
-                victim = p
+        processors.withUnsafeBufferPointer { all in
+            for i in all.indices {
+                guard let running = all[i].currentRef else { continue }
+                let runningLevel = running._withUnsafeGuaranteedRef { $0.effectivePriorityLevel }
+                if runningLevel < lowest {
+                    lowest = runningLevel
+                    victim = i
+                }
             }
         }
-        if let victim { preempt(victim) }
+        if victim >= 0 { preempt(processors[victim]) }
     }
 
     /// Asks the Machine running on `p` to preempt its thread: at once by
@@ -468,7 +488,7 @@ extension KernelCore {
     func sleepCurrent(until deadline: Int64) {
         _ = gt_enter_critical()
         lock.lock()
-        _ = blockCurrent(on: WaitRecord(kind: "sleep", objectID: UInt64(bitPattern: deadline)),
+        _ = blockCurrent(on: ThreadWait(.sleep, objectID: UInt64(bitPattern: deadline)),
                          state: .sleeping, deadline: deadline)
         lock.unlock()
         KernelCore.exitCritical()
@@ -481,8 +501,8 @@ extension KernelCore {
         let me = GreenThread.current
         while thread.runState != .finished {
             thread.joiners.append(me)
-            _ = blockCurrent(on: WaitRecord(kind: "join", objectID: thread.id,
-                                            ownerThreadID: thread.id, ownerName: thread.name))
+            // Not interruptible: only the thread's end wakes this join.
+            _ = blockCurrent(on: ThreadWait(.join, objectID: thread.id, target: thread))
         }
         lock.unlock()
         KernelCore.exitCritical()

@@ -138,17 +138,17 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             return withSyncLock { kernel in offer(slot, kernel) }
         }
         let kernel = me.kernel
-        return kernel.withBlockingSection { () -> WaitOutcome in
-            let offered = offer(slot, kernel)
-            guard offered == .waiting else { return offered }
-            let waiter = SyncWaiter(thread: me, object: self)
-            waiter.element = UnsafeMutableRawPointer(slot)
-            senders.insert(waiter)
-            // Cancelling the sender takes it off the queue (outcome
-            // .timedOut: a channel has no timeouts); it drops its value.
-            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-send", objectID: id, objectName: name),
-                                        deadline: nil, cancellable: true) { [self] waiter in
-                senders.remove(waiter)
+        // The thread's own entry, made once outside the lock, used unretained.
+        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> WaitOutcome in
+                let offered = offer(slot, kernel)
+                guard offered == .waiting else { return offered }
+                waiter.begin(on: self)
+                waiter.element = UnsafeMutableRawPointer(slot)
+                senders.insert(waiter)
+                // Cancelling the sender takes it off the queue (`withdraw`;
+                // outcome .timedOut: a channel has no timeouts); it drops its value.
+                return kernel.blockAsWaiter(waiter, on: self, .channelSend, objectID: id, deadline: nil, cancellable: true)
             }
         }
     }
@@ -215,18 +215,19 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
             return outcome == .granted
         }
         let kernel = me.kernel
-        return kernel.withBlockingSection { () -> Bool in
-            if takeReady(into: slot, kernel) { return true }
-            if closed { return false }
-            let waiter = SyncWaiter(thread: me, object: self)
-            waiter.element = UnsafeMutableRawPointer(slot)
-            receivers.insert(waiter)
-            // Cancelling the receiver takes it off the queue: it gets nil.
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "channel-receive", objectID: id, objectName: name),
-                                               deadline: nil, cancellable: true) { [self] waiter in
-                receivers.remove(waiter)
+        // The thread's own entry, made once outside the lock, used unretained.
+        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> Bool in
+                if takeReady(into: slot, kernel) { return true }
+                if closed { return false }
+                waiter.begin(on: self)
+                waiter.element = UnsafeMutableRawPointer(slot)
+                receivers.insert(waiter)
+                // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
+                let outcome = kernel.blockAsWaiter(waiter, on: self, .channelReceive, objectID: id, deadline: nil,
+                                                   cancellable: true)
+                return outcome == .granted
             }
-            return outcome == .granted
         }
     }
 
@@ -269,7 +270,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         let dropped = withSyncLock { kernel -> [T] in
             closed = true
             guard let kernel else { return [] }
-            var values: [T] = []
+            let values: [T] = []
             for waiter in receivers.removeAll() { kernel.serve(waiter, .closed) }
             // A blocked sender keeps its value and drops it itself once
             // woken, outside the lock.
@@ -286,6 +287,15 @@ extension GreenChannel: SyncWaitObject {
     }
 
     func isQueued(_ waiter: SyncWaiter) -> Bool { senders.contains(waiter) || receivers.contains(waiter) }
+
+    /// The thread's wait says which queue holds it.
+    func withdraw(_ thread: GreenThread) {
+        let sending = thread.wait?.reason == .channelSend
+        let waiter = thread.kernel.withdrawWaiter(thread)
+        if sending { senders.remove(waiter) } else { receivers.remove(waiter) }
+    }
+
+    var waitObjectName: String? { name }
 
     func invariantViolations(caller: GreenThread?) -> [String] {
         var problems = senders.invariantViolations(of: "\(self) senders", caller: caller)

@@ -144,18 +144,19 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
             throw GreenMutexError.notOwner(thread: ThreadIdentity(me), owner: mutex.owner.map(ThreadIdentity.init),
                                            mutex: mutex.identity)
         }
-        let outcome = kernel.withBlockingSection { () -> WaitOutcome in
-            // Release first: handing the mutex on may drop our inherited
-            // priority, and the queue entry is keyed by the priority we wait
-            // with. Both steps hold the kernel lock, so no signal falls between.
-            mutex.releaseHoldingKernelLock(by: me, kernel)
-            let waiter = SyncWaiter(thread: me, object: self)
-            waiters.insert(waiter)
-            // Cancellable timed or not: a timeout or a cancellation takes the
-            // waiter off the queue under this lock, so no signal is lost on it.
-            return kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "condition", objectID: id, objectName: name),
-                                        deadline: deadline, cancellable: true) { [self] waiter in
-                waiters.remove(waiter)
+        // The thread's own entry, made once outside the lock, used unretained.
+        let outcome = me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> WaitOutcome in
+                // Release first: handing the mutex on may drop our inherited
+                // priority, and the queue entry is keyed by the priority we wait
+                // with. Both steps hold the kernel lock, so no signal falls between.
+                mutex.releaseHoldingKernelLock(by: me, kernel)
+                waiter.begin(on: self)
+                waiters.insert(waiter)
+                // Cancellable timed or not: a timeout or a cancellation takes the
+                // waiter off the queue under this lock (`withdraw`), so no
+                // signal is lost on it.
+                return kernel.blockAsWaiter(waiter, on: self, .condition, objectID: id, deadline: deadline, cancellable: true)
             }
         }
         // Retaken whether or not the thread was cancelled meanwhile: the
@@ -207,6 +208,8 @@ public final class GreenCondition: @unchecked Sendable, CustomStringConvertible 
 
 extension GreenCondition: SyncWaitObject {
     func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
+    func withdraw(_ thread: GreenThread) { waiters.remove(thread.kernel.withdrawWaiter(thread)) }
+    var waitObjectName: String? { name }
     func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
     func invariantViolations(caller: GreenThread?) -> [String] {
         waiters.invariantViolations(of: "\(self)", caller: caller)

@@ -331,15 +331,18 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
                 gt_cpu_relax()
             }
         }
+        // The thread's own entry, made once before the kernel lock is
+        // taken, used unretained.
+        let waiter = thread.ownSyncWaiter()
         var result = kernel.withBlockingSection {
-            acquireOrWait(thread, kernel, deadline: deadline, cancellable: cancellable)
+            acquireOrWait(thread, waiter, kernel, deadline: deadline, cancellable: cancellable)
         }
         while case .retry = result {
             // Let the racing threads run with the lock free, then start over.
             gt_cpu_relax()
             if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
             result = kernel.withBlockingSection {
-                acquireOrWait(thread, kernel, deadline: deadline, cancellable: cancellable)
+                acquireOrWait(thread, waiter, kernel, deadline: deadline, cancellable: cancellable)
             }
         }
         switch result {
@@ -359,8 +362,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Kernel lock held, critical count 1. The steps, in order:
-    private func acquireOrWait(_ me: GreenThread, _ kernel: KernelCore, deadline: Int64?,
-                               cancellable: Bool) -> Contended {
+    private func acquireOrWait(_ me: GreenThread, _ waiterRef: Unmanaged<SyncWaiter>, _ kernel: KernelCore,
+                               deadline: Int64?, cancellable: Bool) -> Contended {
         let mine = UInt(bitPattern: Unmanaged.passUnretained(me).toOpaque())
         // 1. Take the mutex if it is free (also in the owner-died state), or
         //    set hasWaiters so that the owner's unlock comes to the kernel
@@ -397,7 +400,15 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             return .failed(error)
         }
         // 4. Queue by effective priority, lend it along the chain of owners.
-        let waiter = SyncWaiter(thread: me, object: self)
+        return waiterRef._withUnsafeGuaranteedRef { waiter in
+            queueAndWait(me, waiter, owner, kernel, deadline: deadline, cancellable: cancellable)
+        }
+    }
+
+    /// Steps 4 and 5 of acquireOrWait. Kernel lock held, hasWaiters set.
+    private func queueAndWait(_ me: GreenThread, _ waiter: SyncWaiter, _ owner: GreenThread, _ kernel: KernelCore,
+                              deadline: Int64?, cancellable: Bool) -> Contended {
+        waiter.begin(on: self)
         waiters.insert(waiter)
         me.syncWaiter = waiter
         kernel.mutexWaitersChanged(self, owner: owner)
@@ -406,14 +417,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         #endif
         // 5. Block until an unlock hands the mutex over, the owner dies, the
         //    deadline passes, or (cancellable) the thread is cancelled.
-        let record = WaitRecord(kind: "mutex", objectID: id, ownerThreadID: owner.id, ownerName: owner.name, objectName: name)
-        let onTimeout: ((SyncWaiter) -> Void)? = deadline == nil && !cancellable ? nil : { [self] waiter in
-            // Timed out (monitor) or cancelled (GreenThread.cancel), kernel
-            // lock held: issue 10's ordered removal (`timedOut`).
-            timedOut(waiter, kernel)
-        }
-        let outcome = kernel.blockAsWaiter(waiter, record: record, deadline: deadline, cancellable: cancellable,
-                                           onTimeout: onTimeout)
+        //    A timeout or cancellation ends it through `withdraw` below.
+        let outcome = kernel.blockAsWaiter(waiter, on: self, .mutex, objectID: id, deadline: deadline, cancellable: cancellable)
         switch outcome {
         case .granted: return .acquired
         case .ownerDied(let previous): return .acquiredOwnerDied(previous)
@@ -566,12 +571,9 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             if !waiters.isEmpty { next.contendedMutexes.append(self) }
             kernel.recomputeInheritance(of: next)
         }
-        // Waiters left behind now wait for the new owner (deadlock reports,
-        // gt-ps).
-        for w in waiters.inServiceOrder {
-            w.thread.waitRecord?.ownerThreadID = next.id
-            w.thread.waitRecord?.ownerName = next.name
-        }
+        // Waiters left behind now wait for the new owner: their records
+        // read the owner from the word when built (`waitOwner`), so there
+        // is nothing to update per waiter.
         kernel.makeReady(next)
     }
 
@@ -651,4 +653,15 @@ extension GreenMutex: SyncWaitObject {
     func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
     var asMutex: GreenMutex? { self }
     func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
+
+    /// Timed out (monitor) or cancelled (GreenThread.cancel), kernel lock
+    /// held: issue 10's ordered removal (`timedOut`).
+    func withdraw(_ thread: GreenThread) {
+        let kernel = thread.kernel
+        timedOut(kernel.withdrawWaiter(thread), kernel)
+    }
+
+    /// The owner named by the word: a mutex with waiters has one.
+    var waitOwner: GreenThread? { ownerThread }
+    var waitObjectName: String? { name }
 }

@@ -162,21 +162,22 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
     /// Returns whether it took one.
     private func block(_ me: GreenThread, deadline: Int64?, cancellable: Bool) -> Bool {
         let kernel = me.kernel
-        return kernel.withBlockingSection { () -> Bool in
-            if permits > 0 {
-                permits -= 1
-                return true
+        // The thread's own entry, made once outside the lock, used unretained.
+        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+            kernel.withBlockingSection { () -> Bool in
+                if permits > 0 {
+                    permits -= 1
+                    return true
+                }
+                if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
+                waiter.begin(on: self)
+                waiters.insert(waiter)
+                // Ended without a permit (timeout or cancellation): off the queue
+                // under the same lock (`withdraw`), so no signal is handed to it.
+                let outcome = kernel.blockAsWaiter(waiter, on: self, .semaphore, objectID: id, deadline: deadline,
+                                                   cancellable: cancellable)
+                return outcome == .granted
             }
-            if let deadline, deadline <= gt_clock_monotonic_ns() { return false }
-            let waiter = SyncWaiter(thread: me, object: self)
-            waiters.insert(waiter)
-            // Ended without a permit (timeout or cancellation): off the queue
-            // under the same lock, so no signal is handed to it.
-            let outcome = kernel.blockAsWaiter(waiter, record: WaitRecord(kind: "semaphore", objectID: id, objectName: name),
-                                               deadline: deadline, cancellable: cancellable) { [self] waiter in
-                waiters.remove(waiter)
-            }
-            return outcome == .granted
         }
     }
 
@@ -203,6 +204,8 @@ public final class GreenSemaphore: @unchecked Sendable, CustomStringConvertible 
 
 extension GreenSemaphore: SyncWaitObject {
     func requeue(_ waiter: SyncWaiter) { waiters.requeue(waiter) }
+    func withdraw(_ thread: GreenThread) { waiters.remove(thread.kernel.withdrawWaiter(thread)) }
+    var waitObjectName: String? { name }
     func isQueued(_ waiter: SyncWaiter) -> Bool { waiters.contains(waiter) }
     func invariantViolations(caller: GreenThread?) -> [String] {
         var problems = waiters.invariantViolations(of: "\(self)", caller: caller)

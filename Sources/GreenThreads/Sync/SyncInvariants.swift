@@ -11,7 +11,9 @@
 //   top waiters of the PI mutexes it holds), and effective = max(base,
 //   inherited);
 // - bookkeeping: `contendedMutexes` lists exactly the PI mutexes the thread
-//   owns that have waiters; a queued thread's `syncWaiter` is its entry;
+//   owns that have waiters; a queued thread's `syncWaiter` is its entry and
+//   its wait names the object that queues it; every joiner listed on a
+//   thread is blocked joining that thread (a cancelled joiner withdrew);
 // - queues: sorted by effective priority, FIFO within a level, each entry
 //   keyed by its thread's current effective priority, every queued thread
 //   blocked;
@@ -78,13 +80,20 @@ extension KernelCore {
                 problems.append("\(thread) lists \(mutex) twice as contended")
             }
         }
+        thread.joiners.forEach { joiner in
+            guard joiner.runState == .blocked, let wait = joiner.wait, wait.reason == .join,
+                  wait.target === thread else {
+                problems.append("\(thread) lists \(joiner) as a joiner, but it is \(joiner.runState) "
+                    + "on \(joiner.wait.map { "\($0.record())" } ?? "nothing")")
+                return
+            }
+        }
         if let waiter = thread.syncWaiter {
             if waiter.thread !== thread || !waiter.object.isQueued(waiter) {
                 problems.append("\(thread) has a wait entry that is not queued on its object")
             }
-        } else if thread.runState == .blocked, let record = thread.waitRecord,
-                  ["mutex", "condition", "semaphore", "channel-send", "channel-receive"].contains(record.kind) {
-            problems.append("\(thread) is blocked on \(record) without a wait entry (lost wake-up)")
+        } else if thread.runState == .blocked, let wait = thread.wait, wait.reason.isSyncQueue {
+            problems.append("\(thread) is blocked on \(wait.record()) without a wait entry (lost wake-up)")
         }
         return problems
     }

@@ -2,7 +2,8 @@
 // the interface Scheduler.swift offers (withCriticalLock, blockCurrent,
 // makeReady, updateEffectivePriority); this file adds the small glue they
 // share: finding the kernel lock from any thread, the bracket around a
-// blocking call, object identities, and deadlines.
+// blocking call and the queued wait with its early end (`withdrawWaiter`),
+// object identities, and deadlines.
 //
 // Which lock guards a sync object: the kernel lock of the running kernel.
 // One kernel runs at a time in a process, so that is one lock for all
@@ -49,9 +50,12 @@ func syncDeadline(after timeout: Duration) -> Int64 {
 /// holding it keeps a kernel from starting meanwhile). `body` gets the
 /// kernel (nil when none runs) and must not block.
 func withSyncLock<R>(_ body: (KernelCore?) -> R) -> R {
-    if let me = currentGreenThread() {
-        let kernel = me.kernel
-        return kernel.withCriticalLock { body(kernel) }
+    if let raw = gt_current_owner() {
+        // Unretained: the running thread and its kernel are alive; signal,
+        // close and the other wakers take this path on every call.
+        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
+            me.kernelRef._withUnsafeGuaranteedRef { kernel in kernel.withCriticalLock { body(kernel) } }
+        }
     }
     // Mutex.withLock wants a `sending` result; R leaves through a box that
     // never escapes this frame.
@@ -87,39 +91,52 @@ extension KernelCore {
         return result
     }
 
-    /// Blocks the current thread, queued as `waiter`, until whoever dequeues
-    /// it sets its outcome and makes it ready, or until `deadline`. Kernel
-    /// lock held at critical count 1 (inside `withBlockingSection`); the
-    /// caller has already inserted `waiter` into its object's queue.
-    /// `onTimeout` takes the waiter off that queue (and repairs whatever
-    /// depended on it); it runs on the monitor, under the lock. Untimed
-    /// waits (deadline nil) pass nil. `cancellable`: an untimed wait that
-    /// `GreenThread.cancel()` ends (Threads/Cancellation.swift) through
-    /// `onTimeout`, with the outcome `.timedOut` (issue 14); timed waits
-    /// always are.
-    func blockAsWaiter(_ waiter: SyncWaiter, record: WaitRecord, deadline: Int64?, cancellable: Bool = false,
-                       onTimeout: ((SyncWaiter) -> Void)?) -> WaitOutcome {
-        let thread = waiter.thread
-        thread.syncWaiter = waiter
-        // The timeout action is a closure (an allocation): only for timed
-        // or cancellable waits.
-        let action: ((GreenThread) -> Void)? = deadline == nil && !cancellable ? nil : { _ in
-            waiter.outcome = .timedOut
-            waiter.thread.syncWaiter = nil
-            onTimeout?(waiter)
-        }
-        let reason = blockCurrent(on: record, deadline: deadline, onTimeout: action)
-        precondition(thread.syncWaiter == nil && waiter.outcome != .waiting,
-                     "\(thread) woke (\(reason)) from \(record) still queued, outcome \(waiter.outcome)")
+    /// Blocks the current thread, queued as `waiter` (its own, reused
+    /// entry), until whoever dequeues it sets its outcome and makes it
+    /// ready, or until `deadline`. Kernel lock held at critical count 1
+    /// (inside `withBlockingSection`); the caller has already inserted
+    /// `waiter` into its object's queue. A timeout (the monitor) or, for a
+    /// `cancellable` wait, `GreenThread.cancel()` (Threads/Cancellation.swift)
+    /// ends the wait through the object's `withdraw`, which calls
+    /// `withdrawWaiter` below: outcome `.timedOut` (issue 14). Timed waits
+    /// are always cancellable.
+    func blockAsWaiter(_ waiter: SyncWaiter, on object: any SyncWaitObject, _ reason: WaitReason, objectID: UInt64,
+                       deadline: Int64?, cancellable: Bool = false) -> WaitOutcome {
+        // `object` is the caller's own reference (it is running a method of
+        // it), and the thread is reached unretained: no retain/release here.
+        waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter = waiter }
+        let wait = ThreadWait(reason, objectID: objectID, target: object,
+                              interruptible: deadline != nil || cancellable)
+        let wake = blockCurrent(on: wait, deadline: deadline)
+        let stillQueued = waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter != nil }
+        precondition(!stillQueued && waiter.outcome != .waiting,
+                     "\(waiter.thread) woke (\(wake)) from \(reason.kind) 0x\(String(objectID, radix: 16)) "
+                        + "still queued, outcome \(waiter.outcome)")
+        waiter.objectRef = nil
         return waiter.outcome
+    }
+
+    /// The shared half of a sync object's `withdraw`: ends `thread`'s wait
+    /// with `.timedOut` and returns its entry, for the object to take off
+    /// its queue. Kernel lock held; the thread is queued on that object.
+    func withdrawWaiter(_ thread: GreenThread) -> SyncWaiter {
+        guard let waiter = thread.syncWaiter else {
+            preconditionFailure("\(thread) withdrawn from a sync object it is not queued on")
+        }
+        waiter.outcome = .timedOut
+        thread.syncWaiter = nil
+        return waiter
     }
 
     /// Takes `waiter` off duty with `outcome` and makes its thread ready.
     /// The caller has removed it from its queue. Kernel lock held.
     func serve(_ waiter: SyncWaiter, _ outcome: WaitOutcome) {
         waiter.outcome = outcome
-        waiter.thread.syncWaiter = nil
-        makeReady(waiter.thread)
+        // Guaranteed: a queued thread is alive (the registry keeps it).
+        waiter.threadRef._withUnsafeGuaranteedRef { thread in
+            thread.syncWaiter = nil
+            makeReady(thread)
+        }
     }
 }
 
@@ -136,6 +153,7 @@ extension GreenThread {
     /// }
     /// ```
     public var waitingOn: WaitRecord? {
-        withSyncLock { _ in runState == .blocked || runState == .sleeping ? waitRecord : nil }
+        // Built here, from the control block's allocation-free ThreadWait.
+        withSyncLock { _ in runState == .blocked || runState == .sleeping ? wait?.record() : nil }
     }
 }

@@ -28,10 +28,12 @@
 // since issue 5): `waitUnlessCancelled()` is its cancellable form.
 //
 // Mechanism: a wait is interruptible exactly when the thread sleeps or its
-// block carries a `timeoutAction` (the hook that takes it off the queue it
-// waits on). `cancel()` runs that hook and makes the thread ready under the
-// kernel lock, the path the monitor takes when a deadline passes; and
-// `blockCurrent` refuses to start such a wait on a thread already cancelled.
+// `ThreadWait` says so (`interruptible`: timed waits and the cancellable
+// ones above). `cancel()` calls `wait.target.withdraw(thread)`, the object's
+// own way to take the thread off the queue or slot it waits in
+// (WaitRecord.swift), and makes the thread ready under the kernel lock: the
+// path the monitor takes when a deadline passes. `blockCurrent` refuses to
+// start such a wait on a thread already cancelled.
 import CGreenCore
 import Synchronization
 
@@ -81,11 +83,9 @@ extension GreenThread {
         switch runState {
         case .sleeping:
             kernel.makeReady(self, reason: .timedOut)
-        case .blocked where timeoutAction != nil:
-            let action = timeoutAction
-            timeoutAction = nil
-            action?(self)
-            kernel.makeReady(self, reason: .timedOut)
+        case .blocked where wait?.interruptible == true:
+            wait?.target?.withdraw(self)
+            kernel.makeReady(self, reason: .timedOut)  // clears `wait`: no second withdraw
         default:
             break  // running, ready or finished; or a wait that ignores cancellation (see the file header)
         }
@@ -107,9 +107,9 @@ extension GreenThread {
         throw GreenThreadError.cancelled(threadID: me.id)
     }
 
-    /// Whether a block of `state` with `onTimeout` observes cancellation
-    /// and this thread is cancelled: then it must not start. Kernel lock held.
-    func refusesToBlock(state: State, onTimeout: ((GreenThread) -> Void)?) -> Bool {
-        (state == .sleeping || onTimeout != nil) && isCancelled
+    /// Whether a block of `state` for `wait` observes cancellation and this
+    /// thread is cancelled: then it must not start. Kernel lock held.
+    func refusesToBlock(state: State, _ wait: ThreadWait) -> Bool {
+        (state == .sleeping || wait.interruptible) && isCancelled
     }
 }

@@ -21,7 +21,7 @@
 import CGreenCore
 import Synchronization
 
-final class ExternalEvent: @unchecked Sendable {
+final class ExternalEvent: @unchecked Sendable, WaitTarget {
     /// Green threads parked on external events (and OS threads holding a
     /// GreenLocked, which green threads may wait for): while it is not 0 an
     /// all-idle kernel is not deadlocked. Changed under the kernel lock, read
@@ -51,29 +51,31 @@ final class ExternalEvent: @unchecked Sendable {
     /// - Parameter cancellable: when true, a green thread that is or gets
     ///   cancelled (GreenThread.cancel) stops waiting.
     /// - Returns: true when fired, false when cancellation ended the wait.
-    func wait(kind: String, cancellable: Bool) -> Bool {
+    func wait(_ reason: WaitReason, cancellable: Bool) -> Bool {
         guard let me = currentGreenThread(), let kernel else {
             while gt_atomic_load_u32(word) == 0 {
                 _ = gt_sys_futex_wait(word, 0, -1)  // EINTR and spurious wake-ups: the loop rechecks
             }
             return true
         }
-        let record = WaitRecord(kind: kind, objectID: UInt64(UInt(bitPattern: word)))
+        // A cancellation (GreenThread.cancel) calls `withdraw` below and
+        // makes the thread ready; an uncancellable wait ends only by `fire`.
+        let wait = ThreadWait(reason, objectID: UInt64(UInt(bitPattern: word)), target: self,
+                              interruptible: cancellable)
         return kernel.withBlockingSection { () -> Bool in
             while gt_atomic_load_u32(word) == 0 {
                 if cancellable && me.isCancelled { return false }
                 parked = me
                 ExternalEvent.parkedCount.add(1, ordering: .relaxed)
-                // The cancel hook (GreenThread.cancel) runs `onTimeout` and
-                // makes the thread ready; an untimed, uncancellable wait
-                // passes none and only `fire` ends it.
-                let onCancel: ((GreenThread) -> Void)? = cancellable ? { [self] _ in unpark() } : nil
-                _ = kernel.blockCurrent(on: record, onTimeout: onCancel)
+                _ = kernel.blockCurrent(on: wait)
                 if parked != nil { unpark() }  // spurious: fire or cancel clear it
             }
             return true
         }
     }
+
+    /// The parked thread is cancelled. Kernel lock held.
+    func withdraw(_ thread: GreenThread) { unpark() }
 
     /// Kernel lock held.
     private func unpark() {

@@ -97,22 +97,28 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) unowned(unsafe) var registryPrev: GreenThread?
 
     // --- waiting (kernel lock) ---
-    /// What the thread is blocked on, for deadlock reports and snapshots.
-    @exclusivity(unchecked) var waitRecord: WaitRecord?
+    /// What the thread is blocked on while it is blocked or sleeping, nil
+    /// otherwise: a small value with no strings or references counted
+    /// (WaitRecord.swift); the public `WaitRecord` is built from it when read.
+    /// A deadline or a cancellation ends an interruptible wait through
+    /// `wait.target.withdraw` (Monitor.swift, Cancellation.swift).
+    @exclusivity(unchecked) var wait: ThreadWait?
     /// Why the last block ended.
     @exclusivity(unchecked) var wakeReason: WakeReason = .none
     /// Generation of the thread's timer entry: stale heap entries are skipped.
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
-    /// Run by the monitor, under the kernel lock, when a timed block expires
-    /// before a wake-up: takes the thread off the queue it waits on.
-    @exclusivity(unchecked) var timeoutAction: ((GreenThread) -> Void)?
     /// Threads blocked in join() on this one.
     @exclusivity(unchecked) var joiners = JoinerList()
 
     // --- synchronization kit (Sync/; added for GreenMutex and friends) ---
     /// This thread's entry in the wait queue of the sync object it is
-    /// blocked on, or nil (kernel lock).
-    @exclusivity(unchecked) var syncWaiter: SyncWaiter?
+    /// blocked on, or nil (kernel lock). Unretained: it is `ownWaiter`.
+    @exclusivity(unchecked) unowned(unsafe) var syncWaiter: SyncWaiter?
+    /// The one wait-queue entry this thread ever uses, made at its first
+    /// wait on a sync object and reused by every later one: a thread is
+    /// queued on at most one object at a time (own thread). Held +1 by
+    /// hand (released in deinit), so that handing it out counts nothing.
+    @exclusivity(unchecked) private var ownWaiter: Unmanaged<SyncWaiter>?
     /// Held priority-inheritance mutexes that have waiters: their top
     /// waiters make up `inheritedPriorityLevel` (kernel lock).
     @exclusivity(unchecked) var contendedMutexes: [GreenMutex] = []
@@ -143,15 +149,30 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// Set once by `cancel()` (Cancellation.swift); never cleared.
     let cancellationRequested = Atomic<Bool>(false)
 
-    unowned(unsafe) let kernel: KernelCore
+    /// The kernel that runs this thread, unretained (it outlives its
+    /// threads): `kernelRef` for paths that must count no references.
+    let kernelRef: Unmanaged<KernelCore>
+    var kernel: KernelCore { kernelRef.takeUnretainedValue() }
 
     init(id: UInt64, name: String?, priority: Priority, kernel: KernelCore) {
         self.id = id
         self.givenName = name
         self.basePriorityLevel = priority.level
         self.effectivePriorityLevel = priority.level
-        self.kernel = kernel
+        self.kernelRef = Unmanaged.passUnretained(kernel)
     }
+
+    /// `ownWaiter`, made on first use. Called by the thread itself before
+    /// it takes the kernel lock to wait (so the one allocation is not made
+    /// under the lock); the caller then queues it with `SyncWaiter.begin`.
+    func ownSyncWaiter() -> Unmanaged<SyncWaiter> {
+        if let w = ownWaiter { return w }
+        let w = Unmanaged.passRetained(SyncWaiter(thread: self))
+        ownWaiter = w
+        return w
+    }
+
+    deinit { ownWaiter?.release() }
 
     /// "green thread 7 'worker'".
     public var description: String { "green thread \(id) '\(name)'" }
@@ -459,6 +480,13 @@ struct JoinerList {
         } else {
             more.removeAll { $0.toOpaque() == Unmanaged.passUnretained(thread).toOpaque() }
         }
+    }
+
+    /// Calls `body` on each joiner in order of arrival (SyncInvariants).
+    func forEach(_ body: (GreenThread) -> Void) {
+        guard let head = first else { return }
+        body(head.takeUnretainedValue())
+        for t in more { body(t.takeUnretainedValue()) }
     }
 
     /// Empties the list, calling `body` on each joiner in order of arrival.

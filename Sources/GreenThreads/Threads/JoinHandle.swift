@@ -209,12 +209,19 @@ extension KernelCore {
             while thread.runState != .finished {
                 if me.isCancelled { return false }
                 thread.joiners.append(me)
-                // The cancel hook (Cancellation.swift) takes us off the joiners.
-                _ = blockCurrent(on: WaitRecord(kind: "join", objectID: thread.id,
-                                                ownerThreadID: thread.id, ownerName: thread.name),
-                                 onTimeout: { me in thread.joiners.remove(me) })
+                // A cancellation (Cancellation.swift) takes us off the
+                // joiners through the joined thread's `withdraw` below.
+                _ = blockCurrent(on: ThreadWait(.join, objectID: thread.id, target: thread, interruptible: true))
             }
             return true
         }
     }
+}
+
+/// A thread is what its joiners wait on.
+extension GreenThread: WaitTarget {
+    /// A cancelled joiner leaves the joiners. Kernel lock held.
+    func withdraw(_ thread: GreenThread) { joiners.remove(thread) }
+    /// The joined thread must end for the joiner to go on.
+    var waitOwner: GreenThread? { self }
 }
