@@ -13,6 +13,16 @@ func preemptive(workers: Int = 1, sliceMs: Int = 1) -> KernelConfiguration {
                         preemption: option("preemption") != "off")
 }
 
+/// Sleeps the current green thread `least`, then on in 100 ms steps until
+/// `enough` holds or `most` has passed since the call: a measurement that
+/// needs so many events, on a machine whose load decides how long they take.
+func sleepAtLeast(_ least: Duration, atMost most: Duration, until enough: () -> Bool) {
+    let clock = ContinuousClock()
+    let start = clock.now
+    GreenThread.sleep(for: least)
+    while clock.now - start < most && !enough() { GreenThread.sleep(for: .milliseconds(100)) }
+}
+
 let stopFlag = Atomic<Bool>(false)
 let peerRan = Atomic<Int>(0)
 
@@ -95,12 +105,8 @@ let preemptionScenarios: [String: Scenario] = [
             let spinners = try (0..<n).map { i in
                 try GreenThread.spawn(name: "spin\(i)") { spinUntilStopped() }
             }
-            let clock = ContinuousClock()
-            let start = clock.now
-            GreenThread.sleep(for: .seconds(seconds))
-            while clock.now - start < .seconds(8 * seconds),
-                  spinners.contains(where: { $0.thread.statistics.preemptions < minSlices }) {
-                GreenThread.sleep(for: .milliseconds(100))
+            sleepAtLeast(.seconds(seconds), atMost: .seconds(8 * seconds)) {
+                !spinners.contains(where: { $0.thread.statistics.preemptions < minSlices })
             }
             stopFlag.store(true, ordering: .relaxed)
             let work = try spinners.map { Double(try $0.join()) }
@@ -255,12 +261,8 @@ let preemptionScenarios: [String: Scenario] = [
                     return lines
                 }
             }
-            let clock = ContinuousClock()
-            let start = clock.now
-            GreenThread.sleep(for: .seconds(seconds))
-            while clock.now - start < .seconds(4 * seconds),
-                  handles.map({ $0.thread.statistics.preemptions }).reduce(0, +) < minPreemptions {
-                GreenThread.sleep(for: .milliseconds(100))
+            sleepAtLeast(.seconds(seconds), atMost: .seconds(4 * seconds)) {
+                handles.map({ $0.thread.statistics.preemptions }).reduce(0, +) >= minPreemptions
             }
             stop.set(true)
             return (try handles.map { try $0.join() }.reduce(0, +),
