@@ -202,4 +202,59 @@ let waitScenarios: [String: Scenario] = [
         }
         print("OK")
     },
+    "many-waiters-keep-priority-fifo-order": {
+        // Story (one worker; main at 31 directs): `waiters` threads (3000) queue on one semaphore at
+        // levels spread over 2-29 in a scrambled order of spawning; main waits on a gate that a bell at
+        // level 1 opens, so the bell runs (strict priority) only once every waiter has queued, and
+        // nothing preempts them on the way (a preempted thread would go to the back of its level):
+        // each level's waiters arrive in the order they were spawned. Every tenth (i % 10 == 3) is
+        // cancelled while queued (it leaves the middle of its level's FIFO); then every seventh of the
+        // others (i % 7 == 0) is raised to 30, in ascending i (each goes to the back of level 30).
+        // The invariants hold; one signal per remaining waiter serves them: the raised ones in the
+        // order they were raised, then level 29 down to 2, each level in order of arrival.
+        let n = intOption("waiters", 3000)
+        let log = Log()
+        try Kernel.run(oneWorker()) {
+            direct()
+            let s = GreenSemaphore(value: 0, name: "S")
+            let levelOf = { (i: Int) in 2 + (i * 7919) % 28 }
+            var handles: [JoinHandle<Void>] = []
+            for i in 0..<n {
+                handles.append(try spawnAt("w\(i)", levelOf(i)) {
+                    do {
+                        try s.waitUnlessCancelled()
+                        log.add("\(i)")
+                    } catch {}
+                })
+            }
+            let gate = GreenSemaphore(value: 0, name: "gate")
+            let bell = try spawnAt("bell", 1) { gate.signal() }
+            gate.wait()
+            try bell.join()
+            check(handles.allSatisfy { isBlocked($0, on: "semaphore") }, "every waiter queued before the bell")
+            let cancelled = Set((0..<n).filter { $0 % 10 == 3 })
+            for i in cancelled.sorted() { handles[i].cancel() }
+            waitUntil("the cancelled waiters end") { cancelled.allSatisfy { handles[$0].isFinished } }
+            let raised = (0..<n).filter { $0 % 7 == 0 && !cancelled.contains($0) }
+            for i in raised { handles[i].thread.setPriority(priority(30)) }
+            checkInvariants("cancel_and_raise")
+            let left = (0..<n).filter { !cancelled.contains($0) }
+            for _ in left { s.signal() }
+            for h in handles { try h.join() }
+            let raisedSet = Set(raised)
+            var expected = raised
+            for level in stride(from: 29, through: 2, by: -1) {
+                expected += left.filter { !raisedSet.contains($0) && levelOf($0) == level }
+            }
+            let served = log.all.map { Int($0)! }
+            print("served=\(served.count)")
+            print("expected=\(expected.count)")
+            if let k = zip(served, expected).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+                check(false, "service order differs at \(k): served \(served[k]), expected \(expected[k])")
+            }
+            check(served == expected, "service order")
+        }
+        print("OK")
+    },
+
 ]

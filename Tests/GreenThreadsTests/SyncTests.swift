@@ -107,6 +107,15 @@ extension GreenThreadsTests {
             #expect(r.value("invariants_after_all") == "ok", "\(r)")
         }
 
+        /// Thousands of waiters on one object: cancellations out of the middle
+        /// of a level, raises to the back of another, then service in strict
+        /// priority order, FIFO within a level (WaitQueue's per-level FIFOs).
+        @Test func thousandsOfWaitersAreServedByPriorityThenArrival() throws {
+            let r = try Host.expectOK("many-waiters-keep-priority-fifo-order", timeout: .seconds(60))
+            #expect(r.value("served") == "2700", "\(r)")
+            #expect(r.value("invariants_after_cancel_and_raise") == "ok", "\(r)")
+        }
+
         @Test func semaphoreCountsHandsPermitsByPriorityAndTimesOut() throws {
             try Host.expectOK("semaphore-counts-priority-and-timeout", timeout: .seconds(30))
         }
