@@ -27,6 +27,11 @@
 //   it serves the waiter. The hot paths never build a `T?` or any other
 //   generic type over T: each such type costs a metadata lookup in the
 //   runtime's cache per use (a quarter of a rendezvous hand-off, measured).
+//   So `send` and `receive` are inlinable shells that build the value's
+//   slot (and the `T?` result) in the caller, where T is usually concrete,
+//   around cores that take the slot; and the channel's existential as a
+//   wait object (`GreenChannel<T>`'s metadata and witness table) is made
+//   once, at init.
 import CGreenCore
 
 /// A channel that carries values of type `T` from senders to receivers, in
@@ -64,6 +69,8 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     @exclusivity(unchecked) var senders = WaitQueue()
     @exclusivity(unchecked) var receivers = WaitQueue()
     @exclusivity(unchecked) private(set) var closed = false
+    /// `self` as a wait object, made once (see the file header).
+    @exclusivity(unchecked) private unowned(unsafe) var waitObject: (any SyncWaitObject)!
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
     ///
@@ -78,6 +85,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         self.name = name ?? "channel-\(id)"
         self.capacity = capacity
         self.buffer = RingBuffer(capacity: capacity)
+        waitObject = self
     }
 
     deinit { buffer.deallocate() }
@@ -111,22 +119,30 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///     for line in lines { try requests.send(Request(line)) }
     /// }
     /// ```
+    @inlinable
     public func send(_ value: sending T) throws(GreenChannelError) {
-        let outcome = withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> WaitOutcome in
+        let error = withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> GreenChannelError? in
             let slot = buffer.baseAddress!
             slot.initialize(to: value)
-            let outcome = sendFromSlot(slot)
-            // Not delivered (closed, cancelled, or no green thread to wait
-            // on): the value is dropped here, outside the kernel lock, since
-            // its deinit may use any green primitive.
-            if outcome != .granted { slot.deinitialize(count: 1) }
-            return outcome
+            return send(movingFrom: slot)
         }
+        if let error { throw error }
+    }
+
+    /// `send`'s core: sends the value initialized in `slot`, which is left
+    /// uninitialized either way. Returns nil when delivered, or why not.
+    @usableFromInline
+    func send(movingFrom slot: UnsafeMutablePointer<T>) -> GreenChannelError? {
+        let outcome = sendFromSlot(slot)
+        // Not delivered (closed, cancelled, or no green thread to wait on):
+        // the value is dropped here, outside the kernel lock, since its
+        // deinit may use any green primitive.
+        if outcome != .granted { slot.deinitialize(count: 1) }
         switch outcome {
-        case .granted: return
-        case .closed: throw GreenChannelError.closed
-        case .waiting: throw GreenChannelError.notInKernel(operation: "GreenChannel.send")
-        default: throw GreenChannelError.cancelled(threadID: GreenThread.current.id)
+        case .granted: return nil
+        case .closed: return .closed
+        case .waiting: return .notInKernel(operation: "GreenChannel.send")
+        default: return .cancelled(threadID: GreenThread.current.id)
         }
     }
 
@@ -134,22 +150,31 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// .granted (delivered), .closed, .timedOut (the waiting sender was
     /// cancelled) or .waiting (it would wait, outside a green thread).
     private func sendFromSlot(_ slot: UnsafeMutablePointer<T>) -> WaitOutcome {
-        guard let me = currentGreenThread() else {
+        guard let raw = gt_current_owner() else {
             return withSyncLock { kernel in offer(slot, kernel) }
         }
-        let kernel = me.kernel
-        // The thread's own entry, made once outside the lock, used unretained.
-        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
-            kernel.withBlockingSection { () -> WaitOutcome in
-                let offered = offer(slot, kernel)
-                guard offered == .waiting else { return offered }
-                waiter.begin(on: self)
-                waiter.element = UnsafeMutableRawPointer(slot)
-                senders.insert(waiter)
-                // Cancelling the sender takes it off the queue (`withdraw`;
-                // outcome .timedOut: a channel has no timeouts); it drops its value.
-                return kernel.blockAsWaiter(waiter, on: self, .channelSend, objectID: id, deadline: nil, cancellable: true)
+        // The running thread, its kernel and its own entry (made once,
+        // outside the lock), all unretained: no reference counting per send.
+        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
+            me.kernelRef._withUnsafeGuaranteedRef { kernel in
+                me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+                    sendOrWait(slot, waiter, kernel)
+                }
             }
+        }
+    }
+
+    private func sendOrWait(_ slot: UnsafeMutablePointer<T>, _ waiter: SyncWaiter, _ kernel: KernelCore) -> WaitOutcome {
+        kernel.withBlockingSection { () -> WaitOutcome in
+            let offered = offer(slot, kernel)
+            guard offered == .waiting else { return offered }
+            waiter.begin(on: waitObject)
+            waiter.element = UnsafeMutableRawPointer(slot)
+            senders.insert(waiter)
+            // Cancelling the sender takes it off the queue (`withdraw`;
+            // outcome .timedOut: a channel has no timeouts); it drops its value.
+            return kernel.blockAsWaiter(waiter, on: waitObject, .channelSend, objectID: id, deadline: nil,
+                                        cancellable: true)
         }
     }
 
@@ -158,9 +183,11 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// (must wait). Kernel lock held.
     private func offer(_ slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> WaitOutcome {
         if closed { return .closed }
-        if let kernel, let receiver = receivers.popTop() {
-            receiver.element!.assumingMemoryBound(to: T.self).moveInitialize(from: slot, count: 1)
-            kernel.serve(receiver, .granted)
+        if let kernel, let receiver = receivers.popTopRef() {
+            receiver._withUnsafeGuaranteedRef { receiver in
+                receiver.element!.assumingMemoryBound(to: T.self).moveInitialize(from: slot, count: 1)
+                kernel.serve(receiver, .granted)
+            }
             return .granted
         }
         if buffer.count < capacity {
@@ -187,25 +214,24 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     ///     while let request = requests.receive() { process(request) }   // ends once closed and drained
     /// }
     /// ```
+    @inlinable
     public func receive() -> sending T? {
         // Each value was sent (disconnected from its sender) and goes to
         // exactly one receiver, so handing it out as `sending` is sound;
         // the compiler cannot see that through the buffer's storage.
-        nonisolated(unsafe) let value = receiveValue()
-        return value
-    }
-
-    private func receiveValue() -> T? {
-        withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> T? in
+        nonisolated(unsafe) let value = withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer -> T? in
             let slot = buffer.baseAddress!
             return receive(into: slot) ? slot.move() : nil
         }
+        return value
     }
 
-    /// Moves the next value into `slot`; false when there is none (closed
-    /// and drained, or the waiting receiver was cancelled).
-    private func receive(into slot: UnsafeMutablePointer<T>) -> Bool {
-        guard let me = currentGreenThread() else {
+    /// `receive`'s core: moves the next value into `slot` (uninitialized);
+    /// false when there is none (closed and drained, or the waiting
+    /// receiver was cancelled).
+    @usableFromInline
+    func receive(into slot: UnsafeMutablePointer<T>) -> Bool {
+        guard let raw = gt_current_owner() else {
             let outcome = withSyncLock { kernel -> WaitOutcome in
                 if takeReady(into: slot, kernel) { return .granted }
                 return closed ? .closed : .waiting
@@ -214,20 +240,27 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
                 + "call it inside Kernel.run { ... }")
             return outcome == .granted
         }
-        let kernel = me.kernel
-        // The thread's own entry, made once outside the lock, used unretained.
-        return me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
-            kernel.withBlockingSection { () -> Bool in
-                if takeReady(into: slot, kernel) { return true }
-                if closed { return false }
-                waiter.begin(on: self)
-                waiter.element = UnsafeMutableRawPointer(slot)
-                receivers.insert(waiter)
-                // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
-                let outcome = kernel.blockAsWaiter(waiter, on: self, .channelReceive, objectID: id, deadline: nil,
-                                                   cancellable: true)
-                return outcome == .granted
+        // Unretained, as in `sendFromSlot`.
+        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
+            me.kernelRef._withUnsafeGuaranteedRef { kernel in
+                me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
+                    receiveOrWait(into: slot, waiter, kernel)
+                }
             }
+        }
+    }
+
+    private func receiveOrWait(into slot: UnsafeMutablePointer<T>, _ waiter: SyncWaiter, _ kernel: KernelCore) -> Bool {
+        kernel.withBlockingSection { () -> Bool in
+            if takeReady(into: slot, kernel) { return true }
+            if closed { return false }
+            waiter.begin(on: waitObject)
+            waiter.element = UnsafeMutableRawPointer(slot)
+            receivers.insert(waiter)
+            // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
+            let outcome = kernel.blockAsWaiter(waiter, on: waitObject, .channelReceive, objectID: id, deadline: nil,
+                                               cancellable: true)
+            return outcome == .granted
         }
     }
 
@@ -237,15 +270,19 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     private func takeReady(into slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> Bool {
         if buffer.count > 0 {
             buffer.popFirst(movingInto: slot)
-            if let kernel, let sender = senders.popTop() {
-                buffer.append(movingFrom: sender.element!.assumingMemoryBound(to: T.self))
-                kernel.serve(sender, .granted)
+            if let kernel, let sender = senders.popTopRef() {
+                sender._withUnsafeGuaranteedRef { sender in
+                    buffer.append(movingFrom: sender.element!.assumingMemoryBound(to: T.self))
+                    kernel.serve(sender, .granted)
+                }
             }
             return true
         }
-        if let kernel, let sender = senders.popTop() {
-            slot.moveInitialize(from: sender.element!.assumingMemoryBound(to: T.self), count: 1)
-            kernel.serve(sender, .granted)
+        if let kernel, let sender = senders.popTopRef() {
+            sender._withUnsafeGuaranteedRef { sender in
+                slot.moveInitialize(from: sender.element!.assumingMemoryBound(to: T.self), count: 1)
+                kernel.serve(sender, .granted)
+            }
             return true
         }
         return false

@@ -181,9 +181,14 @@ struct WaitQueue: ~Copyable {
     }
 
     /// Removes and returns the top waiter.
-    mutating func popTop() -> SyncWaiter? {
-        guard let top else { return nil }
-        unlink(top)
+    mutating func popTop() -> SyncWaiter? { popTopRef()?.takeUnretainedValue() }
+
+    /// The same, unretained, for serving paths that use it through
+    /// `_withUnsafeGuaranteedRef` (no retain/release per hand-off).
+    mutating func popTopRef() -> Unmanaged<SyncWaiter>? {
+        let level = topLevel
+        guard level >= 0, let top = heads![level] else { return nil }
+        top._withUnsafeGuaranteedRef { unlink($0) }
         return top
     }
 
