@@ -60,9 +60,11 @@ struct RunQueue {
             heads[level] = ref
         }
         tails[level] = ref
+        // Published only when the highest ready level rises (the
+        // preemption handler and spinners read it without the lock).
+        if bitmap >> UInt32(level) == 0 { gt_set_highest_ready(Int32(level)) }
         bitmap |= 1 << UInt32(level)
         count += 1
-        gt_set_highest_ready(Int32(highestLevel))
     }
 
     /// Removes and returns the first thread of the highest non-empty level.
@@ -117,7 +119,7 @@ struct RunQueue {
         if let next { next._withUnsafeGuaranteedRef { $0.runPrev = prev } } else { tails[level] = prev }
         if heads[level] == nil {
             bitmap &= ~(1 << UInt32(level))
-            gt_set_highest_ready(Int32(highestLevel))
+            if bitmap >> UInt32(level) == 0 { gt_set_highest_ready(Int32(highestLevel)) }  // it was the highest
         }
         thread.runNext = nil
         thread.runPrev = nil
