@@ -137,7 +137,6 @@ void gt_park_resume(gt_worker_state *w, void *p) {
     gt_wake_word(&w->park_word);
 }
 
-void *gt_held_processor(gt_worker_state *w) { return __atomic_load_n(&w->processor, __ATOMIC_ACQUIRE); }
 
 int gt_processor_retake(gt_worker_state *w, void *p) {
     void *expected = p;

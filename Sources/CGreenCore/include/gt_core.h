@@ -284,8 +284,11 @@ gt_worker_state *gt_returned_pop(void);
 /// 1 on success (the monitor's hand-off of a blocked M).
 int gt_processor_retake(gt_worker_state *w, void *p);
 /// Whether the calling M still holds a processor (Swift reads it inside a
-/// critical section).
-void *gt_held_processor(gt_worker_state *w);
+/// critical section). Inline: read about three times per switch, and it
+/// touches no thread-local (state.c's reason to stay out of line).
+static inline void *gt_held_processor(gt_worker_state *w) {
+    return __atomic_load_n(&w->processor, __ATOMIC_ACQUIRE);
+}
 /// The highest priority level with a ready thread, mirrored by the Swift run
 /// queue for the handler's quick "is anyone waiting" check (-1: none).
 void gt_set_highest_ready(int level);
