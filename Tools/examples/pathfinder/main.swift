@@ -36,8 +36,11 @@ func nowNanoseconds() -> Int64 {
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
-/// Which thread ran last: each worker loop stores its row number, the
-/// watcher swaps in 0. Lock-free: a lock here would itself be contended.
+/// Which threads ran since the watcher last looked: each worker loop sets
+/// its row's bit, the watcher swaps in 0. A set of bits, not the last
+/// runner: on a busy machine the watcher's samples stretch, and a thread
+/// that ran a millisecond between two of them must still show. Lock-free:
+/// a lock here would itself be contended.
 final class LastRunner: Sendable {
     let row = Atomic<Int>(0)
     /// High has asked for the bus (low reads its boost only after that).
@@ -46,12 +49,12 @@ final class LastRunner: Sendable {
 
 /// Burns `milliseconds` of the calling thread's own running time: wall-clock
 /// gaps longer than 200 us are time another thread had the CPU and do not
-/// count. Marks `row` as running on every step.
+/// count. Marks `row` (its bit) as running on every step.
 func work(milliseconds: Int, row: Int, _ last: LastRunner) {
     var done: Int64 = 0
     var before = nowNanoseconds()
     while done < Int64(milliseconds) * 1_000_000 {
-        last.row.store(row, ordering: .relaxed)
+        last.row.bitwiseOr(1 << row, ordering: .relaxed)
         let now = nowNanoseconds()
         if now - before < 200_000 { done += now - before }
         before = now
@@ -65,7 +68,7 @@ struct Event {
 
 struct Run {
     var events: [Event]
-    /// Per sample: (time, the row that ran last, or 0 for none).
+    /// Per sample: (time, the rows that ran since the last one, as bits).
     var samples: [(Int64, Int)]
     var highWaitNanoseconds: Int64
 
@@ -178,7 +181,7 @@ func printRun(_ title: String, _ run: Run) {
     print("  ms        " + ruler)
     for (i, name) in rows.enumerated() {
         var line = [Character](repeating: ".", count: columns)
-        for (t, row) in run.samples where row == i + 1 {
+        for (t, ran) in run.samples where ran & (1 << (i + 1)) != 0 {
             line[Int(t / Int64(columnMs * 1_000_000))] = "#"
         }
         print("  " + name + String(repeating: " ", count: 10 - name.count) + String(line))
