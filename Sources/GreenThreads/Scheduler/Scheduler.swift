@@ -286,12 +286,14 @@ extension KernelCore {
     // MARK: Yield
 
     /// Gives the CPU to the first ready thread of the same or a higher
-    /// level, or keeps it with a fresh slice if there is none.
-    static func yieldCurrent() {
+    /// level, or keeps it with a fresh slice if there is none. Returns
+    /// false, doing nothing, when not called on a green thread.
+    @discardableResult
+    static func yieldCurrent() -> Bool {
         let ws = gt_enter_critical()!
         guard ws.pointee.is_worker != 0, ws.pointee.current != nil else {
             _ = gt_exit_critical()
-            return
+            return false
         }
         Machine.ref(ws)._withUnsafeGuaranteedRef { m in
             m.kernelRef._withUnsafeGuaranteedRef { kernel in
@@ -300,6 +302,7 @@ extension KernelCore {
             }
         }
         exitCritical()
+        return true
     }
 
     /// With the lock held and the critical count at 1: switches to the first

@@ -367,11 +367,7 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     /// }
     /// ```
     public static func yield() {
-        guard gt_on_green_thread() != 0 else {
-            _ = gt_sys_sched_yield()
-            return
-        }
-        KernelCore.yieldCurrent()
+        if !KernelCore.yieldCurrent() { _ = gt_sys_sched_yield() }
     }
 
     /// Suspends the calling thread for at least `duration` without occupying
