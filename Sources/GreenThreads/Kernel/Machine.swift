@@ -272,7 +272,19 @@ final class Machine: @unchecked Sendable {
         // (gt_set_highest_ready); a stale read costs one more look.
         while gt_highest_ready() < 0 && !kernel.stopRequested.load(ordering: .relaxed) {
             polls &+= 1
-            if polls & 63 == 0 && gt_clock_monotonic_ns() > deadline { break }
+            if polls & 63 == 0 {
+                if gt_clock_monotonic_ns() > deadline { break }
+                // Give the CPU away every few microseconds: with more
+                // runnable OS threads than CPUs (the monitor, a parked
+                // thread's Machine, another program) the thread that will
+                // make work ready may be waiting for this very CPU, and a
+                // spin that kept it for its whole OS slice would delay the
+                // work it waits for. Alone on its CPU the call returns at
+                // once (a system call every 64 polls, a few microseconds).
+                // Measured on spawn+join of 100k threads, 2 workers, a
+                // shared machine: 1.78 s -> 1.48 s (medians of 9).
+                _ = gt_sys_sched_yield()
+            }
             gt_cpu_relax()
         }
         kernel.lock.lock()
