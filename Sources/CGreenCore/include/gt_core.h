@@ -359,6 +359,11 @@ gt_sysresult gt_sys_mprotect(void *addr, size_t length, int prot);
 /// Installs up to 256 guard regions (`first + i * stride`, `guard` bytes
 /// each) in one process_madvise call; value = guards installed.
 gt_sysresult gt_sys_guard_install_batch(void *first, size_t stride, size_t guard, int count);
+/// The kernel lock: a priority-inheriting futex word (0 free, else the
+/// owner's tid). Lock and unlock on the same OS thread (state.c).
+void gt_pi_lock(uint32_t *word);
+int gt_pi_try_lock(uint32_t *word);
+void gt_pi_unlock(uint32_t *word);
 gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count);
 gt_sysresult gt_sys_gettid(void);

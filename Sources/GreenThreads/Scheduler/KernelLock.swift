@@ -6,10 +6,19 @@
 // lock to whichever context resumes, which releases it after the outgoing
 // context is saved), which Mutex's scoped withLock cannot express.
 //
-// Three-state futex lock (0 free, 1 held, 2 held with waiters). Holders are
-// always inside a critical section (preemption disabled), so a holder is
-// never preempted while others spin or sleep on it, and the SIGVTALRM
-// handler can take it: the interrupted code on that OS thread cannot hold it.
+// A priority-inheriting futex (CGreenCore/state.c: the word holds the
+// owner's tid): a waiter that sleeps on it lends its OS priority to the
+// owner. The monitor runs SCHED_FIFO and takes this lock on every wake-up;
+// with a plain futex, a worker that the OS took off the CPU while holding
+// it kept the monitor waiting until the OS's next tick (4 ms), which was
+// the whole tail of the priority wake-up latency. Lock and unlock always
+// happen on one OS thread (the switch protocol hands the lock between
+// contexts of one Machine), as a PI futex requires.
+//
+// Holders are always inside a critical section (preemption disabled), so a
+// holder is never preempted by us while others spin or sleep on it, and the
+// SIGVTALRM handler can take it: the interrupted code on that OS thread
+// cannot hold it.
 import CGreenCore
 
 final class KernelLock: @unchecked Sendable {
@@ -24,31 +33,12 @@ final class KernelLock: @unchecked Sendable {
     deinit { word.deallocate() }
 
     @inline(__always)
-    func lock() {
-        if gt_atomic_cas_u32(word, 0, 1) != 0 { return }
-        lockContended()
-    }
-
-    @inline(never)
-    private func lockContended() {
-        // Spin briefly: holders keep the lock for a few hundred nanoseconds.
-        for _ in 0..<100 {
-            if gt_atomic_load_u32(word) == 0, gt_atomic_cas_u32(word, 0, 1) != 0 { return }
-            gt_cpu_relax()
-        }
-        while gt_atomic_exchange_u32(word, 2) != 0 {
-            _ = gt_sys_futex_wait(word, 2, -1)
-        }
-    }
+    func lock() { gt_pi_lock(word) }
 
     /// One attempt, without waiting: for the crash dump, whose signal
     /// handler must not block on a lock the crashed thread may hold.
-    func tryLock() -> Bool { gt_atomic_cas_u32(word, 0, 1) != 0 }
+    func tryLock() -> Bool { gt_pi_try_lock(word) != 0 }
 
     @inline(__always)
-    func unlock() {
-        if gt_atomic_exchange_u32(word, 0) == 2 {
-            _ = gt_sys_futex_wake(word, 1)
-        }
-    }
+    func unlock() { gt_pi_unlock(word) }
 }
