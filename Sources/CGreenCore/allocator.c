@@ -139,7 +139,12 @@ int gt_allocator_busy(void *context) {
     // definition); UNW_INIT_SIGNAL_FRAME: the PC was interrupted, not a return.
     if (unw_init_local2(&cursor, (unw_context_t *)context, UNW_INIT_SIGNAL_FRAME) != 0) return 1;
     for (int depth = 0; depth < GT_ALLOCATOR_WALK_DEPTH; depth++) {
-        if (unw_step(&cursor) <= 0) return 0;
+        // No caller found (0) or a failed step (< 0): inside the allocator's
+        // image the walk cannot tell, so it does not guess. Returning "not
+        // busy" here let a thread park holding an arena lock when a step
+        // failed (suspected in the rare sync-stress stall: seven OS threads
+        // asleep on one glibc lock word, the kernel lock's holder among them).
+        if (unw_step(&cursor) <= 0) return 1;
         unw_word_t ip = 0;
         if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0) return 1;
         if (gt_in(gt_entry, gt_entry_count, (uintptr_t)ip)) return 1;
