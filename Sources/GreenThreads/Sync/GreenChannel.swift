@@ -153,13 +153,17 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         guard let raw = gt_current_owner() else {
             return withSyncLock { kernel in offer(slot, kernel) }
         }
-        // The running thread, its kernel and its own entry (made once,
-        // outside the lock), all unretained: no reference counting per send.
-        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
+        return withOwnWaiter(raw) { waiter, kernel in sendOrWait(slot, waiter, kernel) }
+    }
+
+    /// Runs `body` with the running thread's own wait-queue entry (made
+    /// once, outside the lock) and its kernel, all reached unretained: no
+    /// reference counting per send or receive. `raw` is gt_current_owner().
+    @inline(__always)
+    private func withOwnWaiter<R>(_ raw: UnsafeMutableRawPointer, _ body: (SyncWaiter, KernelCore) -> R) -> R {
+        Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
             me.kernelRef._withUnsafeGuaranteedRef { kernel in
-                me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
-                    sendOrWait(slot, waiter, kernel)
-                }
+                me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in body(waiter, kernel) }
             }
         }
     }
@@ -240,14 +244,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
                 + "call it inside Kernel.run { ... }")
             return outcome == .granted
         }
-        // Unretained, as in `sendFromSlot`.
-        return Unmanaged<GreenThread>.fromOpaque(raw)._withUnsafeGuaranteedRef { me in
-            me.kernelRef._withUnsafeGuaranteedRef { kernel in
-                me.ownSyncWaiter()._withUnsafeGuaranteedRef { waiter in
-                    receiveOrWait(into: slot, waiter, kernel)
-                }
-            }
-        }
+        return withOwnWaiter(raw) { waiter, kernel in receiveOrWait(into: slot, waiter, kernel) }
     }
 
     private func receiveOrWait(into slot: UnsafeMutablePointer<T>, _ waiter: SyncWaiter, _ kernel: KernelCore) -> Bool {
@@ -301,20 +298,15 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// }
     /// ```
     public func close() {
-        // The blocked senders' values leave the channel here; they are
-        // dropped after the kernel lock is released, since a value's deinit
-        // may use any green primitive (and the lock is not recursive).
-        let dropped = withSyncLock { kernel -> [T] in
+        withSyncLock { kernel in
             closed = true
-            guard let kernel else { return [] }
-            let values: [T] = []
+            guard let kernel else { return }
             for waiter in receivers.removeAll() { kernel.serve(waiter, .closed) }
-            // A blocked sender keeps its value and drops it itself once
-            // woken, outside the lock.
+            // A blocked sender keeps its value in its own slot and drops it
+            // itself once woken, outside the kernel lock (a value's deinit
+            // may use any green primitive, and the lock is not recursive).
             for waiter in senders.removeAll() { kernel.serve(waiter, .closed) }
-            return values
         }
-        _ = consume dropped
     }
 }
 
