@@ -62,14 +62,7 @@ static int gt_pin_handoffs;  // 1 when pinning is possible (affinity readable)
 // Futex calls are async-signal-safe, so the handler may still take the lock.
 static void gt_park_lock(void) {
     uint32_t *word = &gt_park_lock_word;
-    uint32_t free_word = 0;
-    if (__atomic_compare_exchange_n(word, &free_word, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
-    for (int spins = 0; spins < 100; spins++) {
-        gt_cpu_relax();
-        free_word = 0;
-        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0 &&
-            __atomic_compare_exchange_n(word, &free_word, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
-    }
+    if (gt_spin_acquire(word, 1)) return;
     while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) gt_sys_futex_wait(word, 2, -1);
 }
 

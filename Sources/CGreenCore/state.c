@@ -137,16 +137,7 @@ GT_CORE_TEXT int gt_pi_try_lock(uint32_t *word) {
 }
 
 GT_CORE_TEXT void gt_pi_lock(uint32_t *word) {
-    uint32_t tid = gt_lock_tid();
-    uint32_t free_word = 0;
-    if (__atomic_compare_exchange_n(word, &free_word, tid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
-    // Spin briefly first: holders keep the lock for a few hundred nanoseconds.
-    for (int spins = 0; spins < 100; spins++) {
-        gt_cpu_relax();
-        free_word = 0;
-        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0 &&
-            __atomic_compare_exchange_n(word, &free_word, tid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
-    }
+    if (gt_spin_acquire(word, gt_lock_tid())) return;
     // The kernel takes it for us (the word then holds our tid). EINTR and
     // EAGAIN (the owner is exiting) are retried.
     while (syscall(SYS_futex, word, FUTEX_LOCK_PI_PRIVATE, 0, NULL, NULL, 0) != 0) {}

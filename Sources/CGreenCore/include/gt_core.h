@@ -198,6 +198,19 @@ static inline void gt_cpu_relax(void) {
 #endif
 }
 
+/// Takes a lock word from 0 to `value`, spinning briefly (holders keep the
+/// core's locks for a few hundred nanoseconds). 1 when taken; 0 tells the
+/// caller to sleep on its futex. Shared by the kernel and park locks.
+static inline int gt_spin_acquire(uint32_t *word, uint32_t value) {
+    for (int spins = 0; spins <= 100; spins++) {
+        uint32_t free_word = 0;
+        if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(word, &free_word, value, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 1;
+        gt_cpu_relax();
+    }
+    return 0;
+}
+
 /// The current green thread's owner pointer (the Swift GreenThread), or
 /// NULL: read where no preemption can split it.
 void *gt_current_owner(void);
