@@ -202,6 +202,37 @@ let waitScenarios: [String: Scenario] = [
         }
         print("OK")
     },
+    "cancelled-joiners-leave-any-place": {
+        // Story (one worker; main at 31 directs): j (2) waits on a gate; six joiners q0..q5 (levels
+        // 5..10) join it one after another, so they are listed in that order. The first (q0), a middle
+        // one (q2) and the last (q5) are cancelled, each while blocked; the invariants hold. A
+        // seventh, q6, joins after them: it must be linked after the new last joiner (q4), not after
+        // the cancelled q5. The gate opens: q1, q3, q4 and q6 all return from join; a joiner left
+        // unlinked would never wake (the scenario times out).
+        try Kernel.run(oneWorker()) {
+            direct()
+            let gate = GreenSemaphore(value: 0, name: "gate")
+            let j = try spawnAt("j", 2) { gate.wait() }
+            var joiners: [JoinHandle<String>] = []
+            func addJoiner(_ i: Int) throws {
+                let h = try spawnAt("q\(i)", 5 + i) { () -> String in
+                    do { try j.join(); return "joined" } catch GreenThreadError.cancelled { return "cancelled" }
+                }
+                waitUntil("q\(i) joins j") { isBlocked(h, on: "join") }
+                joiners.append(h)
+            }
+            for i in 0..<6 { try addJoiner(i) }
+            for i in [0, 2, 5] { cancelWhileWaiting(joiners[i], on: "join") }
+            checkInvariants("joiner_cancels")
+            try addJoiner(6)
+            gate.signal()
+            var results: [String] = []
+            for h in joiners { results.append("\(h.thread.name)=\(try h.join())") }
+            print("joins=\(results.joined(separator: ","))")
+            checkInvariants("joins")
+        }
+        print("OK")
+    },
     "many-waiters-keep-priority-fifo-order": {
         // Story (one worker; main at 31 directs): `waiters` threads (3000) queue on one semaphore at
         // levels spread over 2-29 in a scrambled order of spawning; main waits on a gate that a bell at

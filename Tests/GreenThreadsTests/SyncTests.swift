@@ -107,6 +107,17 @@ extension GreenThreadsTests {
             #expect(r.value("invariants_after_all") == "ok", "\(r)")
         }
 
+        /// Joiners cancelled from the front, the middle and the end of a
+        /// thread's joiner list leave it, and a joiner that comes after them
+        /// is still woken (the intrusive JoinerList in GreenThread.swift).
+        @Test func cancelledJoinersLeaveTheListFromAnyPlace() throws {
+            let r = try Host.expectOK("cancelled-joiners-leave-any-place", timeout: .seconds(30))
+            #expect(r.value("joins") == "q0=cancelled,q1=joined,q2=cancelled,q3=joined,q4=joined,"
+                        + "q5=cancelled,q6=joined", "\(r)")
+            #expect(r.value("invariants_after_joiner_cancels") == "ok", "\(r)")
+            #expect(r.value("invariants_after_joins") == "ok", "\(r)")
+        }
+
         /// Thousands of waiters on one object: cancellations out of the middle
         /// of a level, raises to the back of another, then service in strict
         /// priority order, FIFO within a level (WaitQueue's per-level FIFOs).

@@ -109,6 +109,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var timerGeneration: UInt64 = 0
     /// Threads blocked in join() on this one.
     @exclusivity(unchecked) var joiners = JoinerList()
+    /// The next thread in the joiner list this thread is on (kernel lock):
+    /// a thread joins one thread at a time, so one link serves.
+    @exclusivity(unchecked) var nextJoiner: Unmanaged<GreenThread>?
 
     // --- synchronization kit (Sync/; added for GreenMutex and friends) ---
     /// This thread's entry in the wait queue of the sync object it is
@@ -459,38 +462,62 @@ extension Duration {
     }
 }
 
-/// The threads blocked in join() on one thread (kernel lock): the first in
-/// place, so a spawn allocates no joiner storage; more (rare) in an array.
-/// Unretained: a blocked joiner is kept alive by the kernel's registry.
+/// The threads blocked in join() on one thread (kernel lock), in order of
+/// arrival: an intrusive list through each joiner's `nextJoiner`, so
+/// joining never allocates under the kernel lock. Unretained: a blocked
+/// joiner is kept alive by the kernel's registry.
 struct JoinerList {
-    private var first: Unmanaged<GreenThread>?
-    private var more: [Unmanaged<GreenThread>] = []
+    private var head: Unmanaged<GreenThread>?
+    private var tail: Unmanaged<GreenThread>?
 
     mutating func append(_ thread: GreenThread) {
-        if first == nil { first = Unmanaged.passUnretained(thread) } else { more.append(Unmanaged.passUnretained(thread)) }
+        let ref = Unmanaged.passUnretained(thread)
+        thread.nextJoiner = nil
+        if let last = tail { last.takeUnretainedValue().nextJoiner = ref } else { head = ref }
+        tail = ref
     }
 
+    /// Takes `thread` off the list, if it is on it (a cancelled joiner;
+    /// rare, so a walk).
     mutating func remove(_ thread: GreenThread) {
-        if first?.toOpaque() == Unmanaged.passUnretained(thread).toOpaque() {
-            first = more.isEmpty ? nil : more.removeFirst()
-        } else {
-            more.removeAll { $0.toOpaque() == Unmanaged.passUnretained(thread).toOpaque() }
+        let target = Unmanaged.passUnretained(thread).toOpaque()
+        var previous: Unmanaged<GreenThread>?
+        var cursor = head
+        while let current = cursor {
+            let next = current.takeUnretainedValue().nextJoiner
+            if current.toOpaque() == target {
+                if let p = previous { p.takeUnretainedValue().nextJoiner = next } else { head = next }
+                if tail?.toOpaque() == target { tail = previous }
+                thread.nextJoiner = nil
+                return
+            }
+            previous = current
+            cursor = next
         }
     }
 
     /// Calls `body` on each joiner in order of arrival (SyncInvariants).
     func forEach(_ body: (GreenThread) -> Void) {
-        guard let head = first else { return }
-        body(head.takeUnretainedValue())
-        for t in more { body(t.takeUnretainedValue()) }
+        var cursor = head
+        while let current = cursor {
+            let thread = current.takeUnretainedValue()
+            cursor = thread.nextJoiner
+            body(thread)
+        }
     }
 
     /// Empties the list, calling `body` on each joiner in order of arrival.
+    /// Each link is read before `body` runs, since waking a joiner may let
+    /// it join again.
     mutating func removeAll(_ body: (GreenThread) -> Void) {
-        guard let head = first else { return }
-        first = nil
-        body(head.takeUnretainedValue())
-        for t in more { body(t.takeUnretainedValue()) }
-        more.removeAll()
+        var cursor = head
+        head = nil
+        tail = nil
+        while let current = cursor {
+            let thread = current.takeUnretainedValue()
+            cursor = thread.nextJoiner
+            thread.nextJoiner = nil
+            body(thread)
+        }
     }
 }
