@@ -8,6 +8,13 @@
 //                 spinner at once, not at the next tick).
 //   pthread:      SCHED_OTHER threads; a waker thread sleeps to the deadline
 //                 and signals a condition variable the measured thread waits on.
+//   SCHED_FIFO:   the machine's floor: an OS thread at the lowest real-time
+//                 priority sleeps to the deadline itself (clock_nanosleep) among
+//                 the same spinners. GreenThreads' monitor is such a thread, so
+//                 its wake-up cannot be more prompt than this; on a virtual
+//                 machine the floor's tail moves with the host (an interrupt to
+//                 a vCPU the host is not running waits for it), so the two are
+//                 measured side by side. Omitted where SCHED_FIFO is not permitted.
 //
 // CPU-mixed: N compute threads spin while M request threads each wake every
 // `period` (staggered), do ~50 us of work and record the time from the
@@ -72,14 +79,44 @@ enum WakeupLatencyBenchmark {
     static let group = "priority wake-up latency, spinners on every CPU,"
 
     static func run(rounds: Int, periodMicroseconds: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
-        var green = LatencyFigures(), pthread = LatencyFigures()
+        var green = LatencyFigures(), pthread = LatencyFigures(), floor = LatencyFigures()
         for rep in 0..<reps {
             progress("wake-up latency rep \(rep + 1)/\(reps)")
             green.add(try greenRun(rounds: rounds, periodNs: Int64(periodMicroseconds) * 1000))
             pthread.add(pthreadRun(rounds: rounds, periodNs: Int64(periodMicroseconds) * 1000))
+            if let h = fifoFloorRun(rounds: rounds, periodNs: Int64(periodMicroseconds) * 1000) { floor.add(h) }
         }
-        return green.rows(group, runtime: "GreenThreads .high over .low spinners", reference: true)
+        var rows = green.rows(group, runtime: "GreenThreads .high over .low spinners", reference: true)
             + pthread.rows(group, runtime: "pthread SCHED_OTHER, condvar", reference: false)
+        if floor.samples > 0 {
+            rows += floor.rows(group, runtime: "SCHED_FIFO OS thread, clock_nanosleep (the machine's floor)", reference: false)
+        }
+        return rows
+    }
+
+    /// The floor: a SCHED_FIFO thread sleeping to each deadline among the
+    /// same spinners; nil when real-time priority is not permitted.
+    static func fifoFloorRun(rounds: Int, periodNs: Int64) -> Histogram<UInt64>? {
+        let stop = StopFlag()
+        let cpus = PThread.allowedCPUs().count
+        let spinners = (0..<2 * cpus).map { _ in PThread.start { blackHole(spin(until: stop)) }! }
+        let result = ResultBox<Histogram<UInt64>>()  // stays nil without SCHED_FIFO
+        let sleeper = PThread.start {
+            var param = sched_param(sched_priority: 1)
+            guard pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0 else { return }
+            var h = latencyHistogram()
+            var deadline = monotonicNanoseconds() + periodNs
+            for _ in 0..<rounds {
+                sleepOSThread(until: deadline)
+                _ = h.record(UInt64(max(0, monotonicNanoseconds() - deadline)))
+                deadline += periodNs
+            }
+            result.value = h
+        }!
+        PThread.join(sleeper)
+        stop.set()
+        for s in spinners { PThread.join(s) }
+        return result.value
     }
 
     static func greenRun(rounds: Int, periodNs: Int64) throws -> Histogram<UInt64> {

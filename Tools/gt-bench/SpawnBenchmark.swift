@@ -8,7 +8,8 @@
 // malloc arena or thread-stack cache from an earlier repetition.
 //
 //   GreenThreads: children join a "gate" green thread that ends when the
-//                 gate opens (a real park: blocked threads cost no CPU).
+//                 gate opens (a real park: blocked threads cost no CPU); the
+//                 parent waits for the last check-in on a semaphore.
 //   pthread:      default attributes (8 MiB stacks), a condition-variable gate.
 //   Swift tasks:  withTaskGroup child tasks parked on checked continuations.
 import Foundation
@@ -118,7 +119,6 @@ enum SpawnBenchmark {
 
     private final class Gate: @unchecked Sendable {
         let alive = Atomic<Int>(0)
-        let open = Atomic<Bool>(false)
     }
 
     /// Join handles in storage allocated and touched before the RSS
@@ -140,26 +140,31 @@ enum SpawnBenchmark {
         let log = AddressLog(count: n)
         let handles = HandleTable(count: n)
         let gate = Gate()
+        // Parked, as the peers are (Go: WaitGroup and a channel; Boost and
+        // pthread: a condition variable): the last child to check in signals
+        // `allAlive`; the gate thread waits on `opening`. Polling with short
+        // sleeps instead would time the monitor's timer path (two monitor
+        // wake-ups per sleep), not spawning.
+        let allAlive = GreenSemaphore(value: 0, name: "all alive")
+        let opening = GreenSemaphore(value: 0, name: "gate")
         return try Kernel.run {
             ProcMemory.resetPeak()
             let baseline = ProcMemory.residentBytes
             let t0 = monotonicNanoseconds()
-            let gateThread = try GreenThread.spawn(name: "gate") {
-                while !gate.open.load(ordering: .acquiring) { GreenThread.sleep(for: .microseconds(50)) }
-            }
+            let gateThread = try GreenThread.spawn(name: "gate") { opening.wait() }
             for i in 0..<n {
                 (handles.slots + i).initialize(to: try GreenThread.spawn {
                     log.recordStackAddress(at: i)
-                    gate.alive.add(1, ordering: .releasing)
+                    if gate.alive.add(1, ordering: .acquiringAndReleasing).newValue == n { allAlive.signal() }
                     try gateThread.join()
                 })
             }
-            while gate.alive.load(ordering: .acquiring) < n { GreenThread.sleep(for: .microseconds(50)) }
+            allAlive.wait()
             let r0 = monotonicNanoseconds()
             let peak = ProcMemory.peakResidentBytes
             let stack = log.stackResidentBytes()
             let r1 = monotonicNanoseconds()
-            gate.open.store(true, ordering: .releasing)
+            opening.signal()
             for i in 0..<n { try handles.slots[i].join() }
             try gateThread.join()
             let t1 = monotonicNanoseconds()
