@@ -46,7 +46,7 @@ static uint32_t gt_park_lock_word;
 static gt_worker_state *gt_spares;       // park lock
 static int gt_spare_total;               // park lock
 static gt_worker_state *gt_returned;     // park lock
-static uint32_t *gt_monitor_word;        // set before any M starts
+static int gt_monitor_fd = -1;           // the monitor's eventfd; set before any M starts
 int gt_highest_ready_level = -1;
 // The CPUs a Machine may run on, restored after a hand-off pinned it.
 static cpu_set_t gt_usable_cpus;
@@ -72,11 +72,11 @@ static void gt_park_unlock(void) {
     }
 }
 
-void gt_park_setup(uint32_t *monitor_word) {
+void gt_park_setup(int monitor_event_fd) {
     gt_pin_handoffs = sched_getaffinity(0, sizeof gt_usable_cpus, &gt_usable_cpus) == 0 &&
                       CPU_COUNT(&gt_usable_cpus) > 1;
     gt_park_lock();
-    gt_monitor_word = monitor_word;
+    gt_monitor_fd = monitor_event_fd;
     gt_spares = NULL;
     gt_spare_total = 0;
     __atomic_store_n(&gt_returned, NULL, __ATOMIC_RELAXED);
@@ -90,8 +90,8 @@ static void gt_wake_word(uint32_t *word) {
 }
 
 static void gt_wake_monitor(void) {
-    uint32_t *m = gt_monitor_word;
-    if (m != NULL) gt_wake_word(m);
+    int fd = gt_monitor_fd;
+    if (fd >= 0) gt_monitor_wake(fd);
 }
 
 // Hand-offs stay on one CPU (BRIEF.md: a futex hand-off costs about 1 us

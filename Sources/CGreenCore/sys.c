@@ -107,7 +107,55 @@ uint64_t gt_tsc_frequency(void) {
 
 #include <pthread.h>
 #include <sched.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/timerfd.h>
+
+int gt_monitor_open(int *event_fd, int *timer_fd) {
+    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e < 0) return errno;
+    int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (t < 0) {
+        int error = errno;
+        close(e);
+        return error;
+    }
+    *event_fd = e;
+    *timer_fd = t;
+    return 0;
+}
+
+void gt_monitor_close(int event_fd, int timer_fd) {
+    close(event_fd);
+    close(timer_fd);
+}
+
+void gt_monitor_arm(int timer_fd, int64_t deadline_ns) {
+    // 0 would disarm the timer: a deadline at or before the epoch means "now".
+    if (deadline_ns < 1) deadline_ns = 1;
+    struct itimerspec when = {
+        .it_value = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000},
+    };
+    timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &when, NULL);
+}
+
+void gt_monitor_wake(int event_fd) {
+    uint64_t one = 1;
+    // Fails only when the counter would overflow: it is then already set.
+    ssize_t n = write(event_fd, &one, sizeof one);
+    (void)n;
+}
+
+uint64_t gt_monitor_wait(int event_fd, int timer_fd) {
+    struct pollfd fds[2] = {{.fd = event_fd, .events = POLLIN}, {.fd = timer_fd, .events = POLLIN}};
+    // A signal (EINTR) only makes the monitor look early.
+    (void)poll(fds, 2, -1);
+    uint64_t posted = 0;
+    ssize_t n = read(event_fd, &posted, sizeof posted);  // clears it; EAGAIN when unset
+    // The timer's expiry count is cleared by the next gt_monitor_arm.
+    return n == (ssize_t)sizeof posted ? posted : 0;
+}
 
 int gt_affinity_cpu_count(void) {
     cpu_set_t set;

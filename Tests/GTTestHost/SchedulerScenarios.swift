@@ -31,6 +31,35 @@ let schedulerScenarios: [String: Scenario] = [
         print("OK")
     },
 
+    "short-sleeps-wake-the-monitor-once": {
+        // A thread sleeps `count` times for 300 us while a spinner keeps the
+        // other processor busy (and a 2 s hand-off threshold keeps the
+        // monitor's own polling to a few passes). Each sleep's deadline is
+        // the earliest: the monitor must be up at the deadline, and only
+        // then (its timer is re-armed, not woken). Counted: the monitor's
+        // voluntary context switches, from /proc.
+        let count = intOption("count", 300)
+        var config = KernelConfiguration(workers: 2)
+        config.blockedHandoffAfter = .seconds(2)
+        let wakeups = try Kernel.run(config) { () -> Int in
+            let stop = Atomic<Bool>(false)
+            let spinner = try GreenThread.spawn(name: "spinner", priority: .low) {
+                while !stop.load(ordering: .relaxed) {}
+            }
+            GreenThread.sleep(for: .milliseconds(20))  // the spinner holds the other processor
+            let before = monitorSwitches()
+            for _ in 0..<count { GreenThread.sleep(for: .microseconds(300)) }
+            let after = monitorSwitches()
+            stop.store(true, ordering: .relaxed)
+            try spinner.join()
+            return after - before
+        }
+        print("sleeps=\(count)\nmonitor_wakeups=\(wakeups)")
+        check(wakeups >= count / 2, "the monitor slept through \(count) deadlines (\(wakeups) wake-ups)")
+        check(wakeups < count * 3 / 2, "\(wakeups) monitor wake-ups for \(count) sleeps")
+        print("OK")
+    },
+
     "scheduler-stress": {
         // Story: `threads` threads (pairs: a sender and a receiver on their
         // own rendezvous channel) at random priorities, on 2 workers with
@@ -109,3 +138,28 @@ let schedulerScenarios: [String: Scenario] = [
         print("OK")
     },
 ]
+
+/// Voluntary context switches of the kernel's monitor thread so far (each
+/// is one sleep of it), from /proc/self/task/*/status; -1 if not found.
+func monitorSwitches() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return -1 }
+    defer { closedir(dir) }
+    while let entry = readdir(dir) {
+        let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        guard tid.first?.isNumber == true,
+              readProcFile("/proc/self/task/\(tid)/comm")?.hasPrefix("gt-monitor") == true,
+              let status = readProcFile("/proc/self/task/\(tid)/status") else { continue }
+        for line in status.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches:") {
+            return Int(String(line.split(separator: ":")[1].filter(\.isNumber))) ?? -1
+        }
+    }
+    return -1
+}
+
+private func readProcFile(_ path: String) -> String? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = fread(&buffer, 1, buffer.count - 1, f)
+    return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

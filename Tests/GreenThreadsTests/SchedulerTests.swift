@@ -15,6 +15,15 @@ extension GreenThreadsTests {
             #expect((r.number("idle_wakeups") ?? 1e9) < 5_000, "\(r)")
         }
 
+        /// A sleep with the earliest deadline re-arms the monitor's timer
+        /// instead of waking it: one monitor wake-up per sleep (at its
+        /// deadline), where waking it to re-arm made two.
+        @Test func aShortSleepWakesTheMonitorOnce() throws {
+            let r = try Host.expectOK("short-sleeps-wake-the-monitor-once", timeout: .seconds(60))
+            let wakeups = r.number("monitor_wakeups") ?? 1e9
+            #expect(wakeups >= 150 && wakeups < 450, "\(r)")
+        }
+
         @Test func tenThousandThreadsOfMixedWorkAllFinishAndCountersAddUp() throws {
             let r = try Host.expectOK("scheduler-stress", timeout: .seconds(120))
             #expect(r.value("finished") == "10000", "\(r)")

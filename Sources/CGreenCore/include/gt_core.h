@@ -251,9 +251,29 @@ void gt_worker_timers_stop(gt_worker_state *w);
 // handler uses it.
 
 /// The kernel-wide part: the stack of spare Ms, the list of Ms that parked
-/// after losing their processor, and the monitor's futex word. One kernel
-/// runs at a time; `gt_park_setup` starts each.
-void gt_park_setup(uint32_t *monitor_word);
+/// after losing their processor, and the monitor's wake-up descriptor (an
+/// eventfd, see gt_monitor_open). One kernel runs at a time;
+/// `gt_park_setup` starts each.
+void gt_park_setup(int monitor_event_fd);
+
+// ---------------------------------------------------------------------------
+// The monitor's sleep (sys.c). It waits on two descriptors: an eventfd that
+// anyone (a signal handler included) writes to wake it now, and a timerfd
+// set to the earliest time it must look again. A thread that adds an
+// earlier deadline re-arms the timer instead of waking the monitor, so a
+// short sleep costs the monitor one wake-up (at the deadline), not two.
+
+/// Opens the pair (close-on-exec, non-blocking). 0, or an errno.
+int gt_monitor_open(int *event_fd, int *timer_fd);
+void gt_monitor_close(int event_fd, int timer_fd);
+/// Sets the timer to the CLOCK_MONOTONIC time `deadline_ns` (absolute);
+/// a time already past fires at once. Replaces any earlier setting.
+void gt_monitor_arm(int timer_fd, int64_t deadline_ns);
+/// Wakes the monitor now (async-signal-safe).
+void gt_monitor_wake(int event_fd);
+/// Sleeps until the eventfd is written or the timer fires (or a signal),
+/// then clears the eventfd. Returns the wake-ups posted since the last call.
+uint64_t gt_monitor_wait(int event_fd, int timer_fd);
 
 /// Parks the calling M with its current thread: gives its processor to a
 /// spare M (which requeues the thread), or, if the monitor already took the

@@ -114,7 +114,11 @@ public enum Kernel {
         let kernel = KernelCore(configuration: configuration)
         kernel.processors = (0..<configuration.workers).map { Processor(index: $0, kernel: kernel) }
         kernel.reserveSchedulerStorage()
-        gt_park_setup(kernel.monitorWord)
+        try kernel.openMonitorDescriptors()
+        gt_park_setup(kernel.monitorEventFD)
+        // After the last Machine is joined: a descriptor number kept past
+        // close could be the program's next file.
+        defer { gt_park_setup(-1) }
         KernelCore.running.withLock { $0 = kernel }
         defer { KernelCore.running.withLock { $0 = nil } }
         let completion = JoinCompletion<T>()

@@ -67,9 +67,16 @@ final class KernelCore: @unchecked Sendable {
     /// Per-kernel services with their own OS threads (IO/KernelServices.swift).
     @exclusivity(unchecked) var services: [ObjectIdentifier: any KernelService] = [:] // kernel lock
 
-    /// Futex word the monitor sleeps on; bumped when an earlier deadline
-    /// arrives or the kernel shuts down.
-    let monitorWord: UnsafeMutablePointer<UInt32>
+    /// The monitor sleeps on these two descriptors (gt_monitor_wait): an
+    /// eventfd written to wake it now (`wakeMonitor`, park.c), and a timerfd
+    /// armed for the earliest time it must look again. -1 until
+    /// `openMonitorDescriptors`.
+    private(set) var monitorEventFD: Int32 = -1
+    private(set) var monitorTimerFD: Int32 = -1
+    /// When the monitor's timer fires (CLOCK_MONOTONIC ns; kernel lock). A
+    /// thread that adds an earlier deadline re-arms the timer instead of
+    /// waking the monitor (`monitorMustLook`).
+    @exclusivity(unchecked) var monitorAlarmAt: Int64 = .max
     /// Futex word the keeper sleeps on (Monitor.swift).
     let keeperWord: UnsafeMutablePointer<UInt32>
     /// Spare Machines the monitor asked the keeper to start (kernel lock).
@@ -87,15 +94,22 @@ final class KernelCore: @unchecked Sendable {
 
     init(configuration: KernelConfiguration) {
         self.configuration = configuration
-        monitorWord = .allocate(capacity: 1)
-        monitorWord.initialize(to: 0)
         keeperWord = .allocate(capacity: 1)
         keeperWord.initialize(to: 0)
     }
 
     deinit {
-        monitorWord.deallocate()
+        if monitorEventFD >= 0 { gt_monitor_close(monitorEventFD, monitorTimerFD) }
         keeperWord.deallocate()
+    }
+
+    /// Opens the monitor's eventfd and timerfd, before any thread starts.
+    func openMonitorDescriptors() throws {
+        var event: Int32 = -1, timer: Int32 = -1
+        let error = gt_monitor_open(&event, &timer)
+        guard error == 0 else { throw KernelError.system(call: "eventfd/timerfd_create", errno: error) }
+        monitorEventFD = event
+        monitorTimerFD = timer
     }
 
     /// The kernel lock's holder never allocates on the scheduler's paths:
@@ -225,8 +239,16 @@ final class KernelCore: @unchecked Sendable {
     }
 
     func wakeMonitor() {
-        _ = gt_atomic_fetch_add_u32(monitorWord, 1)
-        _ = gt_sys_futex_wake(monitorWord, 1)
+        gt_monitor_wake(monitorEventFD)
+    }
+
+    /// The monitor must look by `deadline` (a new earliest timer): brings its
+    /// alarm forward if it would fire later; no wake-up now. Kernel lock held
+    /// (the monitor sets its alarm under the lock before it sleeps).
+    func monitorMustLook(by deadline: Int64) {
+        guard deadline < monitorAlarmAt else { return }
+        monitorAlarmAt = deadline
+        gt_monitor_arm(monitorTimerFD, deadline)
     }
 
     /// Called by a worker about to idle: if every worker is idle, no thread

@@ -60,9 +60,12 @@ extension KernelCore {
             // threshold; an all-idle kernel sleeps until it has work.
             if busy { untilNext = min(untilNext, max(threshold / 2, 100_000)) }
             monitorSleepsLong = !busy
-            let seq = gt_atomic_load_u32(monitorWord)
+            // Set under the lock: a deadline added from here on either sees
+            // this alarm and brings it forward, or was seen above.
+            monitorAlarmAt = now + untilNext
+            gt_monitor_arm(monitorTimerFD, monitorAlarmAt)
             lock.unlock()
-            _ = gt_sys_futex_wait(monitorWord, seq, untilNext)
+            _ = gt_monitor_wait(monitorEventFD, monitorTimerFD)
             lock.lock()
         }
         lock.unlock()

@@ -371,7 +371,7 @@ extension KernelCore {
         if let deadline {
             current.timerGeneration &+= 1
             if timers.insert(deadline: deadline, generation: current.timerGeneration, thread: current) {
-                wakeMonitor()  // a new earliest deadline
+                monitorMustLook(by: deadline)  // a new earliest deadline
             }
         }
         // One time-stamp for both: the wait's start and the switch.
