@@ -4,7 +4,11 @@
 // figure is the process's CPU time for the fixed work (wall time is shown in
 // the notes; CPU time does not grow while other processes hold our CPUs).
 // Repetitions interleave the three configurations, so drift in the
-// machine's speed hits all of them alike.
+// machine's speed hits all of them alike, and alternate their order (off
+// first, then last), so a steady drift does not favour either end. There
+// are three times `reps` of them: on this machine one pair of 2-second runs
+// differs by up to 3-5% with no preemption at all, and the target is 1%, so
+// the median needs more pairs than the other figures.
 import GreenThreads
 import Glibc
 
@@ -28,10 +32,12 @@ enum PreemptionBenchmark {
         ]
         var runs = [[Run]](repeating: [], count: configs.count)
         _ = try once(configs[0].1, threads: threads, steps: steps / 10)  // warm-up
-        for rep in 0..<reps {
-            progress("preemption rep \(rep + 1)/\(reps)")
-            for (i, config) in configs.enumerated() {
-                runs[i].append(try once(config.1, threads: threads, steps: steps))
+        let rounds = 3 * reps
+        for round in 0..<rounds {
+            progress("preemption rep \(round + 1)/\(rounds)")
+            let order = round % 2 == 0 ? Array(configs.indices) : configs.indices.reversed()
+            for i in order {
+                runs[i].append(try once(configs[i].1, threads: threads, steps: steps))
             }
         }
         return configs.indices.map { i in
