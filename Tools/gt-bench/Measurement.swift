@@ -88,6 +88,16 @@ struct Row: Codable, Sendable {
 /// CPU time of the whole process (all its threads), user plus system, in
 /// nanoseconds. Unlike wall time it does not grow while the machine's other
 /// work keeps our threads off the CPU.
+/// Lets the previous run wind down before a nanosecond-scale figure is
+/// timed: the Swift-task runs leave Dispatch's worker threads busy for a
+/// while after they return. Measured on the green yield (1 worker): 58-78 ns
+/// straight after the pthread and Swift-task runs of the same repetition,
+/// 38-41 ns after a 300 ms pause or with those runs left out. The peers run
+/// in processes of their own, alone, so every runtime gets the same quiet start.
+func settle() {
+    usleep(200_000)
+}
+
 func processCPUNanoseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)

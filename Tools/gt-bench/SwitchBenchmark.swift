@@ -20,10 +20,15 @@ enum SwitchBenchmark {
         let osRounds = max(1000, rounds / 20)
         for rep in 0..<reps {
             progress("switch rep \(rep + 1)/\(reps)")
+            settle()
             green.append(try greenYield(rounds: rounds))
+            settle()
             pyield.append(pthreadYield(rounds: osRounds, cpu: cpus[0]))
+            settle()
             condOne.append(pthreadCondvar(rounds: osRounds, cpus: [cpus[0]]))
+            settle()
             if cpus.count > 1 { condTwo.append(pthreadCondvar(rounds: osRounds, cpus: Array(cpus.prefix(2)), split: true)) }
+            settle()
             tasks.append(taskYield(rounds: rounds))
         }
         var rows = [

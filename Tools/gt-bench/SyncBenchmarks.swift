@@ -27,11 +27,17 @@ enum SyncBenchmarks {
         _ = try greenUncontended(iterations / 10)  // warm-up
         for rep in 0..<reps {
             progress("mutex rep \(rep + 1)/\(reps)")
+            settle()
             gu.append(try greenUncontended(iterations))
+            settle()
             pu.append(pthreadUncontended(iterations))
+            settle()
             su.append(swiftMutexUncontended(iterations))
+            settle()
             gc.append(try greenContended(iterations / 4))
+            settle()
             pc.append(pthreadContended(iterations / 4))
+            settle()
             sc.append(swiftMutexContended(iterations / 4))
         }
         let workers = KernelConfiguration.usableCPUs
@@ -50,7 +56,9 @@ enum SyncBenchmarks {
         var green: [Double] = [], stream: [Double] = []
         for rep in 0..<reps {
             progress("channel rep \(rep + 1)/\(reps)")
+            settle()
             green.append(try greenChannelPingPong(rounds))
+            settle()
             stream.append(asyncStreamPingPong(max(1000, rounds / 10)))
         }
         return [
