@@ -233,7 +233,15 @@ final class KernelCore: @unchecked Sendable {
         shuttingDown = true
         stopRequested.store(true, ordering: .relaxed)
         while let p = idleProcessors.popLast() { wake(p) }
-        for m in machines where m.state != nil { gt_park_wake(m.state) }
+        // `state` is read once: a Machine that is leaving clears it in
+        // `detach` without the kernel lock, so a second read may be nil,
+        // and gt_park_wake(nil) dereferences it (seen once under load in
+        // the --static-swift-stdlib run of the foreign-lock scenario). A
+        // Machine still listed has not been joined, so the state its first
+        // read names is still mapped.
+        for m in machines {
+            if let ms = m.state { gt_park_wake(ms) }
+        }
         wakeMonitor()
         wakeKeeper()
     }

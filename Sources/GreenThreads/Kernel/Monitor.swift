@@ -210,10 +210,12 @@ extension KernelCore {
             // Retire the extras: they wake, leave the pool and exit.
             var extra = spares - 2 * target
             // Never the caller of Kernel.run: it returns only at shutdown.
-            for m in machines where extra > 0 && m.osThread != nil && m.state != nil && m.processor == nil
+            for m in machines where extra > 0 && m.osThread != nil && m.processor == nil
                 && m.current == nil && !m.retiring {
+                // One read: see KernelCore.beginShutdown.
+                guard let ms = m.state else { continue }
                 m.retiring = true
-                gt_park_wake(m.state)
+                gt_park_wake(ms)
                 extra -= 1
             }
         }
