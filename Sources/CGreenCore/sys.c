@@ -147,14 +147,15 @@ void gt_monitor_wake(int event_fd) {
     (void)n;
 }
 
-uint64_t gt_monitor_wait(int event_fd, int timer_fd) {
+void gt_monitor_wait(int event_fd, int timer_fd) {
     struct pollfd fds[2] = {{.fd = event_fd, .events = POLLIN}, {.fd = timer_fd, .events = POLLIN}};
     // A signal (EINTR) only makes the monitor look early.
-    (void)poll(fds, 2, -1);
-    uint64_t posted = 0;
-    ssize_t n = read(event_fd, &posted, sizeof posted);  // clears it; EAGAIN when unset
+    if (poll(fds, 2, -1) > 0 && (fds[0].revents & POLLIN)) {
+        uint64_t posted;
+        ssize_t n = read(event_fd, &posted, sizeof posted);  // clears it
+        (void)n;
+    }
     // The timer's expiry count is cleared by the next gt_monitor_arm.
-    return n == (ssize_t)sizeof posted ? posted : 0;
 }
 
 int gt_affinity_cpu_count(void) {

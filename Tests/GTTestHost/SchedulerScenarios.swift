@@ -140,26 +140,9 @@ let schedulerScenarios: [String: Scenario] = [
 ]
 
 /// Voluntary context switches of the kernel's monitor thread so far (each
-/// is one sleep of it), from /proc/self/task/*/status; -1 if not found.
+/// is one sleep of it), from /proc; -1 if not found.
 func monitorSwitches() -> Int {
-    guard let dir = opendir("/proc/self/task") else { return -1 }
-    defer { closedir(dir) }
-    while let entry = readdir(dir) {
-        let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        guard tid.first?.isNumber == true,
-              readProcFile("/proc/self/task/\(tid)/comm")?.hasPrefix("gt-monitor") == true,
-              let status = readProcFile("/proc/self/task/\(tid)/status") else { continue }
-        for line in status.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches:") {
-            return Int(String(line.split(separator: ":")[1].filter(\.isNumber))) ?? -1
-        }
-    }
-    return -1
-}
-
-private func readProcFile(_ path: String) -> String? {
-    guard let f = fopen(path, "r") else { return nil }
-    defer { fclose(f) }
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = fread(&buffer, 1, buffer.count - 1, f)
-    return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard let tid = threadIDs(named: "gt-monitor").first,
+          let line = readText("/proc/self/task/\(tid)/status", line: "voluntary_ctxt_switches:") else { return -1 }
+    return Int(String(line.split(separator: ":")[1].filter(\.isNumber))) ?? -1
 }

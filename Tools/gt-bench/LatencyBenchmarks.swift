@@ -53,6 +53,18 @@ final class StopFlag: Sendable {
     return x
 }
 
+/// Runs `body` while `count` OS threads spin on call-free work; they stop
+/// and are joined when it returns.
+func whileOSThreadsSpin<T>(_ count: Int, _ body: () -> T) -> T {
+    let stop = StopFlag()
+    let spinners = (0..<count).map { _ in PThread.start { blackHole(spin(until: stop)) }! }
+    defer {
+        stop.set()
+        for s in spinners { PThread.join(s) }
+    }
+    return body()
+}
+
 /// Per-repetition percentiles, collected into p50/p99/max rows.
 struct LatencyFigures {
     var p50: [Double] = [], p99: [Double] = [], max: [Double] = []
@@ -97,26 +109,23 @@ enum WakeupLatencyBenchmark {
     /// The floor: a SCHED_FIFO thread sleeping to each deadline among the
     /// same spinners; nil when real-time priority is not permitted.
     static func fifoFloorRun(rounds: Int, periodNs: Int64) -> Histogram<UInt64>? {
-        let stop = StopFlag()
-        let cpus = PThread.allowedCPUs().count
-        let spinners = (0..<2 * cpus).map { _ in PThread.start { blackHole(spin(until: stop)) }! }
-        let result = ResultBox<Histogram<UInt64>>()  // stays nil without SCHED_FIFO
-        let sleeper = PThread.start {
-            var param = sched_param(sched_priority: 1)
-            guard pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0 else { return }
-            var h = latencyHistogram()
-            var deadline = monotonicNanoseconds() + periodNs
-            for _ in 0..<rounds {
-                sleepOSThread(until: deadline)
-                _ = h.record(UInt64(max(0, monotonicNanoseconds() - deadline)))
-                deadline += periodNs
-            }
-            result.value = h
-        }!
-        PThread.join(sleeper)
-        stop.set()
-        for s in spinners { PThread.join(s) }
-        return result.value
+        whileOSThreadsSpin(2 * PThread.allowedCPUs().count) {
+            let result = ResultBox<Histogram<UInt64>>()  // stays nil without SCHED_FIFO
+            let sleeper = PThread.start {
+                var param = sched_param(sched_priority: 1)
+                guard pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0 else { return }
+                var h = latencyHistogram()
+                var deadline = monotonicNanoseconds() + periodNs
+                for _ in 0..<rounds {
+                    sleepOSThread(until: deadline)
+                    _ = h.record(UInt64(max(0, monotonicNanoseconds() - deadline)))
+                    deadline += periodNs
+                }
+                result.value = h
+            }!
+            PThread.join(sleeper)
+            return result.value
+        }
     }
 
     static func greenRun(rounds: Int, periodNs: Int64) throws -> Histogram<UInt64> {
@@ -151,9 +160,12 @@ enum WakeupLatencyBenchmark {
     }
 
     static func pthreadRun(rounds: Int, periodNs: Int64) -> Histogram<UInt64> {
-        let stop = StopFlag()
-        let cpus = PThread.allowedCPUs().count
-        let spinners = (0..<2 * cpus).map { _ in PThread.start { blackHole(spin(until: stop)) }! }
+        whileOSThreadsSpin(2 * PThread.allowedCPUs().count) { condvarWakeups(rounds: rounds, periodNs: periodNs) }
+    }
+
+    /// A waker sleeps to each deadline and signals a condition variable the
+    /// measured thread waits on.
+    private static func condvarWakeups(rounds: Int, periodNs: Int64) -> Histogram<UInt64> {
         let wake = Wake()
         let result = ResultBox<Histogram<UInt64>>()
         let waiter = PThread.start {
@@ -184,8 +196,6 @@ enum WakeupLatencyBenchmark {
             wake.cond.signal()
         }
         PThread.join(waiter)
-        stop.set()
-        for s in spinners { PThread.join(s) }
         return result.value!
     }
 }
@@ -255,25 +265,24 @@ enum MixedWorkloadBenchmark {
     }
 
     static func pthreadRun(_ shape: Shape) -> Histogram<UInt64> {
-        let stop = StopFlag()
-        let compute = (0..<shape.computeThreads).map { _ in PThread.start { blackHole(spin(until: stop)) }! }
-        let start = monotonicNanoseconds() + 5_000_000
-        let results = (0..<shape.requestThreads).map { _ in ResultBox<Histogram<UInt64>>() }
-        let requests = (0..<shape.requestThreads).map { j in
-            PThread.start {
-                var h = latencyHistogram()
-                for k in 0..<shape.rounds {
-                    let due = arrival(start, shape, thread: j, round: k)
-                    sleepOSThread(until: due)
-                    blackHole(burn(shape.workSteps, seed: UInt64(k)))
-                    _ = h.record(UInt64(max(0, monotonicNanoseconds() - due)))
-                }
-                results[j].value = h
-            }!
+        let results = whileOSThreadsSpin(shape.computeThreads) { () -> [ResultBox<Histogram<UInt64>>] in
+            let start = monotonicNanoseconds() + 5_000_000
+            let results = (0..<shape.requestThreads).map { _ in ResultBox<Histogram<UInt64>>() }
+            let requests = (0..<shape.requestThreads).map { j in
+                PThread.start {
+                    var h = latencyHistogram()
+                    for k in 0..<shape.rounds {
+                        let due = arrival(start, shape, thread: j, round: k)
+                        sleepOSThread(until: due)
+                        blackHole(burn(shape.workSteps, seed: UInt64(k)))
+                        _ = h.record(UInt64(max(0, monotonicNanoseconds() - due)))
+                    }
+                    results[j].value = h
+                }!
+            }
+            for r in requests { PThread.join(r) }
+            return results
         }
-        for r in requests { PThread.join(r) }
-        stop.set()
-        for c in compute { PThread.join(c) }
         var total = latencyHistogram()
         for r in results { total.add(r.value!) }
         return total

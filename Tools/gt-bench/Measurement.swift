@@ -85,9 +85,6 @@ struct Row: Codable, Sendable {
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
-/// CPU time of the whole process (all its threads), user plus system, in
-/// nanoseconds. Unlike wall time it does not grow while the machine's other
-/// work keeps our threads off the CPU.
 /// Lets the previous run wind down before a nanosecond-scale figure is
 /// timed: the Swift-task runs leave Dispatch's worker threads busy for a
 /// while after they return. Measured on the green yield (1 worker): 58-78 ns
@@ -98,6 +95,9 @@ func settle() {
     usleep(200_000)
 }
 
+/// CPU time of the whole process (all its threads), user plus system, in
+/// nanoseconds. Unlike wall time it does not grow while the machine's other
+/// work keeps our threads off the CPU.
 func processCPUNanoseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)

@@ -272,8 +272,8 @@ void gt_monitor_arm(int timer_fd, int64_t deadline_ns);
 /// Wakes the monitor now (async-signal-safe).
 void gt_monitor_wake(int event_fd);
 /// Sleeps until the eventfd is written or the timer fires (or a signal),
-/// then clears the eventfd. Returns the wake-ups posted since the last call.
-uint64_t gt_monitor_wait(int event_fd, int timer_fd);
+/// then clears the eventfd if it was written.
+void gt_monitor_wait(int event_fd, int timer_fd);
 
 /// Parks the calling M with its current thread: gives its processor to a
 /// spare M (which requeues the thread), or, if the monitor already took the

@@ -65,7 +65,7 @@ extension KernelCore {
             monitorAlarmAt = now + untilNext
             gt_monitor_arm(monitorTimerFD, monitorAlarmAt)
             lock.unlock()
-            _ = gt_monitor_wait(monitorEventFD, monitorTimerFD)
+            gt_monitor_wait(monitorEventFD, monitorTimerFD)
             lock.lock()
         }
         lock.unlock()
