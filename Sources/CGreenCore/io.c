@@ -27,10 +27,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static inline gt_sysresult gt_io_result(long value) {
@@ -111,9 +114,14 @@ gt_sysresult gt_io_epoll_ctl(int epfd, int op, int fd, uint32_t events, int edge
 }
 
 gt_sysresult gt_io_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms) {
+    return gt_io_epoll_pwait(epfd, events, data, capacity, timeout_ms, NULL);
+}
+
+gt_sysresult gt_io_epoll_pwait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms,
+                               const sigset_t *mask) {
     struct epoll_event buffer[256];
     if (capacity > 256) capacity = 256;
-    int n = epoll_wait(epfd, buffer, capacity, timeout_ms);
+    int n = epoll_pwait(epfd, buffer, capacity, timeout_ms, mask);
     if (n < 0) {
         if (errno == EINTR) { gt_sysresult r = {0, 0}; return r; }
         return gt_io_result(n);
@@ -124,6 +132,26 @@ gt_sysresult gt_io_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int ca
     }
     gt_sysresult r = {n, 0};
     return r;
+}
+
+// The idle processor's wait (IO/Netpoller.swift, "An idle processor waits
+// here"): SIGVTALRM, the wake-up sent by tgkill, is blocked from before the
+// kernel lock is released until epoll_pwait unblocks it atomically, so a
+// wake-up sent in between stays pending and ends the wait at once: none is
+// lost. The handler ignores a SIGVTALRM that is not a timer tick in a
+// Machine's scheduling context, which is where the idle processor waits.
+void gt_io_idle_wait_begin(sigset_t *wait_mask) {
+    sigset_t preemption;
+    sigemptyset(&preemption);
+    sigaddset(&preemption, SIGVTALRM);
+    pthread_sigmask(SIG_BLOCK, &preemption, wait_mask);
+    sigdelset(wait_mask, SIGVTALRM);
+}
+
+void gt_io_idle_wait_end(const sigset_t *wait_mask) { pthread_sigmask(SIG_SETMASK, wait_mask, NULL); }
+
+void gt_io_idle_wait_interrupt(int tid) {
+    if (tid > 0) syscall(SYS_tgkill, getpid(), tid, SIGVTALRM);
 }
 
 gt_sysresult gt_io_eventfd_create(void) { return gt_io_result(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }

@@ -19,6 +19,10 @@
 //   2. the thread is inside GreenThread.withoutPreemption (`no_preempt > 0`).
 // Otherwise it stays pending and is honoured when the section ends
 // (gt_exit_critical / gt_no_preempt_exit return 1; gt_park_pending).
+//
+// The same signal, sent with tgkill, also asks for a running thread's stack
+// trace and ends an idle processor's epoll_pwait (io.c); in a Machine's
+// scheduling context (no current thread) the handler does nothing else.
 #include "gt_core.h"
 #include <errno.h>
 #include <stdatomic.h>

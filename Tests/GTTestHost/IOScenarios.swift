@@ -29,6 +29,15 @@
 //                    the reader with it) for good: GreenIO writes at most
 //                    PIPE_BUF per call in blocking mode.
 // io-sleep-until     absolute deadlines, past ones included.
+// io-idle-processor-in-epoll  with the netpoller started, an idle processor
+//                    waits in epoll_pwait itself (seen in /proc wchan, from
+//                    a pool thread while every green thread is parked), and
+//                    every kind of wake-up still reaches it there: 200
+//                    timers, 100 blocking-pool completions (woken from
+//                    another OS thread), 100 pipe bytes (readiness), and on
+//                    2 workers, spawns from the busy processor. A wake-up
+//                    lost in epoll leaves its thread parked for good: the
+//                    scenario times out.
 // io-outside-kernel  the same calls on plain OS threads, no kernel.
 // io-eintr-table     each blocking call hit by SIGUSR1 (no SA_RESTART) while
 //                    it waits, on a plain thread and on the netpoller thread.
@@ -527,6 +536,67 @@ let ioScenarios: [String: Scenario] = [
         let outside = ContinuousClock.now + .milliseconds(30)
         GreenThread.sleep(until: outside)
         check(ContinuousClock.now >= outside, "sleep(until:) outside a kernel woke early")
+        print("OK")
+    },
+
+    "io-idle-processor-in-epoll": {
+        let workers = intOption("workers", 1)
+        try Kernel.run(KernelConfiguration(workers: workers)) {
+            var fds: [Int32] = [0, 0]
+            check(gt_io_pipe(&fds, 1).value == 0, "pipe2 failed")
+            let (readEnd, writeEnd) = (fds[0], fds[1])
+            let bytesRead = Counter()
+            let reader = try GreenThread.spawn(name: "pipe-reader") {
+                var byte: UInt8 = 0
+                while bytesRead.count < 100 {  // parks on the empty pipe between bytes
+                    let n = try withUnsafeMutableBytes(of: &byte) { try GreenIO.read(readEnd, into: $0) }
+                    bytesRead.add(n)
+                }
+            }
+            GreenThread.sleep(for: .milliseconds(20))  // the reader registers the pipe: the netpoller runs
+            // Every green thread parks now (this one on the pool, the reader
+            // on the pipe): the processor goes idle and must wait in epoll.
+            let inEpoll = try GreenThread.blocking { () -> Int in
+                usleep(100_000)
+                return threadIDs(named: "").filter { tid in
+                    let comm = readText("/proc/self/task/\(tid)/comm") ?? ""
+                    let wchan = readText("/proc/self/task/\(tid)/wchan") ?? ""
+                    return !comm.hasPrefix("gt-netpoller") && wchan.contains("epoll")
+                }.count
+            }
+            print("machines_in_epoll=\(inEpoll)")
+            check(inEpoll >= 1, "no idle processor waited in epoll (the netpoller thread does not count)")
+
+            let t0 = gt_clock_monotonic_ns()
+            for _ in 0..<200 { GreenThread.sleep(for: .milliseconds(1)) }  // the monitor's makeReady
+            print("timer_wakeups=200 ms=\(Int(msSince(t0)))")
+            for i in 0..<100 {  // makeReady from a pool thread
+                let back = try GreenThread.blocking { i * 2 }
+                check(back == i * 2, "blocking call \(i) returned \(back)")
+            }
+            print("pool_wakeups=100")
+            for _ in 0..<100 {  // readiness, written from another OS thread
+                var one: UInt8 = 1
+                try GreenThread.blocking { _ = write(writeEnd, &one, 1) }
+                GreenThread.sleep(for: .microseconds(200))
+            }
+            try reader.join()
+            print("pipe_bytes=\(bytesRead.count)")
+            if workers > 1 {
+                // One processor spawns while the other waits in epoll: each
+                // spawn's makeReady must interrupt it or leave the thread to
+                // the spawner.
+                let ran = Counter()
+                for _ in 0..<200 {
+                    let h = try GreenThread.spawn { ran.add() }
+                    GreenThread.sleep(for: .microseconds(300))
+                    try h.join()
+                }
+                print("spawned=\(ran.count)")
+            }
+            close(readEnd)
+            close(writeEnd)
+        }
         print("OK")
     },
 

@@ -59,6 +59,19 @@ extension GreenThreadsTests {
             try Host.expectOK("io-sleep-until", timeout: .seconds(30))
         }
 
+        /// With I/O in use an idle processor waits in epoll_pwait, and
+        /// timers, pool completions, readiness and spawns all reach it
+        /// there. Without the wake-up of a processor in epoll (its
+        /// SIGVTALRM) the first timer never fires: the test times out.
+        @Test(arguments: [1, 2])
+        func anIdleProcessorWaitsInEpollAndEveryWakeUpReachesIt(workers: Int) throws {
+            let r = try Host.expectOK("io-idle-processor-in-epoll", ["--workers", "\(workers)"],
+                                      timeout: .seconds(60))
+            #expect((r.number("machines_in_epoll") ?? 0) >= 1, "\(r)")
+            #expect(r.value("pipe_bytes") == "100", "\(r)")
+            if workers > 1 { #expect(r.value("spawned") == "200", "\(r)") }
+        }
+
         @Test func outsideAKernelTheCallsBlockTheCallingOSThread() throws {
             try Host.expectOK("io-outside-kernel", timeout: .seconds(30))
         }

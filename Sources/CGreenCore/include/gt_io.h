@@ -5,6 +5,7 @@
 #ifndef GT_IO_H
 #define GT_IO_H
 #include "gt_core.h"
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -51,6 +52,19 @@ gt_sysresult gt_io_epoll_ctl(int epfd, int op, int fd, uint32_t events, int edge
 /// which Swift cannot import). value = count. EINTR: value 0, no error (the
 /// caller's loop waits again, with its own idea of the time left).
 gt_sysresult gt_io_epoll_wait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms);
+/// epoll_pwait(2): gt_io_epoll_wait with `mask` as the signal mask during
+/// the wait (NULL: the thread's own).
+gt_sysresult gt_io_epoll_pwait(int epfd, uint32_t *events, uint64_t *data, int capacity, int timeout_ms,
+                               const sigset_t *mask);
+/// An idle processor's Machine about to wait in epoll (Netpoller.swift):
+/// blocks SIGVTALRM and stores in `wait_mask` the mask to wait with (the
+/// previous one, SIGVTALRM unblocked).
+void gt_io_idle_wait_begin(sigset_t *wait_mask);
+/// Restores the mask `gt_io_idle_wait_begin` saved.
+void gt_io_idle_wait_end(const sigset_t *wait_mask);
+/// Ends the epoll_pwait of the Machine with kernel thread id `tid` (a
+/// SIGVTALRM, which the handler ignores there).
+void gt_io_idle_wait_interrupt(int tid);
 /// A non-blocking, close-on-exec eventfd.
 gt_sysresult gt_io_eventfd_create(void);
 /// Adds 1 to an eventfd (wakes an epoll_wait that watches it).

@@ -15,6 +15,22 @@ protocol KernelService: AnyObject {
     func stop()
 }
 
+/// A service an idle processor may wait in instead of its futex (the
+/// netpoller: the processor then waits in epoll_wait and runs the threads
+/// that readiness wakes without a hand-over between OS threads). The
+/// scheduler registers none itself; a service sets `KernelCore.idleWait`
+/// under the kernel lock when it starts and clears it when it stops.
+protocol IdleWait: AnyObject {
+    /// Waits on behalf of idle processor `p`, held by the calling Machine
+    /// (`state`), until `p` is woken or the kernel shuts down. Returns false
+    /// at once, without waiting, if another processor waits here already.
+    /// Kernel lock held on entry and on return.
+    func waitWhileIdle(_ p: Processor, state: UnsafeMutablePointer<gt_worker_state>) -> Bool
+    /// Ends the wait of `p` if it waits here (true); false when it does not,
+    /// and the caller wakes its futex as usual. Kernel lock held.
+    func interrupt(_ p: Processor) -> Bool
+}
+
 extension KernelCore {
     /// The kernel's service of type `S`, created by `make` on first use.
     /// Kernel lock held (`make` runs under it: it must not block on green

@@ -28,16 +28,27 @@
 //   which then fail with EBADF (GreenIOError.isClosed): never a hang.
 // - Idle: the poller thread sleeps in epoll_wait with no timeout (no CPU);
 //   `stop` writes to an eventfd registered in the same epoll set.
+// - An idle processor waits here too (Go's design; `IdleWait`): one idle
+//   processor at a time waits in epoll_pwait on the same set instead of its
+//   futex, and delivers what it gets itself, so a request-reply connection
+//   is served by one OS thread with no hand-over. Linux wakes one epoll
+//   waiter per event, the one that began waiting last (checked on this
+//   kernel: 2,000 of 2,000 wake-ups went to the later of two waiters), and
+//   the poller thread has usually waited longer, so the idle processor gets
+//   the events whenever it waits. The poller thread stays for the time when
+//   every processor is busy: readiness then still wakes a thread at once,
+//   and `makeReady` preempts a lower-priority one (priorities across I/O).
+//   Nothing is handed between the two (a role hand-over was measured slower,
+//   docs/io.md). The idle processor's wake-up (`interrupt`) is a SIGVTALRM
+//   sent to its Machine, blocked from before the kernel lock is released to
+//   the atomic unblock of epoll_pwait, so none is lost (io.c); an eventfd in
+//   the shared set could wake the poller thread instead.
+//   Timers stay with the monitor (one timerfd for the kernel): its wake-up
+//   of a sleeper reaches an idle processor here through `interrupt`.
 //
-// The later integration (issue 12: an idle processor waits in epoll_wait
-// itself, with its next timer deadline as the timeout) is local: `poll(timeoutMs:)`
-// below is the whole event step (one epoll_wait, then wake-ups under the
-// lock); the idle path will call it instead of this file's thread doing it,
-// and the eventfd becomes the cross-processor wake-up. Nothing else here
-// changes (docs/io.md).
-//
-// Lock order: kernel lock only. The poller thread takes it once per batch
-// of events (up to `eventBatch`), never while in epoll_wait.
+// Lock order: kernel lock only. The poller thread and the idle processor
+// take it once per batch of events (up to `eventBatch`), never while in
+// epoll_wait.
 import CGreenCore
 import Glibc
 
@@ -80,7 +91,7 @@ final class PollDescriptor: WaitTarget {
     var epollData: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd)) }
 }
 
-final class Netpoller: KernelService {
+final class Netpoller: KernelService, IdleWait {
     /// Events taken per epoll_wait: one lock acquisition serves this many
     /// wake-ups (256 fills a few pages of stack in io.c's buffer; bursts
     /// beyond it are served by the next call without a sleep).
@@ -95,11 +106,20 @@ final class Netpoller: KernelService {
     @exclusivity(unchecked) private var table: [PollDescriptor?] = []
     @exclusivity(unchecked) private var nextGeneration: UInt32 = 1   // kernel lock
     private var thread: OSThread?
-    /// Event buffers of `poll`, allocated once: only the polling thread
-    /// touches them (one at a time: the poller thread now, an idle
-    /// processor later).
+    /// Event buffers of `poll`, allocated once: only the poller thread
+    /// touches them.
     private let eventBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
     private let eventData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
+    /// The idle processor waiting here, and its Machine's state (kernel lock).
+    @exclusivity(unchecked) unowned(unsafe) private var idleWaiter: Processor?
+    @exclusivity(unchecked) private var idleWaiterState: UnsafeMutablePointer<gt_worker_state>?
+    /// The idle processor is delivering its events (kernel lock): a
+    /// wake-up of it needs no signal.
+    @exclusivity(unchecked) private var idleWaiterDelivering = false
+    /// The idle processor's event buffers (only the processor in
+    /// `idleWaiter` touches them).
+    private let idleBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
+    private let idleData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
 
     /// Creates the epoll set and the stop eventfd and starts the poller
     /// thread. Kernel lock held (KernelCore.service).
@@ -131,11 +151,14 @@ final class Netpoller: KernelService {
             _ = gt_io_close(epollFD)
             throw error
         }
+        kernel.idleWait = self
     }
 
     deinit {
         eventBits.deallocate()
         eventData.deallocate()
+        idleBits.deallocate()
+        idleData.deallocate()
     }
 
     /// A wake-up from I/O is only as prompt as the poller thread gets a
@@ -212,6 +235,50 @@ final class Netpoller: KernelService {
     private func wake(_ thread: GreenThread) {
         kernel.externalWaitEnded()
         kernel.makeReady(thread)
+    }
+
+    // MARK: An idle processor waits here (IdleWait)
+
+    func waitWhileIdle(_ p: Processor, state: UnsafeMutablePointer<gt_worker_state>) -> Bool {
+        guard idleWaiter == nil else { return false }
+        idleWaiter = p
+        idleWaiterState = state
+        var waitMask = sigset_t()
+        gt_io_idle_wait_begin(&waitMask)  // before the unlock: see io.c
+        while p.isIdle && !kernel.shuttingDown {
+            kernel.lock.unlock()
+            let r = gt_io_epoll_pwait(epollFD, idleBits, idleData, Netpoller.eventBatch, -1, &waitMask)
+            kernel.lock.lock()
+            precondition(r.value >= 0, "epoll_pwait on the netpoller's set failed: errno \(r.error)")
+            if r.value > 0 { deliverOnIdle(p, count: Int(r.value)) }
+        }
+        idleWaiter = nil
+        idleWaiterState = nil
+        gt_io_idle_wait_end(&waitMask)  // a pending interrupt is taken here, and ignored
+        return true
+    }
+
+    func interrupt(_ p: Processor) -> Bool {
+        guard p === idleWaiter else { return false }
+        if !idleWaiterDelivering, let ws = idleWaiterState {
+            gt_io_idle_wait_interrupt(ws.pointee.tid)
+        }
+        return true
+    }
+
+    /// The idle processor's batch. It goes last among the idle processors,
+    /// so the first thread its events make ready wakes it (no signal) and
+    /// only further ones wake others. Kernel lock held.
+    private func deliverOnIdle(_ p: Processor, count: Int) {
+        if let i = kernel.idleProcessors.lastIndex(where: { $0 === p }), i != kernel.idleProcessors.count - 1 {
+            kernel.idleProcessors.remove(at: i)
+            kernel.idleProcessors.append(p)
+        }
+        idleWaiterDelivering = true
+        for i in 0..<count where idleData[i] != Netpoller.stopToken {  // the stop token is the poller thread's
+            deliver(events: idleBits[i], data: idleData[i])
+        }
+        idleWaiterDelivering = false
     }
 
     // MARK: Waiting
@@ -298,6 +365,7 @@ final class Netpoller: KernelService {
     // MARK: KernelService
 
     func stop() {
+        kernel.withCriticalLock { kernel.idleWait = nil }  // the workers have stopped: nobody waits here
         _ = gt_io_eventfd_signal(stopFD)
         thread?.join()
         thread = nil

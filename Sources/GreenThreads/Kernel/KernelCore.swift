@@ -66,6 +66,9 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var externalWaiters = 0                      // kernel lock
     /// Per-kernel services with their own OS threads (IO/KernelServices.swift).
     @exclusivity(unchecked) var services: [ObjectIdentifier: any KernelService] = [:] // kernel lock
+    /// Where an idle processor waits instead of its futex, if a service
+    /// offers it (the netpoller; IO/KernelServices.swift). Kernel lock.
+    @exclusivity(unchecked) var idleWait: (any IdleWait)?
 
     /// The monitor sleeps on these two descriptors (gt_monitor_wait): an
     /// eventfd written to wake it now (`wakeMonitor`, park.c), and a timerfd

@@ -235,7 +235,8 @@ final class Machine: @unchecked Sendable {
         _ = gt_exit_critical()
     }
 
-    /// Nothing is ready: sleep on the processor until `makeReady` wakes it,
+    /// Nothing is ready: sleep on the processor (its futex, or the
+    /// netpoller's epoll set) until `makeReady` wakes it,
     /// the monitor retakes nothing (an idle processor is never retaken), or
     /// the kernel stops. Kernel lock held; returns with it held.
     private func idle(on p: Processor, _ ws: UnsafeMutablePointer<gt_worker_state>) {
@@ -244,6 +245,9 @@ final class Machine: @unchecked Sendable {
         kernel.idleProcessors.append(p)
         if kernel.checkForDeadlock() { return }
         while p.isIdle && !kernel.shuttingDown {
+            // With I/O in use, one idle processor waits in epoll itself, so
+            // readiness runs its threads here without a hand-over (Netpoller.swift).
+            if let w = kernel.idleWait, w.waitWhileIdle(p, state: ws) { continue }
             let seq = gt_atomic_load_u32(&ws.pointee.park_word)
             kernel.lock.unlock()
             gt_park_wait(ws, seq, -1)

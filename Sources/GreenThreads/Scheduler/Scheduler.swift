@@ -405,7 +405,11 @@ extension KernelCore {
     func wake(_ p: Processor) {
         p.isIdle = false
         p.idleWakeups &+= 1
-        if let m = p.heldBy { gt_park_wake(m.state) }
+        if let w = idleWait, w.interrupt(p) {
+            // It waited in the netpoller's epoll_wait: interrupted there.
+        } else if let m = p.heldBy {
+            gt_park_wake(m.state)
+        }
         noteProcessorBusy()
     }
 
