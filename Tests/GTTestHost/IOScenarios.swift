@@ -29,6 +29,13 @@
 //                    the reader with it) for good: GreenIO writes at most
 //                    PIPE_BUF per call in blocking mode.
 // io-sleep-until     absolute deadlines, past ones included.
+// io-poller-watches-when-outranked  one worker, a reader parked on a pipe
+//                    at normal priority beside a call-free spinner. With
+//                    the spinner low, the poller thread waits in epoll (the
+//                    reader must preempt it at once); with the spinner at
+//                    normal it sleeps on its futex and the monitor's look
+//                    finds the byte (the reader then runs at the spinner's
+//                    next slice end, not after the spinner is done).
 // io-idle-processor-in-epoll  with the netpoller started, an idle processor
 //                    waits in epoll_pwait itself (seen in /proc wchan, from
 //                    a pool thread while every green thread is parked), and
@@ -536,6 +543,49 @@ let ioScenarios: [String: Scenario] = [
         let outside = ContinuousClock.now + .milliseconds(30)
         GreenThread.sleep(until: outside)
         check(ContinuousClock.now >= outside, "sleep(until:) outside a kernel woke early")
+        print("OK")
+    },
+
+    "io-poller-watches-when-outranked": {
+        try Kernel.run(KernelConfiguration(workers: 1)) {
+            var fds: [Int32] = [0, 0]
+            check(gt_io_pipe(&fds, 1).value == 0, "pipe2 failed")
+            let (readEnd, writeEnd) = (fds[0], fds[1])
+            let pollerTID = threadIDs(named: "gt-netpoller")
+            for (spinnerPriority, name, expected) in [(Priority.low, "low", "epoll"), (Priority.normal, "normal", "futex")] {
+                let wokeAt = AtomicCell<Int64>(0)
+                let reader = try GreenThread.spawn(name: "reader") {
+                    var byte: UInt8 = 0
+                    _ = try withUnsafeMutableBytes(of: &byte) { try GreenIO.read(readEnd, into: $0) }
+                    wokeAt.atomic.store(gt_clock_monotonic_ns(), ordering: .relaxed)
+                }
+                GreenThread.sleep(for: .milliseconds(10))  // the reader parks; the netpoller runs
+                stopFlag.store(false, ordering: .relaxed)
+                let spinner = try GreenThread.spawn(name: "spinner", priority: spinnerPriority) {
+                    _ = spinUntilStopped()
+                }
+                // From a pool thread, while the spinner holds the only worker.
+                let (wchan, wroteAt) = try GreenThread.blocking { () -> (String, Int64) in
+                    usleep(100_000)
+                    let tid = threadIDs(named: "gt-netpoller").first ?? pollerTID.first ?? 0
+                    let wchan = readText("/proc/self/task/\(tid)/wchan") ?? "?"
+                    var one: UInt8 = 1
+                    let t = gt_clock_monotonic_ns()
+                    _ = write(writeEnd, &one, 1)
+                    usleep(500_000)  // the spinner keeps the worker meanwhile
+                    return (wchan, t)
+                }
+                stopFlag.store(true, ordering: .relaxed)
+                try spinner.join()
+                try reader.join()
+                let latencyMs = Double(wokeAt.atomic.load(ordering: .relaxed) - wroteAt) / 1e6
+                print("spinner=\(name) poller_wchan=\(wchan) reader_latency_ms=\(latencyMs)")
+                check(wchan.contains(expected), "with a \(name) spinner the poller thread sleeps in \(wchan), not \(expected)")
+                check(latencyMs < 100, "the reader woke \(latencyMs) ms after its byte, beside a \(name) spinner")
+            }
+            close(readEnd)
+            close(writeEnd)
+        }
         print("OK")
     },
 

@@ -59,6 +59,15 @@ extension GreenThreadsTests {
             try Host.expectOK("io-sleep-until", timeout: .seconds(30))
         }
 
+        /// The poller thread waits in epoll only while a processor runs a
+        /// thread that a waiter on I/O outranks; otherwise the monitor's look
+        /// finds readiness. Without that look the reader beside a spinner of
+        /// its own level waits until the spinner ends (checked: about 500 ms).
+        @Test func thePollerThreadWatchesOnlyWhileAWaiterOutranksARunningThread() throws {
+            let r = try Host.expectOK("io-poller-watches-when-outranked", timeout: .seconds(60))
+            #expect(r.stdout.contains("spinner=low poller_wchan=") && r.stdout.contains("spinner=normal poller_wchan="), "\(r)")
+        }
+
         /// With I/O in use an idle processor waits in epoll_pwait, and
         /// timers, pool completions, readiness and spawns all reach it
         /// there. Without the wake-up of a processor in epoll (its

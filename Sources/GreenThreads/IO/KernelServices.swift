@@ -15,12 +15,13 @@ protocol KernelService: AnyObject {
     func stop()
 }
 
-/// A service an idle processor may wait in instead of its futex (the
-/// netpoller: the processor then waits in epoll_wait and runs the threads
-/// that readiness wakes without a hand-over between OS threads). The
-/// scheduler registers none itself; a service sets `KernelCore.idleWait`
-/// under the kernel lock when it starts and clears it when it stops.
-protocol IdleWait: AnyObject {
+/// What the scheduler calls on the netpoller (IO/Netpoller.swift), which
+/// sets `KernelCore.poller` under the kernel lock when it starts and clears
+/// it when it stops: an idle processor may wait in its epoll set instead of
+/// its futex, a processor that runs out of work polls it, and the poller
+/// thread is told when a processor starts running a thread that a waiter on
+/// I/O outranks (`KernelCore.ioWatchLevel`).
+protocol SchedulerPoller: AnyObject {
     /// Waits on behalf of idle processor `p`, held by the calling Machine
     /// (`state`), until `p` is woken or the kernel shuts down. Returns false
     /// at once, without waiting, if another processor waits here already.
@@ -29,6 +30,16 @@ protocol IdleWait: AnyObject {
     /// Ends the wait of `p` if it waits here (true); false when it does not,
     /// and the caller wakes its futex as usual. Kernel lock held.
     func interrupt(_ p: Processor) -> Bool
+    /// A processor ran out of work, or the monitor looks while every
+    /// processor is busy: take what is ready without waiting, if the poller
+    /// thread does not watch. `p`: the processor that will run the first
+    /// thread made ready (nil for the monitor). Returns whether any thread
+    /// was made ready. Kernel lock held.
+    func pollNow(for p: Processor?) -> Bool
+    /// A processor runs a thread below `KernelCore.ioWatchLevel`: readiness
+    /// must be seen at once (it may preempt that thread), so the poller
+    /// thread watches. Kernel lock held.
+    func watchNeeded()
 }
 
 extension KernelCore {

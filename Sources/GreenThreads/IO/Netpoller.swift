@@ -28,7 +28,7 @@
 //   which then fail with EBADF (GreenIOError.isClosed): never a hang.
 // - Idle: the poller thread sleeps in epoll_wait with no timeout (no CPU);
 //   `stop` writes to an eventfd registered in the same epoll set.
-// - An idle processor waits here too (Go's design; `IdleWait`): one idle
+// - An idle processor waits here too (Go's design; `SchedulerPoller`): one idle
 //   processor at a time waits in epoll_pwait on the same set instead of its
 //   futex, and delivers what it gets itself, so a request-reply connection
 //   is served by one OS thread with no hand-over. Linux wakes one epoll
@@ -36,8 +36,12 @@
 //   kernel: 2,000 of 2,000 wake-ups went to the later of two waiters), and
 //   the poller thread has usually waited longer, so the idle processor gets
 //   the events whenever it waits. The poller thread stays for the time when
-//   every processor is busy: readiness then still wakes a thread at once,
-//   and `makeReady` preempts a lower-priority one (priorities across I/O).
+//   every processor is busy and a waiter outranks a running or ready
+//   thread: readiness then still wakes its thread at once, and `makeReady`
+//   preempts a lower-priority one (priorities across I/O). Otherwise it
+//   sleeps on a futex, and processors that run out of work, and the
+//   monitor, poll without waiting ("Who watches while every processor is
+//   busy" below).
 //   Nothing is handed between the two (a role hand-over was measured slower,
 //   docs/io.md). The idle processor's wake-up (`interrupt`) is a SIGVTALRM
 //   sent to its Machine, blocked from before the kernel lock is released to
@@ -75,23 +79,38 @@ final class PollDescriptor: WaitTarget {
     @exclusivity(unchecked) var readReady = false    // kernel lock: an unconsumed edge
     @exclusivity(unchecked) var writeReady = false   // kernel lock
     @exclusivity(unchecked) var closing = false      // kernel lock
+    /// The level each waiter was counted at (Netpoller.waitersAtLevel; kernel lock).
+    @exclusivity(unchecked) var readWaiterLevel = 0
+    @exclusivity(unchecked) var writeWaiterLevel = 0
 
     /// A timed wait's deadline passed, or its thread was cancelled: the
     /// slot of the direction it waits in is freed. Kernel lock held.
     func withdraw(_ thread: GreenThread) {
-        if thread.wait?.reason == .ioWrite { writeWaiter = nil } else { readWaiter = nil }
+        let level: Int
+        if thread.wait?.reason == .ioWrite {
+            writeWaiter = nil
+            level = writeWaiterLevel
+        } else {
+            readWaiter = nil
+            level = readWaiterLevel
+        }
         thread.kernel.externalWaitEnded()
+        netpoller.waiterLeft(level: level)
     }
 
-    init(fd: Int32, generation: UInt32) {
+    /// Its netpoller, which outlives every registration (kernel lock).
+    unowned(unsafe) let netpoller: Netpoller
+
+    init(fd: Int32, generation: UInt32, netpoller: Netpoller) {
         self.fd = fd
         self.generation = generation
+        self.netpoller = netpoller
     }
 
     var epollData: UInt64 { UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd)) }
 }
 
-final class Netpoller: KernelService, IdleWait {
+final class Netpoller: KernelService, SchedulerPoller {
     /// Events taken per epoll_wait: one lock acquisition serves this many
     /// wake-ups (256 fills a few pages of stack in io.c's buffer; bursts
     /// beyond it are served by the next call without a sleep).
@@ -110,6 +129,15 @@ final class Netpoller: KernelService, IdleWait {
     /// touches them.
     private let eventBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
     private let eventData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
+    /// Threads parked here per priority level, and the levels with any (kernel lock).
+    @exclusivity(unchecked) private var waitersAtLevel = [Int32](repeating: 0, count: 32)
+    @exclusivity(unchecked) private var waiterLevelMask: UInt32 = 0
+    /// The poller thread sleeps on its futex instead of epoll (kernel lock):
+    /// no thread that a waiter here outranks runs or is ready.
+    @exclusivity(unchecked) private var pollerThreadSleeps = false
+    @exclusivity(unchecked) private var stopping = false
+    /// The poller thread's futex word (bumped by each wake-up).
+    private let pollerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// The idle processor waiting here, and its Machine's state (kernel lock).
     @exclusivity(unchecked) unowned(unsafe) private var idleWaiter: Processor?
     @exclusivity(unchecked) private var idleWaiterState: UnsafeMutablePointer<gt_worker_state>?
@@ -125,6 +153,7 @@ final class Netpoller: KernelService, IdleWait {
     /// thread. Kernel lock held (KernelCore.service).
     init(kernel: KernelCore) throws {
         self.kernel = kernel
+        pollerWord.initialize(to: 0)
         let ep = gt_io_epoll_create()
         guard ep.value >= 0 else { throw GreenIOError(operation: "epoll_create1", errno: ep.error) }
         epollFD = Int32(ep.value)
@@ -144,14 +173,14 @@ final class Netpoller: KernelService, IdleWait {
             // SIGVTALRM blocked: it only preempts green threads on workers.
             thread = try OSThread.start(name: "gt-netpoller", blockingPreemptionSignal: true) { [self] in
                 Netpoller.raiseToRealtimeIfPermitted()
-                while poll(timeoutMs: -1) {}
+                while waitUntilWatchNeeded(), poll(timeoutMs: -1) {}
             }
         } catch {
             _ = gt_io_close(stopFD)
             _ = gt_io_close(epollFD)
             throw error
         }
-        kernel.idleWait = self
+        kernel.poller = self
     }
 
     deinit {
@@ -159,6 +188,7 @@ final class Netpoller: KernelService, IdleWait {
         eventData.deallocate()
         idleBits.deallocate()
         idleData.deallocate()
+        pollerWord.deallocate()
     }
 
     /// A wake-up from I/O is only as prompt as the poller thread gets a
@@ -217,7 +247,7 @@ final class Netpoller: KernelService, IdleWait {
         if events & (UInt32(GT_IO_READABLE | GT_IO_PEER_CLOSED) | broken) != 0 {
             if let t = pd.readWaiter {
                 pd.readWaiter = nil
-                wake(t)
+                wake(t, countedAt: pd.readWaiterLevel)
             } else {
                 pd.readReady = true
             }
@@ -225,19 +255,108 @@ final class Netpoller: KernelService, IdleWait {
         if events & (UInt32(GT_IO_WRITABLE) | broken) != 0 {
             if let t = pd.writeWaiter {
                 pd.writeWaiter = nil
-                wake(t)
+                wake(t, countedAt: pd.writeWaiterLevel)
             } else {
                 pd.writeReady = true
             }
         }
     }
 
-    private func wake(_ thread: GreenThread) {
+    private func wake(_ thread: GreenThread, countedAt level: Int) {
         kernel.externalWaitEnded()
+        waiterLeft(level: level)
         kernel.makeReady(thread)
     }
 
-    // MARK: An idle processor waits here (IdleWait)
+    // MARK: Who watches while every processor is busy
+
+    // The poller thread is needed only while a thread that some waiter here
+    // outranks runs or is ready: readiness must then be seen at once, since
+    // the woken thread preempts it or must run before it. Otherwise (every
+    // running and ready thread is at or above every waiter's level) the
+    // woken thread would only queue behind its peers, so readiness can wait
+    // for the next processor that runs out of work (`pollNow` before it
+    // spins or idles, then its epoll wait) or for the monitor's look, at
+    // least every millisecond while processors are busy (Monitor.swift): one
+    // epoll_wait then serves a batch instead of one poller wake-up per
+    // event. Measured with wrk's 32 connections on the quick route: with
+    // the poller thread always watching it took 0.7 wake-ups per request
+    // and 40% of a CPU, and the server 39-48k req/s; gated, 74-80k (docs/io.md).
+    //
+    // The switch to "needed" is made where a thread below
+    // `kernel.ioWatchLevel` starts running or is made ready (the scheduler
+    // calls `watchNeeded`) and where a waiter parks here above such a
+    // thread; the switch back is lazy: the poller thread looks after each
+    // batch and sleeps on its futex when it is no longer needed. A waiter
+    // counts at the level it parked with (a priority inherited while it
+    // waits is not seen here: the monitor's look still finds its event).
+
+    /// Kernel lock held.
+    private func waiterArrived(level: Int) {
+        waitersAtLevel[level] += 1
+        waiterLevelMask |= 1 << UInt32(level)
+        publishWatchLevel()
+        if pollerThreadSleeps && kernel.anyThreadRunsOrIsReady(below: level) { watchNeeded() }
+    }
+
+    /// Kernel lock held.
+    func waiterLeft(level: Int) {
+        waitersAtLevel[level] -= 1
+        if waitersAtLevel[level] == 0 { waiterLevelMask &= ~(1 << UInt32(level)) }
+        publishWatchLevel()
+    }
+
+    private func publishWatchLevel() {
+        kernel.ioWatchLevel = waiterLevelMask == 0 ? -1 : 31 - waiterLevelMask.leadingZeroBitCount
+    }
+
+    func watchNeeded() {
+        guard pollerThreadSleeps else { return }
+        pollerThreadSleeps = false
+        wakePollerThread()
+    }
+
+    /// Kernel lock held.
+    private func wakePollerThread() {
+        _ = gt_atomic_fetch_add_u32(pollerWord, 1)
+        _ = gt_sys_futex_wake(pollerWord, 1)
+    }
+
+    /// The poller thread, before each epoll_wait: sleeps while it is not
+    /// needed. Returns false once the netpoller stops.
+    private func waitUntilWatchNeeded() -> Bool {
+        kernel.withCriticalLock {
+            while !stopping && !(kernel.ioWatchLevel >= 0 && kernel.anyThreadRunsOrIsReady(below: kernel.ioWatchLevel)) {
+                pollerThreadSleeps = true
+                let seen = gt_atomic_load_u32(pollerWord)
+                kernel.lock.unlock()
+                _ = gt_sys_futex_wait(pollerWord, seen, -1)
+                kernel.lock.lock()
+            }
+            pollerThreadSleeps = false
+            return !stopping
+        }
+    }
+
+    func pollNow(for p: Processor?) -> Bool {
+        // While the poller thread watches, it sees readiness first; with a
+        // processor in epoll, so does that one. The idle buffers are free
+        // while no processor waits here (`idleWaiter`, kernel lock held).
+        guard pollerThreadSleeps, idleWaiter == nil, waiterLevelMask != 0 else { return false }
+        let r = gt_io_epoll_wait(epollFD, idleBits, idleData, Netpoller.eventBatch, 0)
+        guard r.value > 0 else { return false }
+        // The first thread made ready is the caller's to run: no wake-up for
+        // it (makeReady treats it as taken by a spinner).
+        if p != nil { kernel.spinningProcessors += 1 }
+        let before = kernel.runQueue.count
+        for i in 0..<Int(r.value) where idleData[i] != Netpoller.stopToken {
+            deliver(events: idleBits[i], data: idleData[i])
+        }
+        if p != nil { kernel.spinningProcessors -= 1 }
+        return kernel.runQueue.count > before
+    }
+
+    // MARK: An idle processor waits here
 
     func waitWhileIdle(_ p: Processor, state: UnsafeMutablePointer<gt_worker_state>) -> Bool {
         guard idleWaiter == nil else { return false }
@@ -287,7 +406,7 @@ final class Netpoller: KernelService, IdleWait {
     /// Kernel lock held.
     private func descriptor(_ fd: Int32, operation: String) throws -> PollDescriptor {
         if Int(fd) < table.count, let pd = table[Int(fd)] { return pd }
-        let pd = PollDescriptor(fd: fd, generation: nextGeneration)
+        let pd = PollDescriptor(fd: fd, generation: nextGeneration, netpoller: self)
         nextGeneration = nextGeneration &+ 1
         if nextGeneration == UInt32.max { nextGeneration = 1 }  // ~0 would collide with stopToken
         let events = UInt32(GT_IO_READABLE | GT_IO_WRITABLE | GT_IO_PEER_CLOSED)
@@ -332,8 +451,16 @@ final class Netpoller: KernelService, IdleWait {
                                detail: "\(busy!) already waits to \(direction) descriptor \(fd); "
                                    + "one thread per direction may wait on a descriptor")
         }
-        if direction == .read { pd.readWaiter = me } else { pd.writeWaiter = me }
+        let level = me.effectivePriorityLevel
+        if direction == .read {
+            pd.readWaiter = me
+            pd.readWaiterLevel = level
+        } else {
+            pd.writeWaiter = me
+            pd.writeWaiterLevel = level
+        }
         kernel.externalWaitBegan()
+        waiterArrived(level: level)
         // When the deadline wins (or, for a timed wait, a cancellation), the
         // monitor calls `pd.withdraw` under the kernel lock.
         let reason = kernel.blockCurrent(on: ThreadWait(direction.waitReason, objectID: UInt64(fd), target: pd,
@@ -351,11 +478,11 @@ final class Netpoller: KernelService, IdleWait {
         pd.closing = true
         if let t = pd.readWaiter {
             pd.readWaiter = nil
-            wake(t)
+            wake(t, countedAt: pd.readWaiterLevel)
         }
         if let t = pd.writeWaiter {
             pd.writeWaiter = nil
-            wake(t)
+            wake(t, countedAt: pd.writeWaiterLevel)
         }
         // Closing the descriptor removes it from the set only when no other
         // descriptor shares its open file (dup, fork): remove it here.
@@ -365,7 +492,11 @@ final class Netpoller: KernelService, IdleWait {
     // MARK: KernelService
 
     func stop() {
-        kernel.withCriticalLock { kernel.idleWait = nil }  // the workers have stopped: nobody waits here
+        kernel.withCriticalLock {
+            kernel.poller = nil  // the workers have stopped: nobody waits here
+            stopping = true
+            wakePollerThread()
+        }
         _ = gt_io_eventfd_signal(stopFD)
         thread?.join()
         thread = nil

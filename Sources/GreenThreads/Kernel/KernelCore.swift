@@ -66,9 +66,11 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var externalWaiters = 0                      // kernel lock
     /// Per-kernel services with their own OS threads (IO/KernelServices.swift).
     @exclusivity(unchecked) var services: [ObjectIdentifier: any KernelService] = [:] // kernel lock
-    /// Where an idle processor waits instead of its futex, if a service
-    /// offers it (the netpoller; IO/KernelServices.swift). Kernel lock.
-    @exclusivity(unchecked) var idleWait: (any IdleWait)?
+    /// The netpoller's side of the scheduler, once it runs (IO/KernelServices.swift). Kernel lock.
+    @exclusivity(unchecked) var poller: (any SchedulerPoller)?
+    /// The highest priority level of a thread parked on I/O, or -1: a
+    /// processor that starts a thread below it tells `poller` (kernel lock).
+    @exclusivity(unchecked) var ioWatchLevel = -1
 
     /// The monitor sleeps on these two descriptors (gt_monitor_wait): an
     /// eventfd written to wake it now (`wakeMonitor`, park.c), and a timerfd

@@ -240,6 +240,9 @@ final class Machine: @unchecked Sendable {
     /// the monitor retakes nothing (an idle processor is never retaken), or
     /// the kernel stops. Kernel lock held; returns with it held.
     private func idle(on p: Processor, _ ws: UnsafeMutablePointer<gt_worker_state>) {
+        // Readiness that arrived while every processor was busy, if the
+        // poller thread did not watch (Netpoller.swift).
+        if let poller = kernel.poller, poller.pollNow(for: p) { return }
         if spinForWork(on: p) { return }
         p.isIdle = true
         kernel.idleProcessors.append(p)
@@ -247,7 +250,7 @@ final class Machine: @unchecked Sendable {
         while p.isIdle && !kernel.shuttingDown {
             // With I/O in use, one idle processor waits in epoll itself, so
             // readiness runs its threads here without a hand-over (Netpoller.swift).
-            if let w = kernel.idleWait, w.waitWhileIdle(p, state: ws) { continue }
+            if let w = kernel.poller, w.waitWhileIdle(p, state: ws) { continue }
             let seq = gt_atomic_load_u32(&ws.pointee.park_word)
             kernel.lock.unlock()
             gt_park_wait(ws, seq, -1)

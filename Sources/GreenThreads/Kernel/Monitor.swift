@@ -34,6 +34,12 @@ extension KernelCore {
     /// a second bound how long that memory lingers).
     static let housekeepingInterval: Int64 = 100_000_000
 
+    /// While every processor is busy with threads no waiter on I/O
+    /// outranks, readiness waits for this look at most (1 ms: a tenth of the
+    /// default slice, so a woken thread still gets its turn within about a
+    /// slice; Go's sysmon looks every 10 ms).
+    static let unwatchedIOLookInterval: Int64 = 1_000_000
+
     /// The monitor's loop; returns when the kernel shuts down.
     func runMonitor() {
         var watch = [ProcessorWatch](repeating: ProcessorWatch(), count: processors.count)
@@ -46,6 +52,10 @@ extension KernelCore {
             let busy = hazardFix(GT_FIX_HANDOFF)
                 ? retakeBlockedProcessors(now: now, threshold: threshold, watch: &watch) : false
             pokeReturnedMachines()
+            // Readiness nobody watches while every processor is busy with
+            // threads no waiter on I/O outranks: seen within half the
+            // blocked threshold (the look below), like Go's sysmon poll.
+            if busy, let poller { _ = poller.pollNow(for: nil) }
             // A stale entry may have been all that kept an all-idle kernel
             // from being declared deadlocked.
             if checkForDeadlock() { break }
@@ -59,6 +69,9 @@ extension KernelCore {
             // While a processor runs a thread, look again within half the
             // threshold; an all-idle kernel sleeps until it has work.
             if busy { untilNext = min(untilNext, max(threshold / 2, 100_000)) }
+            // With I/O in use, the look that finds readiness nobody watches
+            // (above) comes at least every millisecond, whatever the threshold.
+            if busy && poller != nil { untilNext = min(untilNext, KernelCore.unwatchedIOLookInterval) }
             monitorSleepsLong = !busy
             // Set under the lock: a deadline added from here on either sees
             // this alarm and brings it forward, or was seen above.

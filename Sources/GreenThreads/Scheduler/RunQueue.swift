@@ -45,6 +45,8 @@ struct RunQueue {
 
     /// The highest level with a ready thread, or -1.
     var highestLevel: Int { bitmap == 0 ? -1 : 31 - bitmap.leadingZeroBitCount }
+    /// The lowest level with a ready thread, or 32 when none is ready.
+    var lowestLevel: Int { bitmap == 0 ? 32 : bitmap.trailingZeroBitCount }
 
     /// Appends `thread` to the FIFO of its effective priority.
     mutating func push(_ thread: GreenThread) {

@@ -131,11 +131,12 @@ extension KernelCore {
         let p = m.processorRef
         let load: UnsafeMutableRawPointer
         if let next {
-            let core = next._withUnsafeGuaranteedRef { next in
+            let (core, level) = next._withUnsafeGuaranteedRef { next in
                 next.runState = .running
                 next.runningOn = m
-                return next.core!
+                return (next.core!, next.effectivePriorityLevel)
             }
+            if level < ioWatchLevel { poller?.watchNeeded() }
             m.currentRef = next
             p?._withUnsafeGuaranteedRef { p in
                 p.currentRef = next
@@ -272,6 +273,7 @@ extension KernelCore {
         p.current = thread
         p.resumeHandoffs &+= 1
         p.switches &+= 1
+        if thread.effectivePriorityLevel < ioWatchLevel { poller?.watchNeeded() }
         thread.runState = .running
         thread.runningOn = target
         thread.core!.pointee.switches &+= 1
@@ -389,6 +391,7 @@ extension KernelCore {
         thread.wait = nil
         thread.wakeReason = reason
         runQueue.push(thread)
+        if thread.effectivePriorityLevel < ioWatchLevel { poller?.watchNeeded() }
         // A spinning processor takes it (Machine.spinForWork): no wake-up.
         // A spinner starts only with the queue empty, so the queue holds
         // only what arrived since; beyond one thread per spinner, wake or
@@ -401,11 +404,26 @@ extension KernelCore {
         preemptLowerIfNeeded(for: thread.effectivePriorityLevel)
     }
 
+    /// Whether a thread below `level` runs on a processor or is ready to.
+    /// Kernel lock held.
+    func anyThreadRunsOrIsReady(below level: Int) -> Bool {
+        runQueue.lowestLevel < level || anyProcessorRuns(below: level)
+    }
+
+    /// Whether a processor runs a thread below `level`. Kernel lock held.
+    func anyProcessorRuns(below level: Int) -> Bool {
+        processors.withUnsafeBufferPointer { all in
+            all.contains { p in
+                p.currentRef.map { $0._withUnsafeGuaranteedRef { $0.effectivePriorityLevel } < level } ?? false
+            }
+        }
+    }
+
     /// Wakes an idle processor's Machine from its idle sleep. Kernel lock held.
     func wake(_ p: Processor) {
         p.isIdle = false
         p.idleWakeups &+= 1
-        if let w = idleWait, w.interrupt(p) {
+        if let w = poller, w.interrupt(p) {
             // It waited in the netpoller's epoll_wait: interrupted there.
         } else if let m = p.heldBy {
             gt_park_wake(m.state)
@@ -474,6 +492,7 @@ extension KernelCore {
         let old = thread.effectivePriorityLevel
         guard level != old else { return }
         thread.effectivePriorityLevel = level
+        if thread.runState == .running && level < ioWatchLevel { poller?.watchNeeded() }
         switch thread.runState {
         case .ready where thread.queuedLevel >= 0:
             runQueue.remove(thread)

@@ -9,8 +9,11 @@
 //                requests (normal priority) preempt it and never wait
 //                behind it; it returns to normal to write its answer.
 //
-// One acceptor thread (high priority) spawns one green thread per
-// connection. Requests are GETs without bodies (a Content-Length body is
+// One acceptor thread spawns one green thread per connection. It keeps
+// normal priority: a thread parked on I/O above the running threads' level
+// keeps the netpoller's thread watching, one OS wake-up per event (docs/io.md,
+// "Who watches while every processor is busy"); at normal it still outranks
+// the heavy route's low-priority burns, so a new connection preempts them. Requests are GETs without bodies (a Content-Length body is
 // read and ignored); "Connection: close" or HTTP/1.0 without keep-alive
 // ends the connection after the answer.
 //
@@ -138,7 +141,6 @@ do {
     try Kernel.run(KernelConfiguration(workers: workers)) {
         let listener = try GreenTCPListener(host: "127.0.0.1", port: port, backlog: 4096)
         gt_write_stderr("gt-http listening on 127.0.0.1:\(listener.port), \(workers) workers, heavy=\(heavyIterations) iterations\n")
-        GreenThread.current.setPriority(.high)
         while true {
             let connection = try listener.accept()
             try GreenThread.spawn(name: "conn") { serve(connection) }
