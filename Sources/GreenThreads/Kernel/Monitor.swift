@@ -14,7 +14,9 @@
 //   4. spares: keep `processors.count` spare Machines ready, so a
 //      preemption never waits for pthread_create (which is not
 //      async-signal-safe, so the handler cannot call it), and retire extras;
-//   5. join Machines that have exited and give back their stacks.
+//   5. join Machines that have exited and give back their stacks;
+//   6. with I/O in use, poll epoll without waiting while the netpoller's
+//      thread does not watch (IO/Netpoller.swift).
 // Duties 4 and 5 are run by the keeper thread on the monitor's request
 // (`runKeeper` below): the monitor itself never allocates nor takes a lock
 // that a parked thread may hold.
@@ -53,8 +55,8 @@ extension KernelCore {
                 ? retakeBlockedProcessors(now: now, threshold: threshold, watch: &watch) : false
             pokeReturnedMachines()
             // Readiness nobody watches while every processor is busy with
-            // threads no waiter on I/O outranks: seen within half the
-            // blocked threshold (the look below), like Go's sysmon poll.
+            // threads no waiter on I/O outranks: seen here, at least every
+            // millisecond (the look below), like Go's sysmon poll.
             if busy, let poller { _ = poller.pollNow(for: nil) }
             // A stale entry may have been all that kept an all-idle kernel
             // from being declared deadlocked.
