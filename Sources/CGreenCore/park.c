@@ -84,7 +84,7 @@ void gt_park_setup(int monitor_event_fd) {
     __atomic_store_n(&gt_highest_ready_level, -1, __ATOMIC_RELAXED);
 }
 
-static void gt_wake_word(uint32_t *word) {
+void gt_wake_word(uint32_t *word) {
     __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
     gt_sys_futex_wake(word, 1);
 }

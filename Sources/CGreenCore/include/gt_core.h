@@ -311,6 +311,9 @@ void gt_park_wait(gt_worker_state *w, uint32_t seen, int64_t timeout_ns);
 void gt_unpin_self(gt_worker_state *w);
 /// Wakes `w` without handing it anything (retire, shut down).
 void gt_park_wake(gt_worker_state *w);
+/// Bumps a futex word and wakes one thread sleeping on it (park words, the
+/// keeper's and the netpoller thread's words).
+void gt_wake_word(uint32_t *word);
 /// Takes the next M that parked after losing its processor, or NULL.
 gt_worker_state *gt_returned_pop(void);
 /// Atomically takes the processor away from `w` if it still holds `p`;

@@ -22,11 +22,11 @@ protocol KernelService: AnyObject {
 /// thread is told when a processor starts running a thread that a waiter on
 /// I/O outranks (`KernelCore.ioWatchLevel`).
 protocol SchedulerPoller: AnyObject {
-    /// Waits on behalf of idle processor `p`, held by the calling Machine
-    /// (`state`), until `p` is woken or the kernel shuts down. Returns false
-    /// at once, without waiting, if another processor waits here already.
-    /// Kernel lock held on entry and on return.
-    func waitWhileIdle(_ p: Processor, state: UnsafeMutablePointer<gt_worker_state>) -> Bool
+    /// Waits on behalf of idle processor `p`, held by the calling Machine,
+    /// until `p` is woken or the kernel shuts down. Returns false at once,
+    /// without waiting, if another processor waits here already. Kernel
+    /// lock held on entry and on return.
+    func waitWhileIdle(_ p: Processor) -> Bool
     /// Ends the wait of `p` if it waits here (true); false when it does not,
     /// and the caller wakes its futex as usual. Kernel lock held.
     func interrupt(_ p: Processor) -> Bool

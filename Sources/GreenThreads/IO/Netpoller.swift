@@ -130,7 +130,7 @@ final class Netpoller: KernelService, SchedulerPoller {
     private let eventBits = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(Netpoller.eventBatch))
     private let eventData = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(Netpoller.eventBatch))
     /// Threads parked here per priority level, and the levels with any (kernel lock).
-    @exclusivity(unchecked) private var waitersAtLevel = [Int32](repeating: 0, count: 32)
+    @exclusivity(unchecked) private var waitersAtLevel = [Int32](repeating: 0, count: Priority.levelCount)
     @exclusivity(unchecked) private var waiterLevelMask: UInt32 = 0
     /// The poller thread sleeps on its futex instead of epoll (kernel lock):
     /// no thread that a waiter here outranks runs or is ready.
@@ -138,9 +138,9 @@ final class Netpoller: KernelService, SchedulerPoller {
     @exclusivity(unchecked) private var stopping = false
     /// The poller thread's futex word (bumped by each wake-up).
     private let pollerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    /// The idle processor waiting here, and its Machine's state (kernel lock).
+    /// The idle processor waiting here (kernel lock); the Machine holding it
+    /// is the one in epoll_pwait (an idle processor is never retaken).
     @exclusivity(unchecked) unowned(unsafe) private var idleWaiter: Processor?
-    @exclusivity(unchecked) private var idleWaiterState: UnsafeMutablePointer<gt_worker_state>?
     /// The idle processor is delivering its events (kernel lock): a
     /// wake-up of it needs no signal.
     @exclusivity(unchecked) private var idleWaiterDelivering = false
@@ -222,18 +222,24 @@ final class Netpoller: KernelService, SchedulerPoller {
                 if timeoutMs >= 0 { return true }
                 continue  // EINTR (a program's signal): wait again
             }
-            var keepRunning = true
-            kernel.withCriticalLock {
-                for i in 0..<Int(r.value) {
-                    if eventData[i] == Netpoller.stopToken {
-                        keepRunning = false
-                        continue
-                    }
-                    deliver(events: eventBits[i], data: eventData[i])
-                }
-            }
-            return keepRunning
+            let stopped = kernel.withCriticalLock { deliver(count: Int(r.value), bits: eventBits, data: eventData) }
+            return !stopped
         }
+    }
+
+    /// Applies a batch of events from `bits`/`data`; returns whether the
+    /// stop token was among them. Kernel lock held.
+    @discardableResult
+    private func deliver(count: Int, bits: UnsafeMutablePointer<UInt32>, data: UnsafeMutablePointer<UInt64>) -> Bool {
+        var stopped = false
+        for i in 0..<count {
+            if data[i] == Netpoller.stopToken {
+                stopped = true
+            } else {
+                deliver(events: bits[i], data: data[i])
+            }
+        }
+        return stopped
     }
 
     /// Applies one event to its descriptor. Kernel lock held.
@@ -317,10 +323,7 @@ final class Netpoller: KernelService, SchedulerPoller {
     }
 
     /// Kernel lock held.
-    private func wakePollerThread() {
-        _ = gt_atomic_fetch_add_u32(pollerWord, 1)
-        _ = gt_sys_futex_wake(pollerWord, 1)
-    }
+    private func wakePollerThread() { gt_wake_word(pollerWord) }
 
     /// The poller thread, before each epoll_wait: sleeps while it is not
     /// needed. Returns false once the netpoller stops.
@@ -349,19 +352,16 @@ final class Netpoller: KernelService, SchedulerPoller {
         // it (makeReady treats it as taken by a spinner).
         if p != nil { kernel.spinningProcessors += 1 }
         let before = kernel.runQueue.count
-        for i in 0..<Int(r.value) where idleData[i] != Netpoller.stopToken {
-            deliver(events: idleBits[i], data: idleData[i])
-        }
+        deliver(count: Int(r.value), bits: idleBits, data: idleData)  // the stop token is the poller thread's
         if p != nil { kernel.spinningProcessors -= 1 }
         return kernel.runQueue.count > before
     }
 
     // MARK: An idle processor waits here
 
-    func waitWhileIdle(_ p: Processor, state: UnsafeMutablePointer<gt_worker_state>) -> Bool {
+    func waitWhileIdle(_ p: Processor) -> Bool {
         guard idleWaiter == nil else { return false }
         idleWaiter = p
-        idleWaiterState = state
         var waitMask = sigset_t()
         gt_io_idle_wait_begin(&waitMask)  // before the unlock: see io.c
         while p.isIdle && !kernel.shuttingDown {
@@ -372,14 +372,13 @@ final class Netpoller: KernelService, SchedulerPoller {
             if r.value > 0 { deliverOnIdle(p, count: Int(r.value)) }
         }
         idleWaiter = nil
-        idleWaiterState = nil
         gt_io_idle_wait_end(&waitMask)  // a pending interrupt is taken here, and ignored
         return true
     }
 
     func interrupt(_ p: Processor) -> Bool {
         guard p === idleWaiter else { return false }
-        if !idleWaiterDelivering, let ws = idleWaiterState {
+        if !idleWaiterDelivering, let ws = p.heldBy?.state {
             gt_io_idle_wait_interrupt(ws.pointee.tid)
         }
         return true
@@ -394,9 +393,7 @@ final class Netpoller: KernelService, SchedulerPoller {
             kernel.idleProcessors.append(p)
         }
         idleWaiterDelivering = true
-        for i in 0..<count where idleData[i] != Netpoller.stopToken {  // the stop token is the poller thread's
-            deliver(events: idleBits[i], data: idleData[i])
-        }
+        deliver(count: count, bits: idleBits, data: idleData)  // the stop token is the poller thread's
         idleWaiterDelivering = false
     }
 

@@ -250,7 +250,7 @@ final class Machine: @unchecked Sendable {
         while p.isIdle && !kernel.shuttingDown {
             // With I/O in use, one idle processor waits in epoll itself, so
             // readiness runs its threads here without a hand-over (Netpoller.swift).
-            if let w = kernel.poller, w.waitWhileIdle(p, state: ws) { continue }
+            if let w = kernel.poller, w.waitWhileIdle(p) { continue }
             let seq = gt_atomic_load_u32(&ws.pointee.park_word)
             kernel.lock.unlock()
             gt_park_wait(ws, seq, -1)

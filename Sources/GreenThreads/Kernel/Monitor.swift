@@ -115,10 +115,7 @@ extension KernelCore {
         }
     }
 
-    func wakeKeeper() {
-        _ = gt_atomic_fetch_add_u32(keeperWord, 1)
-        _ = gt_sys_futex_wake(keeperWord, 1)
-    }
+    func wakeKeeper() { gt_wake_word(keeperWord) }
 
     /// Duty 1. Kernel lock held.
     private func fireTimers(now: Int64) {
