@@ -80,6 +80,7 @@ void gt_request_preemption(gt_worker_state *worker) {
 
 int gt_errno_get(void) { return errno; }
 void gt_errno_set(int value) { errno = value; }
+int *gt_errno_location(void) { return &errno; }
 
 void gt_write_stderr(const char *s) {
     size_t n = strlen(s);

@@ -171,6 +171,40 @@ let preemptionScenarios: [String: Scenario] = [
         print("OK")
     },
 
+    "exclusivity-kernel-inside-access": {
+        // Kernel.run called from inside a modify access, on two workers,
+        // while green threads yield (and so may move between OS threads)
+        // inside accesses of their own. A Machine sets its OS thread's open
+        // accesses aside (Machine.attach), so the switch restores a thread's
+        // set only when it saved one; the debug build checks at every switch
+        // that nothing else was left in the set, and the caller's access
+        // must still end cleanly after the run ("access not found" traps).
+        let outer = Box()
+        @inline(never) func inside(_ v: inout Int, _ body: () throws -> Void) rethrows {
+            v += 1
+            try body()
+            v += 1
+        }
+        try inside(&outer.value) {
+            try Kernel.run(preemptive(workers: 2)) {
+                let handles = try (0..<8).map { i in
+                    try GreenThread.spawn(name: "y\(i)") { () -> Int in
+                        let mine = Box()
+                        @inline(never) func yielding(_ v: inout Int) {
+                            for _ in 0..<200 { v += 1; GreenThread.yield() }
+                        }
+                        for _ in 0..<20 { yielding(&mine.value) }
+                        return mine.value
+                    }
+                }
+                let total = try handles.map { try $0.join() }.reduce(0, +)
+                check(total == 8 * 20 * 200, "total \(total)")
+            }
+        }
+        check(outer.value == 2, "outer \(outer.value)")
+        print("OK")
+    },
+
     "exclusivity-stress": {
         // Many threads on two workers hold modify accesses to their own
         // objects across preemptions and migrations: the runtime's access

@@ -38,6 +38,13 @@ extension GreenThreadsTests {
             try Host.expectOK("exclusivity-stress", ["--seconds", "2"])
         }
 
+        // The switch skips restoring an empty access set; that holds only if
+        // an OS thread's own open accesses are set aside while it is a
+        // Machine (the debug host checks the set at every switch).
+        @Test func aKernelRunInsideAnOpenAccessKeepsTheSetsApart() throws {
+            try Host.expectOK("exclusivity-kernel-inside-access", timeout: .seconds(30))
+        }
+
         @Test func lazyGlobalInitializerPreemptedInsideItsLockCompletes() throws {
             try Host.expectOK("lazy-global", timeout: .seconds(20))
             let without = try Host.run("lazy-global", ["--disable-fix", "handoff"], timeout: .seconds(4))

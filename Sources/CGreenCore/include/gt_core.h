@@ -133,6 +133,14 @@ typedef struct gt_worker_state {
     // this M's running thread (gt_unwind.h); taken, atomically, by the
     // SIGVTALRM handler, which passes it to the trace hook.
     void *trace_request;
+    // This OS thread's errno (fixed for its life): the switch saves and
+    // restores a green thread's errno through it, with no libc call.
+    int *errno_location;
+    // Swift exclusivity accesses this OS thread had open when it became an
+    // M (Kernel.run's caller may be inside one), set aside until it stops
+    // being one: meanwhile its access set holds only the running green
+    // thread's (see the switch in Scheduler.swift).
+    uintptr_t base_exclusivity[2];
 } gt_worker_state;
 
 /// This OS thread's state. Swift reads it only inside a critical section (or
@@ -413,6 +421,8 @@ int64_t gt_thread_cpu_ns(void);
 /// TLS variable directly).
 int gt_errno_get(void);
 void gt_errno_set(int value);
+/// errno's address on the calling OS thread.
+int *gt_errno_location(void);
 
 /// CPUs in this thread's affinity mask, or -1.
 int gt_affinity_cpu_count(void);

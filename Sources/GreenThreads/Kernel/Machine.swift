@@ -112,6 +112,12 @@ final class Machine: @unchecked Sendable {
 
     private static let parkedOffset = MemoryLayout<gt_worker_state>.offset(of: \gt_worker_state.parked)!
 
+    /// The runtime's view of `base_exclusivity` (an opaque buffer).
+    private static func baseAccesses(_ ws: UnsafeMutablePointer<gt_worker_state>) -> UnsafeMutablePointer<CChar> {
+        let offset = MemoryLayout<gt_worker_state>.offset(of: \gt_worker_state.base_exclusivity)!
+        return (UnsafeMutableRawPointer(ws) + offset).assumingMemoryBound(to: CChar.self)
+    }
+
     // MARK: Attaching the OS thread
 
     /// Makes the calling OS thread this Machine: TLS state, alternate signal
@@ -131,14 +137,13 @@ final class Machine: @unchecked Sendable {
             altStack = mem
             altStackSize = size
         }
-        // Allocate the runtime's exclusivity TLS now, outside any signal
-        // handler (the first access allocates it).
-        var empty: (UInt, UInt) = (0, 0)
-        withUnsafeMutableBytes(of: &empty) { raw in
-            let p = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
-            swift_task_enterThreadLocalContext(p)
-            swift_task_exitThreadLocalContext(p)
-        }
+        ws.pointee.errno_location = gt_errno_location()
+        // Set aside the exclusivity accesses the OS thread has open, so that
+        // from here its access set is empty outside green threads and holds
+        // only the running thread's inside one: a switch then restores a
+        // thread's set only if it saved one (Scheduler.swift). This first
+        // use also allocates the runtime's TLS, outside any signal handler.
+        swift_task_exitThreadLocalContext(Machine.baseAccesses(ws))
         // SIGVTALRM must reach this thread (a host thread may block it).
         var set = sigset_t()
         sigemptyset(&set)
@@ -172,6 +177,7 @@ final class Machine: @unchecked Sendable {
         ws.pointee.is_worker = 0
         gt_altstack_teardown(altStack, altStackSize, &previousAltStack)
         altStack = nil
+        swift_task_enterThreadLocalContext(Machine.baseAccesses(ws))
         ws.pointee = savedState
         state = nil
     }

@@ -116,7 +116,7 @@ extension KernelCore {
             }
             core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
             core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
-            if hazardFix(GT_FIX_ERRNO) { core.pointee.saved_errno = gt_errno_get() }
+            if hazardFix(GT_FIX_ERRNO) { core.pointee.saved_errno = ws.pointee.errno_location.pointee }
             if hazardFix(GT_FIX_EXCLUSIVITY) {
                 swift_task_exitThreadLocalContext(KernelCore.exclusivityState(core))
             }
@@ -193,10 +193,24 @@ extension KernelCore {
         ws.pointee.slice_periods = 0  // slice_start was set by the switcher, on this OS thread
         ws.pointee.preempt_pending = 0
         lock.unlock()
+        // This OS thread's access set is empty here (Machine.attach set
+        // aside its own; the outgoing thread's was saved): a thread that
+        // saved none has nothing to restore, and skipping the call saves a
+        // lookup of the runtime's TLS (general-dynamic from libswiftCore).
         if hazardFix(GT_FIX_EXCLUSIVITY) {
-            swift_task_enterThreadLocalContext(KernelCore.exclusivityState(core))
+            if core.pointee.exclusivity.0 != 0 {
+                swift_task_enterThreadLocalContext(KernelCore.exclusivityState(core))
+            } else {
+                #if DEBUG
+                // What the skip relies on: entering an empty set would find
+                // this OS thread's set empty and change nothing.
+                swift_task_enterThreadLocalContext(KernelCore.exclusivityState(core))
+                precondition(core.pointee.exclusivity.0 == 0,
+                             "exclusivity accesses left open on OS thread \(m.id) across a switch")
+                #endif
+            }
         }
-        if hazardFix(GT_FIX_ERRNO) { gt_errno_set(core.pointee.saved_errno) }
+        if hazardFix(GT_FIX_ERRNO) { ws.pointee.errno_location.pointee = core.pointee.saved_errno }
     }
 
     /// The next thread to run on processor `p`. Kernel lock held.
