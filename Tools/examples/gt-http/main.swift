@@ -56,33 +56,78 @@ let quickResponse = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type:
 let closeResponse = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok".utf8)
 let notFound = Array("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".utf8)
 
+/// The routes this server knows.
+enum Route { case quick, heavy, other }
+
 /// One parsed request head.
 struct RequestHead {
-    var path: Substring
+    var route: Route
     var keepAlive: Bool
     var bodyLength: Int
 }
 
-/// Parses the head in `bytes[..<end]` (end: index of the blank line).
-func parseHead(_ bytes: ArraySlice<UInt8>) -> RequestHead? {
-    let text = String(decoding: bytes, as: UTF8.self)
-    var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false).makeIterator()
+/// Parses the head in `bytes` (up to, not including, the blank line), on
+/// the bytes themselves: building Strings for the request line and every
+/// header took about a third of the server's user-space CPU per request
+/// (perf, 32 wrk connections on /quick).
+func parseHead(_ bytes: UnsafeBufferPointer<UInt8>) -> RequestHead? {
+    var lines = HeadLines(bytes)
     guard let requestLine = lines.next() else { return nil }
-    let parts = requestLine.split(separator: " ")
-    guard parts.count == 3 else { return nil }
-    var head = RequestHead(path: parts[1], keepAlive: parts[2] == "HTTP/1.1", bodyLength: 0)
+    // METHOD SP PATH SP VERSION
+    guard let firstSpace = requestLine.firstIndex(of: 32) else { return nil }
+    let afterMethod = requestLine[(firstSpace + 1)...]
+    guard let secondSpace = afterMethod.firstIndex(of: 32) else { return nil }
+    let path = afterMethod[..<secondSpace]
+    let version = afterMethod[(secondSpace + 1)...]
+    guard !path.isEmpty, !version.isEmpty, !version.contains(32) else { return nil }
+    let route: Route = path.elementsEqual("/quick".utf8) ? .quick : path.elementsEqual("/heavy".utf8) ? .heavy : .other
+    var head = RequestHead(route: route, keepAlive: version.elementsEqual("HTTP/1.1".utf8), bodyLength: 0)
     while let line = lines.next() {
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].drop(while: { $0 == " " })
-        if name == "connection" {
-            let v = value.lowercased()
-            if v == "close" { head.keepAlive = false } else if v == "keep-alive" { head.keepAlive = true }
-        } else if name == "content-length" {
-            head.bodyLength = Int(value) ?? 0
+        guard let colon = line.firstIndex(of: 58) else { continue }  // ':'
+        let name = line[..<colon]
+        var value = line[(colon + 1)...]
+        while value.first == 32 || value.first == 9 { value = value.dropFirst() }
+        while value.last == 32 || value.last == 9 { value = value.dropLast() }
+        if equalsIgnoringASCIICase(name, "connection") {
+            if equalsIgnoringASCIICase(value, "close") { head.keepAlive = false }
+            else if equalsIgnoringASCIICase(value, "keep-alive") { head.keepAlive = true }
+        } else if equalsIgnoringASCIICase(name, "content-length") {
+            var n = 0
+            for b in value {
+                guard b >= 48 && b <= 57, n < 1 << 40 else { n = 0; break }
+                n = n * 10 + Int(b - 48)
+            }
+            head.bodyLength = n
         }
     }
     return head
+}
+
+/// The CRLF-separated lines of a request head.
+struct HeadLines: IteratorProtocol {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var start = 0
+    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    mutating func next() -> Slice<UnsafeBufferPointer<UInt8>>? {
+        guard start < bytes.count else { return nil }
+        var end = start
+        while end < bytes.count && !(bytes[end] == 13 && end + 1 < bytes.count && bytes[end + 1] == 10) { end += 1 }
+        let line = bytes[start..<end]
+        start = end + 2
+        return line
+    }
+}
+
+/// ASCII case-insensitive comparison of header bytes with a lowercase literal.
+func equalsIgnoringASCIICase(_ bytes: Slice<UnsafeBufferPointer<UInt8>>, _ lowercase: StaticString) -> Bool {
+    guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+    let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+    for (b, e) in zip(bytes, expected) {
+        let lower = b >= 65 && b <= 90 ? b + 32 : b
+        if lower != e { return false }
+    }
+    return true
 }
 
 /// Index just past "\r\n\r\n" in `buffer[from...]`, if present.
@@ -104,21 +149,22 @@ func serve(_ connection: GreenTCPStream) {
         while true {
             // Take every complete request already buffered (pipelining).
             while let end = headEnd(buffer, from: scanned) {
-                guard let head = parseHead(buffer[..<(end - 4)]) else { return }
+                guard let head = buffer.withUnsafeBufferPointer({ parseHead(UnsafeBufferPointer(rebasing: $0[..<(end - 4)])) })
+                else { return }
                 guard buffer.count >= end + head.bodyLength else { break }
                 buffer.removeFirst(end + head.bodyLength)
                 scanned = 0
-                switch head.path {
-                case "/quick":
+                switch head.route {
+                case .quick:
                     try connection.write(head.keepAlive ? quickResponse : closeResponse)
-                case "/heavy":
+                case .heavy:
                     let me = GreenThread.current
                     me.setPriority(.low)
                     let x = burn(heavyIterations)
                     me.setPriority(.normal)
                     if x == 0 { print("") }  // keeps the burn from being optimized away
                     try connection.write(head.keepAlive ? quickResponse : closeResponse)
-                default:
+                case .other:
                     try connection.write(notFound)
                 }
                 if !head.keepAlive { return }
