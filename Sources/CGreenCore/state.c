@@ -49,9 +49,17 @@ GT_CORE_TEXT int gt_exit_critical(void) {
     return 0;
 }
 
-GT_CORE_TEXT void *gt_current_owner(void) {
-    gt_thread_core *t = gt_tls_state.is_worker ? gt_tls_state.current : NULL;
-    return t ? t->owner : NULL;
+intptr_t gt_tls_state_offset;
+
+// Before any green thread can exist (the library is loaded before main).
+__attribute__((constructor)) static void gt_tls_state_offset_init(void) {
+    char *tp;
+#if defined(__x86_64__)
+    __asm__ volatile("movq %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+#endif
+    gt_tls_state_offset = (char *)&gt_tls_state - tp;
 }
 
 GT_CORE_TEXT int gt_on_green_thread(void) {

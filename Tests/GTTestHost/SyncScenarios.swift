@@ -1138,6 +1138,43 @@ func twoOSThreads(_ body: @escaping @Sendable () -> Void) -> Int64 {
 }
 
 let syncMeasurementScenarios: [String: Scenario] = [
+    "mutex-owner-read-after-migration": {
+        // Each thread takes its own mutex, yields inside it (on two workers
+        // a yield may resume it on the other OS thread) and unlocks, all in
+        // one function, so an optimizing compiler sees lock's and unlock's
+        // inline reads of "this OS thread's current thread" around the
+        // yield. Were the second read to reuse the first's TLS address, an
+        // unlock after a move would look at the other OS thread and throw
+        // notOwner. Counts the moves, so a run that never moved says so.
+        let threads = intOption("threads", 8), rounds = intOption("rounds", 3000)
+        let (failures, moves) = try Kernel.run(KernelConfiguration(workers: 2)) { () -> (Int, Int) in
+            let handles = try (0..<threads).map { i in
+                try GreenThread.spawn(name: "m\(i)") { () -> (Int, Int) in
+                    let m = GreenMutex(name: "own\(i)")
+                    var failures = 0, moves = 0
+                    for _ in 0..<rounds {
+                        let before = gt_sys_gettid().value
+                        do {
+                            try m.lock()
+                            GreenThread.yield()
+                            try m.unlock()
+                        } catch {
+                            failures += 1
+                            try? m.unlock()
+                        }
+                        if gt_sys_gettid().value != before { moves += 1 }
+                    }
+                    return (failures, moves)
+                }
+            }
+            return try handles.map { try $0.join() }.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
+        }
+        print("moves=\(moves) failures=\(failures)")
+        check(failures == 0, "\(failures) unlocks after a yield failed")
+        check(moves > 0, "no thread changed OS thread: nothing was tested")
+        print("OK")
+    },
+
     "sync-fast-path": {
         // Uncontended lock+unlock on one green thread: GreenMutex (one CAS each way plus the robust
         // list), Synchronization.Mutex, pthread_mutex (default type), all in this one run. Then

@@ -160,6 +160,13 @@ extension GreenThreadsTests {
             #expect((r.number("acquisitions") ?? 0) > 2000, "\(r)")
         }
 
+        /// lock, yield, unlock in one function on two workers: the inline
+        /// owner read after the yield must see the OS thread it resumed on
+        /// (the hazard shows in optimized builds; docs/sync.md).
+        @Test func unlockAfterAYieldThatMovedTheThreadFindsItsOwner() throws {
+            try Host.expectOK("mutex-owner-read-after-migration", timeout: .seconds(60))
+        }
+
         /// Smoke run of the fast-path measurement (figures only mean something
         /// in a release build; docs/sync.md has them).
         @Test func fastPathMeasurementRuns() throws {

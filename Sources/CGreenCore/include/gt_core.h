@@ -219,9 +219,36 @@ static inline int gt_spin_acquire(uint32_t *word, uint32_t value) {
     return 0;
 }
 
+/// How far this OS thread's gt_tls_state lies from its thread pointer: the
+/// same on every thread (the variable is initial-exec TLS), set at load.
+extern intptr_t gt_tls_state_offset;
+
+/// The calling OS thread's state, inline: the thread pointer is read by a
+/// volatile asm, so a caller that switched green threads in between (and
+/// may now run on another OS thread) reads it again; the compiler may not
+/// reuse a TLS address across calls the way it does for `__thread`
+/// variables. A preemption cannot move a thread to another OS thread (it
+/// keeps its own), so any instruction boundary is a safe place to read it.
+static inline gt_worker_state *gt_self_inline(void) {
+    char *tp;
+#if defined(__x86_64__)
+    __asm__ volatile("movq %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+#error "GreenThreads supports x86-64 and aarch64"
+#endif
+    return (gt_worker_state *)(tp + gt_tls_state_offset);
+}
+
 /// The current green thread's owner pointer (the Swift GreenThread), or
-/// NULL: read where no preemption can split it.
-void *gt_current_owner(void);
+/// NULL outside a green thread. Inline: the mutex fast paths call it twice
+/// per lock and unlock.
+static inline void *gt_current_owner(void) {
+    gt_worker_state *w = gt_self_inline();
+    gt_thread_core *t = w->is_worker ? w->current : NULL;
+    return t ? t->owner : NULL;
+}
 
 /// Ticks of `gt_tsc` per second, measured once per process.
 uint64_t gt_tsc_frequency(void);

@@ -203,8 +203,10 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
     /// ```
     @inlinable
     public func lock() throws(GreenMutexError) {
-        // gt_current_owner: out of line in the core's no-preempt section,
-        // so a preemption cannot split reading "this worker's current thread".
+        // gt_current_owner is inline (gt_core.h): a preempted thread keeps
+        // its OS thread, so reading "this OS thread's current thread" cannot
+        // be split, and the volatile read of the thread pointer is redone
+        // after any switch.
         if let me = gt_current_owner(),
            // Uncontended: one CAS; acquire ordering pairs with the release
            // of the previous unlock, so the protected data is visible.
