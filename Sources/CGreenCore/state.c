@@ -53,13 +53,7 @@ intptr_t gt_tls_state_offset;
 
 // Before any green thread can exist (the library is loaded before main).
 __attribute__((constructor)) static void gt_tls_state_offset_init(void) {
-    char *tp;
-#if defined(__x86_64__)
-    __asm__ volatile("movq %%fs:0, %0" : "=r"(tp));
-#elif defined(__aarch64__)
-    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
-#endif
-    gt_tls_state_offset = (char *)&gt_tls_state - tp;
+    gt_tls_state_offset = (char *)&gt_tls_state - gt_thread_pointer();
 }
 
 GT_CORE_TEXT int gt_on_green_thread(void) {

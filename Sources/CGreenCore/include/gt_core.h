@@ -223,13 +223,11 @@ static inline int gt_spin_acquire(uint32_t *word, uint32_t value) {
 /// same on every thread (the variable is initial-exec TLS), set at load.
 extern intptr_t gt_tls_state_offset;
 
-/// The calling OS thread's state, inline: the thread pointer is read by a
-/// volatile asm, so a caller that switched green threads in between (and
-/// may now run on another OS thread) reads it again; the compiler may not
-/// reuse a TLS address across calls the way it does for `__thread`
-/// variables. A preemption cannot move a thread to another OS thread (it
-/// keeps its own), so any instruction boundary is a safe place to read it.
-static inline gt_worker_state *gt_self_inline(void) {
+/// The calling OS thread's thread pointer, by a volatile asm: a caller that
+/// switched green threads in between (and may now run on another OS thread)
+/// reads it again; the compiler may not reuse it across calls the way it may
+/// reuse a `__thread` variable's address.
+static inline char *gt_thread_pointer(void) {
     char *tp;
 #if defined(__x86_64__)
     __asm__ volatile("movq %%fs:0, %0" : "=r"(tp));
@@ -238,7 +236,14 @@ static inline gt_worker_state *gt_self_inline(void) {
 #else
 #error "GreenThreads supports x86-64 and aarch64"
 #endif
-    return (gt_worker_state *)(tp + gt_tls_state_offset);
+    return tp;
+}
+
+/// The calling OS thread's state, inline. A preemption cannot move a thread
+/// to another OS thread (it keeps its own), so any instruction boundary is a
+/// safe place to read it.
+static inline gt_worker_state *gt_self_inline(void) {
+    return (gt_worker_state *)(gt_thread_pointer() + gt_tls_state_offset);
 }
 
 /// The current green thread's owner pointer (the Swift GreenThread), or
