@@ -29,9 +29,10 @@
 //   runtime's cache per use (a quarter of a rendezvous hand-off, measured).
 //   So `send` and `receive` are inlinable shells that build the value's
 //   slot (and the `T?` result) in the caller, where T is usually concrete,
-//   around cores that take the slot; and the channel's existential as a
-//   wait object (`GreenChannel<T>`'s metadata and witness table) is made
-//   once, at init.
+//   around cores that take the slot; and the channel's existentials as a
+//   wait object (`GreenChannel<T>`'s metadata and witness tables) are made
+//   once, at init, and kept as plain words (UnretainedExistential), so a
+//   wait copies them without a reference count.
 import CGreenCore
 
 /// A channel that carries values of type `T` from senders to receivers, in
@@ -69,8 +70,9 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     @exclusivity(unchecked) var senders = WaitQueue()
     @exclusivity(unchecked) var receivers = WaitQueue()
     @exclusivity(unchecked) private(set) var closed = false
-    /// `self` as a wait object, made once (see the file header).
-    @exclusivity(unchecked) private unowned(unsafe) var waitObject: (any SyncWaitObject)!
+    /// `self` as a wait object and as a wait target, made once (see the file header).
+    private var waitObject: UnretainedExistential<any SyncWaitObject>!
+    private var waitTarget: UnretainedExistential<any WaitTarget>!
 
     /// Creates an open channel holding up to `capacity` values (0: rendezvous).
     ///
@@ -85,7 +87,8 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
         self.name = name ?? "channel-\(id)"
         self.capacity = capacity
         self.buffer = RingBuffer(capacity: capacity)
-        waitObject = self
+        waitObject = UnretainedExistential(self)
+        waitTarget = UnretainedExistential(self)
     }
 
     deinit { buffer.deallocate() }
@@ -151,7 +154,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// cancelled) or .waiting (it would wait, outside a green thread).
     private func sendFromSlot(_ slot: UnsafeMutablePointer<T>) -> WaitOutcome {
         guard let raw = gt_current_owner() else {
-            return withSyncLock { kernel in offer(slot, kernel) }
+            return withSyncLock { kernel in offer(slot, kernel.map { Unmanaged.passUnretained($0) }) }
         }
         return withOwnWaiter(raw) { waiter, kernel in sendOrWait(slot, waiter, kernel) }
     }
@@ -170,14 +173,14 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     private func sendOrWait(_ slot: UnsafeMutablePointer<T>, _ waiter: SyncWaiter, _ kernel: KernelCore) -> WaitOutcome {
         kernel.withBlockingSection { () -> WaitOutcome in
-            let offered = offer(slot, kernel)
+            let offered = offer(slot, Unmanaged.passUnretained(kernel))
             guard offered == .waiting else { return offered }
             waiter.begin(on: waitObject)
             waiter.element = UnsafeMutableRawPointer(slot)
             senders.insert(waiter)
             // Cancelling the sender takes it off the queue (`withdraw`;
             // outcome .timedOut: a channel has no timeouts); it drops its value.
-            return kernel.blockAsWaiter(waiter, on: waitObject, .channelSend, objectID: id, deadline: nil,
+            return kernel.blockAsWaiter(waiter, on: waitTarget, .channelSend, objectID: id, deadline: nil,
                                         cancellable: true)
         }
     }
@@ -185,13 +188,15 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Sends without waiting if the channel allows it: to the top waiting
     /// receiver, or into the buffer. Returns .granted, .closed or .waiting
     /// (must wait). Kernel lock held.
-    private func offer(_ slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> WaitOutcome {
+    private func offer(_ slot: UnsafeMutablePointer<T>, _ kernel: Unmanaged<KernelCore>?) -> WaitOutcome {
         if closed { return .closed }
         if let kernel, let receiver = receivers.popTopRef() {
-            receiver._withUnsafeGuaranteedRef { receiver in
-                receiver.element!.assumingMemoryBound(to: T.self).moveInitialize(from: slot, count: 1)
-                kernel.serve(receiver, .granted)
-            }
+            // The kernel travels unretained and no closure captures it: an
+            // optional `kernel` bound by `if let` was retained around each
+            // serve (a pair per hand-off).
+            let into = receiver._withUnsafeGuaranteedRef { $0.element! }
+            into.assumingMemoryBound(to: T.self).moveInitialize(from: slot, count: 1)
+            kernel._withUnsafeGuaranteedRef { $0.serve(receiver, .granted) }
             return .granted
         }
         if buffer.count < capacity {
@@ -237,7 +242,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     func receive(into slot: UnsafeMutablePointer<T>) -> Bool {
         guard let raw = gt_current_owner() else {
             let outcome = withSyncLock { kernel -> WaitOutcome in
-                if takeReady(into: slot, kernel) { return .granted }
+                if takeReady(into: slot, kernel.map { Unmanaged.passUnretained($0) }) { return .granted }
                 return closed ? .closed : .waiting
             }
             precondition(outcome != .waiting, "GreenChannel.receive() on empty \(self) outside a green thread would wait forever: "
@@ -249,13 +254,13 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
 
     private func receiveOrWait(into slot: UnsafeMutablePointer<T>, _ waiter: SyncWaiter, _ kernel: KernelCore) -> Bool {
         kernel.withBlockingSection { () -> Bool in
-            if takeReady(into: slot, kernel) { return true }
+            if takeReady(into: slot, Unmanaged.passUnretained(kernel)) { return true }
             if closed { return false }
             waiter.begin(on: waitObject)
             waiter.element = UnsafeMutableRawPointer(slot)
             receivers.insert(waiter)
             // Cancelling the receiver takes it off the queue (`withdraw`): it gets nil.
-            let outcome = kernel.blockAsWaiter(waiter, on: waitObject, .channelReceive, objectID: id, deadline: nil,
+            let outcome = kernel.blockAsWaiter(waiter, on: waitTarget, .channelReceive, objectID: id, deadline: nil,
                                                cancellable: true)
             return outcome == .granted
         }
@@ -264,22 +269,20 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// Moves the next value into `slot` without waiting: from the buffer
     /// (refilled from the top waiting sender) or, for a rendezvous, from the
     /// top sender. Kernel lock held.
-    private func takeReady(into slot: UnsafeMutablePointer<T>, _ kernel: KernelCore?) -> Bool {
+    private func takeReady(into slot: UnsafeMutablePointer<T>, _ kernel: Unmanaged<KernelCore>?) -> Bool {
         if buffer.count > 0 {
             buffer.popFirst(movingInto: slot)
             if let kernel, let sender = senders.popTopRef() {
-                sender._withUnsafeGuaranteedRef { sender in
-                    buffer.append(movingFrom: sender.element!.assumingMemoryBound(to: T.self))
-                    kernel.serve(sender, .granted)
-                }
+                let from = sender._withUnsafeGuaranteedRef { $0.element! }
+                buffer.append(movingFrom: from.assumingMemoryBound(to: T.self))
+                kernel._withUnsafeGuaranteedRef { $0.serve(sender, .granted) }
             }
             return true
         }
         if let kernel, let sender = senders.popTopRef() {
-            sender._withUnsafeGuaranteedRef { sender in
-                slot.moveInitialize(from: sender.element!.assumingMemoryBound(to: T.self), count: 1)
-                kernel.serve(sender, .granted)
-            }
+            let from = sender._withUnsafeGuaranteedRef { $0.element! }
+            slot.moveInitialize(from: from.assumingMemoryBound(to: T.self), count: 1)
+            kernel._withUnsafeGuaranteedRef { $0.serve(sender, .granted) }
             return true
         }
         return false

@@ -102,17 +102,24 @@ extension KernelCore {
     /// are always cancellable.
     func blockAsWaiter(_ waiter: SyncWaiter, on object: any SyncWaitObject, _ reason: WaitReason, objectID: UInt64,
                        deadline: Int64?, cancellable: Bool = false) -> WaitOutcome {
-        // `object` is the caller's own reference (it is running a method of
-        // it), and the thread is reached unretained: no retain/release here.
+        blockAsWaiter(waiter, on: UnretainedExistential(object as any WaitTarget), reason, objectID: objectID,
+                      deadline: deadline, cancellable: cancellable)
+    }
+
+    /// The same, with the object's existential words made ahead (GreenChannel).
+    func blockAsWaiter(_ waiter: SyncWaiter, on object: UnretainedExistential<any WaitTarget>, _ reason: WaitReason,
+                       objectID: UInt64, deadline: Int64?, cancellable: Bool = false) -> WaitOutcome {
+        // `object` is the caller's own (it is running a method of it), and
+        // the thread is reached unretained: no retain/release here.
         waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter = waiter }
-        let wait = ThreadWait(reason, objectID: objectID, target: object,
+        let wait = ThreadWait(reason, objectID: objectID, targetWords: object,
                               interruptible: deadline != nil || cancellable)
         let wake = blockCurrent(on: wait, deadline: deadline)
         let stillQueued = waiter.threadRef._withUnsafeGuaranteedRef { $0.syncWaiter != nil }
         precondition(!stillQueued && waiter.outcome != .waiting,
                      "\(waiter.thread) woke (\(wake)) from \(reason.kind) 0x\(String(objectID, radix: 16)) "
                         + "still queued, outcome \(waiter.outcome)")
-        waiter.objectRef = nil
+        waiter.objectWords = nil
         return waiter.outcome
     }
 
@@ -137,6 +144,12 @@ extension KernelCore {
             thread.syncWaiter = nil
             makeReady(thread)
         }
+    }
+
+    /// The same for an entry just taken off its queue, unretained.
+    @inline(__always)
+    func serve(_ waiter: Unmanaged<SyncWaiter>, _ outcome: WaitOutcome) {
+        waiter._withUnsafeGuaranteedRef { serve($0, outcome) }
     }
 }
 

@@ -81,7 +81,8 @@ final class SyncWaiter {
     /// The object whose queue holds this waiter, while queued (unretained:
     /// the waiting thread is inside a call on the object, which keeps it
     /// alive until the wait returns).
-    unowned(unsafe) var objectRef: (any SyncWaitObject)?
+    var objectWords: UnretainedExistential<any SyncWaitObject>?
+    var objectRef: (any SyncWaitObject)? { objectWords?.value }
     /// The queue key: the thread's effective priority when (re)queued.
     var level = 0
     /// The table of the queue that holds it (its identity), nil when not queued.
@@ -104,7 +105,14 @@ final class SyncWaiter {
     /// Starts a wait on `object`: a fresh outcome, no value slot. Kernel
     /// lock held; the thread is not queued anywhere.
     func begin(on object: any SyncWaitObject) {
-        objectRef = object
+        begin(on: UnretainedExistential(object))
+    }
+
+    /// The same, for an object that keeps its existential's words (a
+    /// generic channel: making one from `self` looks up its witness table).
+    @inline(__always)
+    func begin(on object: UnretainedExistential<any SyncWaitObject>) {
+        objectWords = object
         outcome = .waiting
         element = nil
     }

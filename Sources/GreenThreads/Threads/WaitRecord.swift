@@ -103,6 +103,30 @@ extension WaitTarget {
     var waitObjectName: String? { nil }
 }
 
+/// An existential of a class-bound protocol (`any WaitTarget`, `any
+/// SyncWaitObject`) kept as its two words: the object and its witness
+/// table, without a reference count. Why not `unowned(unsafe) var`: loading
+/// one makes a strong copy, a retain/release pair per load, which was a
+/// quarter of a channel hand-off (the channel, a generic class, keeps its
+/// existentials made once, and each wait copied them out twice). Copying
+/// these words is two plain moves; `value` makes a counted reference again,
+/// for the paths that call through it (timeouts, cancellation, records).
+/// The holder keeps the object alive, as for any unretained reference.
+struct UnretainedExistential<Existential> {
+    private let words: (UnsafeRawPointer, UnsafeRawPointer)
+
+    @inline(__always)
+    init(_ value: Existential) {
+        words = unsafeBitCast(value, to: (UnsafeRawPointer, UnsafeRawPointer).self)
+    }
+
+    @inline(__always)
+    var value: Existential { unsafeBitCast(words, to: Existential.self) }
+
+    /// The object's address (its identity), without a reference.
+    var objectAddress: UnsafeRawPointer { words.0 }
+}
+
 /// One wait, in the control block (see the file header). Plain stores to
 /// set: the target is unretained, the reason a byte.
 struct ThreadWait {
@@ -111,8 +135,9 @@ struct ThreadWait {
     /// descriptor, a job's sequence number, an event's address; for a
     /// sleep, its deadline on the monotonic clock, as a bit pattern).
     var objectID: UInt64
-    /// The object waited on; nil for a sleep or a blocking call.
-    unowned(unsafe) var target: (any WaitTarget)?
+    /// The object waited on, unretained; nil for a sleep or a blocking call.
+    var targetWords: UnretainedExistential<any WaitTarget>?
+    var target: (any WaitTarget)? { targetWords?.value }
     /// Whether a deadline or `cancel()` ends the wait through
     /// `target.withdraw` (Threads/Cancellation.swift).
     var interruptible: Bool
@@ -121,9 +146,16 @@ struct ThreadWait {
     var startTick: UInt64 = 0
 
     init(_ reason: WaitReason, objectID: UInt64, target: (any WaitTarget)? = nil, interruptible: Bool = false) {
+        self.init(reason, objectID: objectID, targetWords: target.map { UnretainedExistential($0) },
+                  interruptible: interruptible)
+    }
+
+    @inline(__always)
+    init(_ reason: WaitReason, objectID: UInt64, targetWords: UnretainedExistential<any WaitTarget>?,
+         interruptible: Bool) {
         self.reason = reason
         self.objectID = objectID
-        self.target = target
+        self.targetWords = targetWords
         self.interruptible = interruptible
     }
 }
