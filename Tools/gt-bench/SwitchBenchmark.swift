@@ -7,6 +7,13 @@
 //                   condition variables, pinned to one CPU (a kernel context
 //                   switch per pass) and unpinned (cross-core wake-ups).
 //   Swift tasks:    two tasks each calling Task.yield() on the default pool.
+//
+// Yield with nobody waiting: one thread per worker (or per CPU), each
+// calling yield in a loop with nothing else ready, in ns per call: what a
+// cooperative loop that yields "just in case" pays.
+//
+//   GreenThreads:   one thread on each worker (the default count).
+//   pthread:        one OS thread on each CPU calling sched_yield.
 import GreenThreads
 import Glibc
 
@@ -15,6 +22,7 @@ enum SwitchBenchmark {
 
     static func run(rounds: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
         var green: [Double] = [], pyield: [Double] = [], condOne: [Double] = [], condTwo: [Double] = [], tasks: [Double] = []
+        var greenAlone: [Double] = [], pthreadAlone: [Double] = []
         let cpus = PThread.allowedCPUs()
         // Kernel switches cost microseconds: fewer rounds keep the run short.
         let osRounds = max(1000, rounds / 20)
@@ -30,6 +38,10 @@ enum SwitchBenchmark {
             if cpus.count > 1 { condTwo.append(pthreadCondvar(rounds: osRounds, cpus: Array(cpus.prefix(2)), split: true)) }
             settle()
             tasks.append(taskYield(rounds: rounds))
+            settle()
+            greenAlone.append(try greenYieldAlone(rounds: rounds, workers: cpus.count))
+            settle()
+            pthreadAlone.append(pthreadYieldAlone(rounds: osRounds, cpus: cpus))
         }
         var rows = [
             Row(group: group, runtime: "GreenThreads yield (1 worker)", metric: "ns", values: green, reference: true),
@@ -40,7 +52,35 @@ enum SwitchBenchmark {
             rows.append(Row(group: group, runtime: "pthread condvar (2 CPUs)", metric: "ns", values: condTwo))
         }
         rows.append(Row(group: group, runtime: "Swift tasks Task.yield", metric: "ns", values: tasks))
+        let alone = "yield with nobody waiting (one thread per worker)"
+        rows.append(Row(group: alone, runtime: "GreenThreads yield (\(cpus.count) workers)", metric: "ns",
+                        values: greenAlone, reference: true))
+        rows.append(Row(group: alone, runtime: "pthread sched_yield (\(cpus.count) CPUs)", metric: "ns",
+                        values: pthreadAlone))
         return rows
+    }
+
+    static func greenYieldAlone(rounds: Int, workers: Int) throws -> Double {
+        try Kernel.run(KernelConfiguration(workers: workers)) {
+            let t0 = monotonicNanoseconds()
+            let threads = try (0..<workers).map { i in
+                try GreenThread.spawn(name: "alone\(i)") { for _ in 0..<rounds { GreenThread.yield() } }
+            }
+            for t in threads { try t.join() }
+            return Double(monotonicNanoseconds() - t0) / Double(rounds)
+        }
+    }
+
+    static func pthreadYieldAlone(rounds: Int, cpus: [Int]) -> Double {
+        let t0 = monotonicNanoseconds()
+        let threads = cpus.map { cpu in
+            PThread.start {
+                PThread.pinCurrent(to: [cpu])
+                for _ in 0..<rounds { sched_yield() }
+            }!
+        }
+        for t in threads { PThread.join(t) }
+        return Double(monotonicNanoseconds() - t0) / Double(rounds)
     }
 
     static func greenYield(rounds: Int) throws -> Double {

@@ -307,9 +307,23 @@ extension KernelCore {
     @discardableResult
     static func yieldCurrent() -> Bool {
         let ws = gt_enter_critical()!
-        guard ws.pointee.is_worker != 0, ws.pointee.current != nil else {
+        guard ws.pointee.is_worker != 0, let core = ws.pointee.current else {
             _ = gt_exit_critical()
             return false
+        }
+        // Nothing of this thread's level or above is ready anywhere (the
+        // level the run queue publishes, as the tick handler reads it):
+        // keep running with a fresh slice, without the kernel lock. A yield
+        // in a loop that nobody waits behind then costs no shared write; with
+        // two workers each yielding alone it was a lock round trip between
+        // the CPUs per call. A thread made ready just after this read is
+        // seen at the next yield, as if this one had come a moment earlier.
+        // Without a processor (retaken while blocked in the OS) the slow
+        // path hands the thread back to the scheduler.
+        if gt_highest_ready() < core.pointee.effective_level && gt_held_processor(ws) != nil {
+            startFreshSlice(core, ws)
+            exitCritical()
+            return true
         }
         Machine.ref(ws)._withUnsafeGuaranteedRef { m in
             m.kernelRef._withUnsafeGuaranteedRef { kernel in
@@ -333,12 +347,7 @@ extension KernelCore {
                 return false
             }
             // Nothing of equal or higher priority is ready: keep running.
-            let core = current.core!
-            let now = gt_tsc()
-            core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
-            core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
-            ws.pointee.slice_start = now
-            ws.pointee.slice_periods = 0
+            KernelCore.startFreshSlice(current.core!, ws)
             return true
         }
         if keepsRunning {
@@ -346,6 +355,18 @@ extension KernelCore {
             return
         }
         switchAway(from: m, action: .requeue)
+    }
+
+    /// A yield that keeps the CPU: charges the slice so far to the thread
+    /// and starts a new one. The thread's own Machine, in a critical section.
+    @inline(__always)
+    static func startFreshSlice(_ core: UnsafeMutablePointer<gt_thread_core>,
+                                _ ws: UnsafeMutablePointer<gt_worker_state>) {
+        let now = gt_tsc()
+        core.pointee.cpu_ticks &+= now &- ws.pointee.slice_start
+        core.pointee.cpu_tick_ns &+= UInt64(ws.pointee.slice_periods) &* UInt64(ws.pointee.tick_ns)
+        ws.pointee.slice_start = now
+        ws.pointee.slice_periods = 0
     }
 
     // MARK: Blocking and waking
