@@ -234,6 +234,11 @@ public struct WorkerSnapshot: Codable, Sendable {
     /// (issue 12; optional, format 1). A processor that finds work while it
     /// spins before sleeping needs no wake-up.
     public var idleWakeups: UInt64?
+    /// Times it waited briefly for I/O work at the level of a thread that
+    /// blocked, rather than start a lower thread: claimed by such work, and
+    /// timed out (issue 13; optional, format 1).
+    public var lingersServed: UInt64?
+    public var lingersTimedOut: UInt64?
 
     public init(index: Int, osThreadID: Int32, currentThreadID: UInt64?, isIdle: Bool,
                 ticks: UInt64, preemptions: UInt64, deferrals: UInt64, retries: UInt64) {

@@ -47,7 +47,8 @@ extension WorkerSnapshot {
         }
         return "worker \(index) (tid \(osThreadID)): \(doing); \(ticks) ticks, \(preemptions) preemptions, "
             + "\(deferrals) deferred; hand-offs \(parkHandoffs ?? 0) park, \(resumeHandoffs ?? 0) resume, "
-            + "\(blockedHandoffs ?? 0) blocked; \(idleWakeups ?? 0) idle wake-ups"
+            + "\(blockedHandoffs ?? 0) blocked; \(idleWakeups ?? 0) idle wake-ups; "
+            + "lingers \(lingersServed ?? 0) served, \(lingersTimedOut ?? 0) timed out"
     }
 }
 

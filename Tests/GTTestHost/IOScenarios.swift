@@ -36,6 +36,15 @@
 //                    normal it sleeps on its futex and the monitor's look
 //                    finds the byte (the reader then runs at the spinner's
 //                    next slice end, not after the spinner is done).
+// io-linger-before-a-lower-thread  one worker, a low call-free spinner, and a
+//                    normal thread in a request-reply loop with an OS thread
+//                    over two pipes. Each time the normal thread parks on its
+//                    read, the processor waits briefly for the reply instead
+//                    of resuming the spinner, so the replies it waits for
+//                    are taken without preempting it: lingers served, and
+//                    under a fifth of the parked waits end in a preemption
+//                    (a park hand-off); the spinner still runs. Without the
+//                    linger every parked wait ends in one.
 // io-idle-processor-in-epoll  with the netpoller started, an idle processor
 //                    waits in epoll_pwait itself (seen in /proc wchan, from
 //                    a pool thread while every green thread is parked), and
@@ -585,6 +594,48 @@ let ioScenarios: [String: Scenario] = [
             }
             close(readEnd)
             close(writeEnd)
+        }
+        print("OK")
+    },
+
+    "io-linger-before-a-lower-thread": {
+        let trips = intOption("trips", 2000)
+        try Kernel.run(KernelConfiguration(workers: 1)) {
+            var toEcho: [Int32] = [0, 0], fromEcho: [Int32] = [0, 0]
+            // Blocking ends for the echo thread, non-blocking for the green one.
+            check(pipe(&toEcho) == 0 && gt_io_pipe(&fromEcho, 1).value == 0, "pipe failed")
+            let echoIn = toEcho[0], requestOut = toEcho[1], replyIn = fromEcho[0], echoOut = fromEcho[1]
+            check(fcntl(echoOut, F_SETFL, 0) == 0, "fcntl")
+            let echo = OSWorker {
+                var byte: UInt8 = 0
+                while read(echoIn, &byte, 1) == 1 && byte != 0 { _ = write(echoOut, &byte, 1) }
+            }
+            stopFlag.store(false, ordering: .relaxed)
+            let spinner = try GreenThread.spawn(name: "spinner", priority: .low) { spinUntilStopped() }
+            GreenThread.sleep(for: .milliseconds(20))  // the spinner is running or ready
+            let before = Kernel.snapshot().workers[0]
+            var byte: UInt8 = 1
+            for _ in 0..<trips {
+                _ = write(requestOut, &byte, 1)
+                let got = try withUnsafeMutableBytes(of: &byte) { try GreenIO.read(replyIn, into: $0) }
+                check(got == 1, "reply: \(got)")
+            }
+            let after = Kernel.snapshot().workers[0]
+            byte = 0
+            _ = write(requestOut, &byte, 1)
+            echo.join()
+            stopFlag.store(true, ordering: .relaxed)
+            let spins = try spinner.join()
+            let served = (after.lingersServed ?? 0) - (before.lingersServed ?? 0)
+            let timedOut = (after.lingersTimedOut ?? 0) - (before.lingersTimedOut ?? 0)
+            let parks = (after.parkHandoffs ?? 0) - (before.parkHandoffs ?? 0)
+            print("trips=\(trips)\nlingers_served=\(served)\nlingers_timed_out=\(timedOut)\npark_handoffs=\(parks)\nspins=\(spins)")
+            // Replies that come before the read parks are taken at once; of
+            // the waits that park, at most a fifth may end in a preemption.
+            check(served > 0, "no reply was taken by a lingering processor")
+            check(parks * 4 < served + parks, "\(parks) preemptions against \(served) lingers served")
+            check(spins > 0, "the low spinner never ran")
+            for fd in [echoIn, requestOut, replyIn, echoOut] { close(fd) }
         }
         print("OK")
     },

@@ -68,6 +68,16 @@ extension GreenThreadsTests {
             #expect(r.stdout.contains("spinner=low poller_wchan=") && r.stdout.contains("spinner=normal poller_wchan="), "\(r)")
         }
 
+        /// A processor whose thread parks on I/O with only a lower thread
+        /// ready waits briefly for the next event of its level, so a
+        /// request-reply loop beside a low spinner is served without a
+        /// preemption per reply. Without the linger (checked) lingers_served
+        /// is 0 and there is a park hand-off per reply.
+        @Test func aProcessorLingersForIOBeforeItStartsALowerThread() throws {
+            let r = try Host.expectOK("io-linger-before-a-lower-thread", timeout: .seconds(60))
+            #expect((r.number("lingers_served") ?? 0) >= 1, "\(r)")
+        }
+
         /// With I/O in use an idle processor waits in epoll_pwait, and
         /// timers, pool completions, readiness and spawns all reach it
         /// there. Without the wake-up of a processor in epoll (its

@@ -256,6 +256,8 @@ extension KernelCore {
             w.resumeHandoffs = p.resumeHandoffs
             w.blockedHandoffs = p.blockedHandoffs
             w.idleWakeups = p.idleWakeups
+            w.lingersServed = p.lingersServed
+            w.lingersTimedOut = p.lingersTimedOut
             return w
         }
         return (records.reversed(), threads.reversed(), workerList)

@@ -39,6 +39,9 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var idleProcessors: [Processor] = [] // kernel lock
     /// Processors looking for work before they sleep (Machine.spinForWork; kernel lock).
     @exclusivity(unchecked) var spinningProcessors = 0
+    /// Processors lingering for work at their `lingerLevel` before they start
+    /// a lower thread, not yet claimed by a `makeReady` (Machine.linger; kernel lock).
+    @exclusivity(unchecked) var lingeringProcessors: [Processor] = []
     /// Mirrors `shuttingDown` for spinners, which poll without the lock.
     let stopRequested = Atomic<Bool>(false)
     /// Every Machine started and not yet joined (kernel lock).
@@ -124,6 +127,7 @@ final class KernelCore: @unchecked Sendable {
     /// scheduler's arrays get their whole capacity up front.
     func reserveSchedulerStorage() {
         idleProcessors.reserveCapacity(processors.count)
+        lingeringProcessors.reserveCapacity(processors.count)
         pendingProcessors.reserveCapacity(processors.count)
         blockedMachines.reserveCapacity(4 * processors.count)
         machines.reserveCapacity(configuration.maxOSThreads + 1)

@@ -27,6 +27,12 @@ final class Processor: @unchecked Sendable {
     @exclusivity(unchecked) unowned(unsafe) var heldBy: Machine?
     /// Whether it waits for work in its Machine's scheduling loop (kernel lock).
     @exclusivity(unchecked) var isIdle = false
+    /// The level it lingers for (Machine.linger), -1 when not lingering or
+    /// claimed by a `makeReady` (kernel lock).
+    @exclusivity(unchecked) var lingerLevel = -1
+    /// Lingers that a `makeReady` claimed, and that timed out (kernel lock).
+    @exclusivity(unchecked) var lingersServed: UInt64 = 0
+    @exclusivity(unchecked) var lingersTimedOut: UInt64 = 0
     /// Moving average of preempted slices, in tick periods x16 (deficit
     /// round-robin, Scheduler.chargePreemptedSlice; holder).
     @exclusivity(unchecked) var averagePeriodsX16: Int32 = 0

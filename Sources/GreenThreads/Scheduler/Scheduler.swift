@@ -82,13 +82,19 @@ extension KernelCore {
     /// running: the next unbound ready thread, or the scheduling context
     /// (which hands the processor to a picked parked thread's Machine, or
     /// waits as a spare when the monitor took the processor away).
-    func switchAway(from m: Machine, action: SwitchAction, now: UInt64 = gt_tsc()) {
-        switchTo(pickSwitchTarget(m), on: m, action: action, now: now)
+    func switchAway(from m: Machine, action: SwitchAction, now: UInt64 = gt_tsc(), lingerFrom level: Int = -1) {
+        switchTo(pickSwitchTarget(m, lingerFrom: level), on: m, action: action, now: now)
     }
 
     @inline(__always)
-    func pickSwitchTarget(_ m: Machine) -> Unmanaged<GreenThread>? {
-        guard let p = m.processorRef, let next = p._withUnsafeGuaranteedRef({ pickNext($0) }) else { return nil }
+    func pickSwitchTarget(_ m: Machine, lingerFrom level: Int = -1) -> Unmanaged<GreenThread>? {
+        guard let p = m.processorRef else { return nil }
+        if level >= 0 && shouldLinger(from: level) {
+            // The scheduling context lingers (Machine.linger), then picks.
+            m.lingerLevel = level
+            return nil
+        }
+        guard let next = p._withUnsafeGuaranteedRef({ pickNext($0) }) else { return nil }
         if next._withUnsafeGuaranteedRef({ $0.isBound }) {
             m.resumeNext = next
             return nil
@@ -414,7 +420,7 @@ extension KernelCore {
         // One time-stamp for both: the wait's start and the switch.
         let now = gt_tsc()
         current.wait!.startTick = now
-        switchAway(from: m, action: .none, now: now)
+        switchAway(from: m, action: .none, now: now, lingerFrom: current.effectivePriorityLevel)
         lock.lock()
         if deadline != nil { current.timerGeneration &+= 1 }  // invalidates a pending timer entry
         return current.wakeReason
@@ -432,11 +438,30 @@ extension KernelCore {
         // only what arrived since; beyond one thread per spinner, wake or
         // preempt as usual (priorities hold across processors).
         if runQueue.count <= spinningProcessors { return }
+        // A processor lingering for work of this level takes it (Machine.linger).
+        if let i = lingeringProcessors.firstIndex(where: { $0.lingerLevel <= thread.effectivePriorityLevel }) {
+            let p = lingeringProcessors.remove(at: i)
+            p.lingerLevel = -1
+            if let m = p.heldBy, let ms = m.state { gt_park_wake(ms) }
+            return
+        }
         if let idle = idleProcessors.popLast() {
             wake(idle)
             return
         }
         preemptLowerIfNeeded(for: thread.effectivePriorityLevel)
+    }
+
+    /// Whether a processor whose thread blocks at `level` should wait a
+    /// little for more work of that level before it starts a lower thread:
+    /// only a lower thread is ready, and threads at `level` or above wait on
+    /// I/O, whose next event would otherwise preempt the lower thread again
+    /// (a signal and two OS-thread hand-offs). Kernel lock held.
+    @inline(__always)
+    func shouldLinger(from level: Int) -> Bool {
+        guard ioWatchLevel >= level else { return false }
+        let ready = runQueue.highestLevel
+        return ready >= 0 && ready < level
     }
 
     /// Whether a thread below `level` runs on a processor or is ready to.
