@@ -26,7 +26,10 @@
 // level. A yield or an expired time slice gives the CPU to the first ready
 // thread of the same or a higher level (round-robin); a thread made ready at
 // a higher level than a running one preempts it at once (see
-// `preemptLowerIfNeeded`).
+// `preemptLowerIfNeeded`). A processor whose thread parks where threads of
+// that level wait on I/O, with only lower threads ready, first waits up to
+// 50 us for the next such event (`shouldLinger`, Machine.linger), so I/O work
+// beside low CPU work does not preempt once per event.
 import CGreenCore
 import Glibc
 
