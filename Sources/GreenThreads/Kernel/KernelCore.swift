@@ -39,8 +39,8 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var idleProcessors: [Processor] = [] // kernel lock
     /// Processors looking for work before they sleep (Machine.spinForWork; kernel lock).
     @exclusivity(unchecked) var spinningProcessors = 0
-    /// Processors lingering for work at their `lingerLevel` before they start
-    /// a lower thread, not yet claimed by a `makeReady` (Machine.linger; kernel lock).
+    /// Processors lingering for work above their `lingersAbove` before they
+    /// start a lower thread, not yet claimed by a `makeReady` (Machine.linger; kernel lock).
     @exclusivity(unchecked) var lingeringProcessors: [Processor] = []
     /// Mirrors `shuttingDown` for spinners, which poll without the lock.
     let stopRequested = Atomic<Bool>(false)

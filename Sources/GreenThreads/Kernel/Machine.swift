@@ -325,7 +325,9 @@ final class Machine: @unchecked Sendable {
     /// threads at `level` wait on I/O (Scheduler.shouldLinger): before this
     /// processor starts (or resumes, by a hand-off) a lower thread, it sleeps
     /// up to `lingerNanoseconds` on its park word for the next event of
-    /// `level`. A `makeReady` at `level` or above claims it and wakes it
+    /// `level`. A `makeReady` of any thread above what was ready when it
+    /// began (the I/O event's thread, or a thread between the two levels,
+    /// which must not wait for the linger to end) claims it and wakes it
     /// instead of preempting anyone, so a request-reply server beside
     /// low-priority CPU work takes its next request here with one futex
     /// wake-up, not a preemption (a signal, a park and two OS-thread
@@ -339,16 +341,16 @@ final class Machine: @unchecked Sendable {
     private func linger(on p: Processor, for level: Int) {
         guard kernel.shouldLinger(from: level), !kernel.shuttingDown else { return }
         let ws: UnsafeMutablePointer<gt_worker_state> = state
-        p.lingerLevel = level
+        p.lingersAbove = kernel.runQueue.highestLevel  // >= 0: shouldLinger found a lower thread
         kernel.lingeringProcessors.append(p)
         let seen = gt_atomic_load_u32(&ws.pointee.park_word)
         kernel.lock.unlock()
         gt_park_wait(ws, seen, Machine.lingerNanoseconds)
         kernel.lock.lock()
-        if p.lingerLevel < 0 {
+        if p.lingersAbove < 0 {
             p.lingersServed &+= 1  // claimed by makeReady
         } else {
-            p.lingerLevel = -1
+            p.lingersAbove = -1
             kernel.lingeringProcessors.removeAll { $0 === p }
             p.lingersTimedOut &+= 1
         }

@@ -27,9 +27,10 @@ final class Processor: @unchecked Sendable {
     @exclusivity(unchecked) unowned(unsafe) var heldBy: Machine?
     /// Whether it waits for work in its Machine's scheduling loop (kernel lock).
     @exclusivity(unchecked) var isIdle = false
-    /// The level it lingers for (Machine.linger), -1 when not lingering or
-    /// claimed by a `makeReady` (kernel lock).
-    @exclusivity(unchecked) var lingerLevel = -1
+    /// While it lingers (Machine.linger): the highest level that was ready
+    /// when it began, which a thread made ready must outrank to claim it;
+    /// -1 when not lingering or claimed (kernel lock).
+    @exclusivity(unchecked) var lingersAbove = -1
     /// Lingers that a `makeReady` claimed, and that timed out (kernel lock).
     @exclusivity(unchecked) var lingersServed: UInt64 = 0
     @exclusivity(unchecked) var lingersTimedOut: UInt64 = 0

@@ -441,10 +441,11 @@ extension KernelCore {
         // only what arrived since; beyond one thread per spinner, wake or
         // preempt as usual (priorities hold across processors).
         if runQueue.count <= spinningProcessors { return }
-        // A processor lingering for work of this level takes it (Machine.linger).
-        if let i = lingeringProcessors.firstIndex(where: { $0.lingerLevel <= thread.effectivePriorityLevel }) {
+        // A processor lingering for work above what it would run takes it
+        // (Machine.linger).
+        if let i = lingeringProcessors.firstIndex(where: { $0.lingersAbove < thread.effectivePriorityLevel }) {
             let p = lingeringProcessors.remove(at: i)
-            p.lingerLevel = -1
+            p.lingersAbove = -1
             if let m = p.heldBy, let ms = m.state { gt_park_wake(ms) }
             return
         }
