@@ -120,11 +120,11 @@ struct UnretainedExistential<Existential> {
         words = unsafeBitCast(value, to: (UnsafeRawPointer, UnsafeRawPointer).self)
     }
 
+    /// The bit cast yields an unowned value, which the compiler copies (a
+    /// retain) wherever it needs an owned one and releases after: counts
+    /// stay balanced (checked with a deinit probe, -O and -Onone).
     @inline(__always)
     var value: Existential { unsafeBitCast(words, to: Existential.self) }
-
-    /// The object's address (its identity), without a reference.
-    var objectAddress: UnsafeRawPointer { words.0 }
 }
 
 /// One wait, in the control block (see the file header). Plain stores to
