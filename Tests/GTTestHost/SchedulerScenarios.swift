@@ -5,6 +5,11 @@ import GreenThreads
 import Glibc
 import Synchronization
 
+// Shared by the yielders and the sleeper of the yield scenario (globals:
+// the closures given to spawn are `sending`).
+private let yieldersDone = Atomic<Bool>(false)
+private let yieldsMade = Atomic<Int>(0)
+
 let schedulerScenarios: [String: Scenario] = [
     "spawn-wakeups": {
         // One thread spawns `count` empty threads on 2 workers, one every
@@ -57,6 +62,39 @@ let schedulerScenarios: [String: Scenario] = [
         print("sleeps=\(count)\nmonitor_wakeups=\(wakeups)")
         check(wakeups >= count / 2, "the monitor slept through \(count) deadlines (\(wakeups) wake-ups)")
         check(wakeups < count * 3 / 2, "\(wakeups) monitor wake-ups for \(count) sleeps")
+        print("OK")
+    },
+
+    "yield-gives-way-to-a-thread-readied-elsewhere": {
+        // Two workers, no preemption: a yielder on each worker loops with
+        // nothing else ready, so each yield takes the lock-free path. A
+        // third thread of their level sleeps 20 ms; the monitor makes it
+        // ready while both workers run yielders, and only a yield can give
+        // it a CPU. It must run at the next yield of either: within a few
+        // milliseconds (a yield that never looked at the ready level would
+        // leave it waiting for good: the scenario times out). Then both
+        // yielders stop.
+        let (lateness, yields) = try Kernel.run(KernelConfiguration(workers: 2, preemption: false)) { () -> (Int64, Int) in
+            let yielders = try (0..<2).map { i in
+                try GreenThread.spawn(name: "yielder\(i)") {
+                    var n = 0
+                    while !yieldersDone.load(ordering: .relaxed) { GreenThread.yield(); n += 1 }
+                    yieldsMade.add(n, ordering: .relaxed)
+                }
+            }
+            let sleeper = try GreenThread.spawn(name: "sleeper") { () -> Int64 in
+                let deadline = gt_clock_monotonic_ns() + 20_000_000
+                GreenThread.sleep(for: .milliseconds(20))
+                let late = gt_clock_monotonic_ns() - deadline
+                yieldersDone.store(true, ordering: .relaxed)
+                return late
+            }
+            let late = try sleeper.join()
+            for y in yielders { try y.join() }
+            return (late, yieldsMade.load(ordering: .relaxed))
+        }
+        print("late_us=\(lateness / 1000)\nyields=\(yields)")
+        check(lateness < 100_000_000, "the sleeper ran \(lateness / 1_000_000) ms after its deadline")
         print("OK")
     },
 

@@ -24,6 +24,17 @@ extension GreenThreadsTests {
             #expect(wakeups >= 150 && wakeups < 450, "\(r)")
         }
 
+        /// A yield with nothing of its level ready takes no lock; one made
+        /// while a thread of its level has become ready elsewhere must
+        /// still give way. With preemption off and a yielder on each
+        /// worker, a sleeper's wake-up is seen at the next yield (34-37 us
+        /// late). Checked: a fast path that skips the ready-level check
+        /// leaves the sleeper waiting for good (the scenario times out).
+        @Test func aYieldGivesWayToAThreadReadiedElsewhere() throws {
+            let r = try Host.expectOK("yield-gives-way-to-a-thread-readied-elsewhere", timeout: .seconds(30))
+            #expect((r.number("late_us") ?? 1e9) < 100_000, "\(r)")
+        }
+
         @Test func tenThousandThreadsOfMixedWorkAllFinishAndCountersAddUp() throws {
             let r = try Host.expectOK("scheduler-stress", timeout: .seconds(120))
             #expect(r.value("finished") == "10000", "\(r)")
