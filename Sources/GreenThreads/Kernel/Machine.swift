@@ -339,6 +339,7 @@ final class Machine: @unchecked Sendable {
     /// per block, and none while the CPU goes to another OS thread.
     /// Kernel lock held on entry and on return.
     private func linger(on p: Processor, for level: Int) {
+        // Asked again: the kernel lock was let go across the switch here.
         guard kernel.shouldLinger(from: level), !kernel.shuttingDown else { return }
         let ws: UnsafeMutablePointer<gt_worker_state> = state
         p.lingersAbove = kernel.runQueue.highestLevel  // >= 0: shouldLinger found a lower thread
