@@ -25,7 +25,6 @@ extension KernelCore {
     /// (robust-mutex semantics); see Sync/GreenMutex.swift.
     func releaseHeldObjects(of thread: GreenThread) {
         let me = UInt(bitPattern: Unmanaged.passUnretained(thread).toOpaque())
-        let identity = ThreadIdentity(thread)
         while let listed = thread.heldMutexes {
             let mutex = listed.takeUnretainedValue()
             // Unlink first: the handoff's new owner links it into its own list.
@@ -36,6 +35,9 @@ extension KernelCore {
             let w = mutex.word.load(ordering: .relaxed)
             precondition(w & GreenMutex.ownerMask == me,
                          "\(thread) ends with \(mutex) on its robust list, but the owner word is \(w)")
+            // Named here, not before the loop: the name may be formatted
+            // from the id, and most threads end holding nothing.
+            let identity = ThreadIdentity(thread)
             if mutex.waiters.isEmpty {
                 mutex.diedOwner = identity
                 mutex.word.store(GreenMutex.ownerDiedFree, ordering: .releasing)
