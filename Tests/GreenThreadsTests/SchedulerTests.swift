@@ -5,6 +5,11 @@
 // spawnOneAtATimeRarelyWakesAnIdleProcessor was shown to fail without the
 // spinning rule, 2026-12-02 (debug build): 8,631 idle wake-ups for 20,000
 // spawns 10 us apart, against 1,300-2,600 with it.
+// aHandOffStaysOnItsProcessor was shown to fail with spinners that take a
+// hand-off at once, 2026-12-04 (debug build): 75% of hops crossed between
+// the processors, against 2.3-2.5%. aHandedOffThreadRunsElsewhereIfItsWakerKeepsRunning
+// failed with an unbounded wait for the waker: 468-515 of 2,000 rounds,
+// against 1,657-1,975.
 import Testing
 
 extension GreenThreadsTests {
@@ -33,6 +38,23 @@ extension GreenThreadsTests {
         @Test func aYieldGivesWayToAThreadReadiedElsewhere() throws {
             let r = try Host.expectOK("yield-gives-way-to-a-thread-readied-elsewhere", timeout: .seconds(30))
             #expect((r.number("late_us") ?? 1e9) < 100_000, "\(r)")
+        }
+
+        /// A spinning processor leaves a hand-off to the waker's processor
+        /// for a moment (Machine.leftToItsWaker), so a ping-pong on 2
+        /// workers stays on one processor instead of crossing between the
+        /// two on most hops.
+        @Test func aHandOffStaysOnItsProcessor() throws {
+            let r = try Host.expectOK("hand-offs-stay-on-their-processor", timeout: .seconds(60))
+            #expect((r.number("crossed") ?? 1e9) * 100 < (r.number("hops") ?? 0) * 15, "\(r)")
+        }
+
+        /// ...but only for a moment: a waker that keeps running does not
+        /// keep the thread it woke from the other processor.
+        @Test func aHandedOffThreadRunsElsewhereIfItsWakerKeepsRunning() throws {
+            let r = try Host.expectOK("a-handed-off-thread-runs-elsewhere-if-its-waker-keeps-running",
+                                      timeout: .seconds(60))
+            #expect((r.number("started_while_the_waker_ran") ?? 0) >= 1_100, "\(r)")
         }
 
         @Test func tenThousandThreadsOfMixedWorkAllFinishAndCountersAddUp() throws {

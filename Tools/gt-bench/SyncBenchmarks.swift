@@ -11,7 +11,9 @@
 //   peers: two OS threads on pthread_mutex_t, or on Synchronization.Mutex.
 // Channel ping-pong: a value bounced between two threads through a pair of
 // channels, ns per one-way hand-off.
-//   GreenThreads: two rendezvous GreenChannels (capacity 0), one worker.
+//   GreenThreads: two rendezvous GreenChannels (capacity 0), one worker;
+//   and the same on every worker (the spinning processor must leave each
+//   hand-off to the waker's: rates with 2 workers may not collapse).
 //   peer: two AsyncStreams between two tasks on the default pool.
 import GreenThreads
 import Glibc
@@ -53,18 +55,28 @@ enum SyncBenchmarks {
     }
 
     static func runChannel(rounds: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
-        var green: [Double] = [], stream: [Double] = []
+        var green: [Double] = [], greenAll: [Double] = [], stream: [Double] = []
+        let workers = KernelConfiguration.usableCPUs
         for rep in 0..<reps {
             progress("channel rep \(rep + 1)/\(reps)")
             settle()
-            green.append(try greenChannelPingPong(rounds))
+            green.append(try greenChannelPingPong(rounds, workers: 1))
+            if workers > 1 {
+                settle()
+                greenAll.append(try greenChannelPingPong(rounds, workers: workers))
+            }
             settle()
             stream.append(asyncStreamPingPong(max(1000, rounds / 10)))
         }
-        return [
+        var rows = [
             Row(group: channelGroup, runtime: "GreenChannel rendezvous (1 worker)", metric: "ns", values: green, reference: true),
-            Row(group: channelGroup, runtime: "AsyncStream between two tasks", metric: "ns", values: stream),
         ]
+        if workers > 1 {
+            rows.append(Row(group: channelGroup, runtime: "GreenChannel rendezvous (\(workers) workers)", metric: "ns",
+                            values: greenAll))
+        }
+        rows.append(Row(group: channelGroup, runtime: "AsyncStream between two tasks", metric: "ns", values: stream))
+        return rows
     }
 
     // MARK: GreenThreads
@@ -106,8 +118,8 @@ enum SyncBenchmarks {
         }
     }
 
-    static func greenChannelPingPong(_ rounds: Int) throws -> Double {
-        try Kernel.run(KernelConfiguration(workers: 1)) {
+    static func greenChannelPingPong(_ rounds: Int, workers: Int) throws -> Double {
+        try Kernel.run(KernelConfiguration(workers: workers)) {
             let ping = GreenChannel<Int>(capacity: 0), pong = GreenChannel<Int>(capacity: 0)
             let t0 = monotonicNanoseconds()
             let echo = try GreenThread.spawn(name: "echo") {

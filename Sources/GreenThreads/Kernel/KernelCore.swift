@@ -44,6 +44,12 @@ final class KernelCore: @unchecked Sendable {
     @exclusivity(unchecked) var lingeringProcessors: [Processor] = []
     /// Mirrors `shuttingDown` for spinners, which poll without the lock.
     let stopRequested = Atomic<Bool>(false)
+    /// Whether the thread a spinner would find was handed off: made ready
+    /// by a green thread on a processor, at a level no higher than the
+    /// waker's (Scheduler.noteSpinnersReady; Machine.leftToItsWaker). Written under
+    /// the kernel lock, only while a processor spins; spinners read it
+    /// without the lock.
+    let readiedForHandOff = Atomic<Bool>(false)
     /// Every Machine started and not yet joined (kernel lock).
     @exclusivity(unchecked) var machines: [Machine] = []
     @exclusivity(unchecked) var nextMachineID = 0              // kernel lock

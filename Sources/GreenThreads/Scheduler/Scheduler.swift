@@ -185,7 +185,13 @@ extension KernelCore {
                 case .requeue:
                     // With its processor gone (retaken while it was blocked in
                     // the OS), no one here will look at the queue: wake someone.
-                    if m.processorRef == nil { makeReady(previous) } else { runQueue.push(previous) }
+                    if m.processorRef == nil {
+                        makeReady(previous)
+                    } else {
+                        runQueue.push(previous)
+                        // A yielded thread is for any processor: a spinner takes it at once.
+                        if spinningProcessors > 0 { noteSpinnersReady(handedOff: false) }
+                    }
                 case .exit: reap(previous)
                 case .none: break
                 }
@@ -262,6 +268,7 @@ extension KernelCore {
         thread.runState = .ready
         thread.boundMachine = parked
         runQueue.push(thread)
+        if spinningProcessors > 0 { noteSpinnersReady(handedOff: false) }
     }
 
     /// A Machine parked after the monitor took its processor (it was blocked
@@ -440,7 +447,10 @@ extension KernelCore {
         // A spinner starts only with the queue empty, so the queue holds
         // only what arrived since; beyond one thread per spinner, wake or
         // preempt as usual (priorities hold across processors).
-        if runQueue.count <= spinningProcessors { return }
+        if runQueue.count <= spinningProcessors {
+            noteSpinnersReady(handedOff: isHandOff(of: thread))
+            return
+        }
         // A processor lingering for work above what it would run takes it
         // (Machine.linger).
         if let i = lingeringProcessors.firstIndex(where: { $0.lingersAbove < thread.effectivePriorityLevel }) {
@@ -454,6 +464,28 @@ extension KernelCore {
             return
         }
         preemptLowerIfNeeded(for: thread.effectivePriorityLevel)
+    }
+
+    /// Whether `thread`, made ready now, is handed off: the caller is a
+    /// green thread holding a processor, at a level no lower than
+    /// `thread`'s, so `thread` would not run ahead of it anyway, and if the
+    /// caller blocks soon (a channel or mutex hand-off, a join, a signal)
+    /// its own processor runs `thread` (Machine.leftToItsWaker).
+    @inline(__always)
+    private func isHandOff(of thread: GreenThread) -> Bool {
+        guard let ws = gt_self(), ws.pointee.is_worker != 0, let core = ws.pointee.current,
+              gt_held_processor(ws) != nil else { return false }
+        return core.pointee.effective_level >= Int32(thread.effectivePriorityLevel)
+    }
+
+    /// Tells spinners how the thread they would find became ready (see
+    /// `readiedForHandOff`). Kernel lock held.
+    @inline(__always)
+    func noteSpinnersReady(handedOff: Bool) {
+        // Stored only when it changes: the line stays in the waker's cache.
+        if readiedForHandOff.load(ordering: .relaxed) != handedOff {
+            readiedForHandOff.store(handedOff, ordering: .relaxed)
+        }
     }
 
     /// Whether a processor whose thread blocks at `level` should wait a
