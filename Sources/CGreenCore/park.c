@@ -62,7 +62,7 @@ static int gt_pin_handoffs;  // 1 when pinning is possible (affinity readable)
 // Futex calls are async-signal-safe, so the handler may still take the lock.
 static void gt_park_lock(void) {
     uint32_t *word = &gt_park_lock_word;
-    if (gt_spin_acquire(word, 1)) return;
+    if (gt_spin_acquire(word, 1, 100)) return;
     while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0) gt_sys_futex_wait(word, 2, -1);
 }
 

@@ -139,8 +139,23 @@ GT_CORE_TEXT int gt_pi_try_lock(uint32_t *word) {
     return __atomic_compare_exchange_n(word, &free_word, gt_lock_tid(), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
+// How long a waiter spins before it sleeps in the kernel, in CPU pauses.
+// Workers spin long: the kernel lock is held for tens of nanoseconds at a
+// time, and two workers yielding in turn, each giving up after 100 pauses,
+// went to FUTEX_LOCK_PI on one acquisition in 200 (4 yielding threads on 2
+// workers: 208-259 ns per yield per worker; with 1024 and the backoff,
+// 64-68 ns; one worker alone: 31 ns). The monitor and the poller run
+// SCHED_FIFO and give up sooner: a holder preempted on their CPU runs only
+// once they sleep, and the futex lends it their priority.
+enum { GT_WORKER_SPIN = 1024, GT_SERVICE_SPIN = 100 };
+
+static uint64_t gt_pi_sleeps;  // acquisitions that went to the kernel
+
+uint64_t gt_pi_lock_sleeps(void) { return __atomic_load_n(&gt_pi_sleeps, __ATOMIC_RELAXED); }
+
 GT_CORE_TEXT void gt_pi_lock(uint32_t *word) {
-    if (gt_spin_acquire(word, gt_lock_tid())) return;
+    if (gt_spin_acquire(word, gt_lock_tid(), gt_tls_state.is_worker ? GT_WORKER_SPIN : GT_SERVICE_SPIN)) return;
+    __atomic_fetch_add(&gt_pi_sleeps, 1, __ATOMIC_RELAXED);
     // The kernel takes it for us (the word then holds our tid). EINTR and
     // EAGAIN (the owner is exiting) are retried.
     while (syscall(SYS_futex, word, FUTEX_LOCK_PI_PRIVATE, 0, NULL, NULL, 0) != 0) {}

@@ -9,7 +9,9 @@
 // hand-off at once, 2026-12-04 (debug build): 75% of hops crossed between
 // the processors, against 2.3-2.5%. aHandedOffThreadRunsElsewhereIfItsWakerKeepsRunning
 // failed with an unbounded wait for the waker: 468-515 of 2,000 rounds,
-// against 1,657-1,975.
+// against 1,657-1,975. yieldersOnTwoWorkersRarelySleepOnTheKernelLock
+// failed with the kernel lock's old 100-pause spin budget for workers:
+// 144-149k sleeps in 800k yields, against 1.5-4.1k.
 import Testing
 
 extension GreenThreadsTests {
@@ -55,6 +57,13 @@ extension GreenThreadsTests {
             let r = try Host.expectOK("a-handed-off-thread-runs-elsewhere-if-its-waker-keeps-running",
                                       timeout: .seconds(60))
             #expect((r.number("started_while_the_waker_ran") ?? 0) >= 1_100, "\(r)")
+        }
+
+        /// Two workers taking the kernel lock in turn (four yielders) keep
+        /// spinning for it rather than sleeping in the kernel (gt_pi_lock).
+        @Test func yieldersOnTwoWorkersRarelySleepOnTheKernelLock() throws {
+            let r = try Host.expectOK("yielders-on-two-workers-rarely-sleep-on-the-kernel-lock", timeout: .seconds(60))
+            #expect((r.number("lock_sleeps") ?? 1e9) * 50 < (r.number("yields") ?? 0), "\(r)")
         }
 
         @Test func tenThousandThreadsOfMixedWorkAllFinishAndCountersAddUp() throws {

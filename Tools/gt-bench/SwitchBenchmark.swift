@@ -1,7 +1,10 @@
 // Yield ping-pong: two threads that take turns on one CPU, in ns per
 // one-way switch (elapsed / (2 x rounds)).
 //
-//   GreenThreads:   one worker, two threads each calling GreenThread.yield().
+//   GreenThreads:   one worker, two threads each calling GreenThread.yield();
+//                   and two such threads per worker on every worker, in ns
+//                   per yield per worker (the workers share the kernel lock:
+//                   rates with 2 workers may not collapse against 1).
 //   pthread yield:  two OS threads pinned to one CPU, each calling sched_yield.
 //   pthread condvar: a token passed back and forth under a mutex and two
 //                   condition variables, pinned to one CPU (a kernel context
@@ -22,7 +25,7 @@ enum SwitchBenchmark {
 
     static func run(rounds: Int, reps: Int, progress: (String) -> Void) throws -> [Row] {
         var green: [Double] = [], pyield: [Double] = [], condOne: [Double] = [], condTwo: [Double] = [], tasks: [Double] = []
-        var greenAlone: [Double] = [], pthreadAlone: [Double] = []
+        var greenAlone: [Double] = [], pthreadAlone: [Double] = [], greenShared: [Double] = []
         let cpus = PThread.allowedCPUs()
         // Kernel switches cost microseconds: fewer rounds keep the run short.
         let osRounds = max(1000, rounds / 20)
@@ -30,6 +33,10 @@ enum SwitchBenchmark {
             progress("switch rep \(rep + 1)/\(reps)")
             settle()
             green.append(try greenYield(rounds: rounds))
+            if cpus.count > 1 {
+                settle()
+                greenShared.append(try greenYieldShared(rounds: rounds, workers: cpus.count))
+            }
             settle()
             pyield.append(pthreadYield(rounds: osRounds, cpu: cpus[0]))
             settle()
@@ -45,6 +52,12 @@ enum SwitchBenchmark {
         }
         var rows = [
             Row(group: group, runtime: "GreenThreads yield (1 worker)", metric: "ns", values: green, reference: true),
+        ]
+        if !greenShared.isEmpty {
+            rows.append(Row(group: group, runtime: "GreenThreads yield, 2 threads per worker (\(cpus.count) workers)",
+                            metric: "ns", values: greenShared))
+        }
+        rows += [
             Row(group: group, runtime: "pthread sched_yield (1 CPU)", metric: "ns", values: pyield),
             Row(group: group, runtime: "pthread condvar (1 CPU)", metric: "ns", values: condOne),
         ]
@@ -58,6 +71,20 @@ enum SwitchBenchmark {
         rows.append(Row(group: alone, runtime: "pthread sched_yield (\(cpus.count) CPUs)", metric: "ns",
                         values: pthreadAlone))
         return rows
+    }
+
+    /// Two threads per worker, each yielding `rounds / 2` times: ns per
+    /// yield per worker (elapsed x workers / yields).
+    static func greenYieldShared(rounds: Int, workers: Int) throws -> Double {
+        try Kernel.run(KernelConfiguration(workers: workers)) {
+            let each = rounds / 2
+            let t0 = monotonicNanoseconds()
+            let threads = try (0..<2 * workers).map { i in
+                try GreenThread.spawn(name: "shared\(i)") { for _ in 0..<each { GreenThread.yield() } }
+            }
+            for t in threads { try t.join() }
+            return Double(monotonicNanoseconds() - t0) * Double(workers) / Double(2 * workers * each)
+        }
     }
 
     static func greenYieldAlone(rounds: Int, workers: Int) throws -> Double {

@@ -206,15 +206,22 @@ static inline void gt_cpu_relax(void) {
 #endif
 }
 
-/// Takes a lock word from 0 to `value`, spinning briefly (holders keep the
-/// core's locks for a few hundred nanoseconds). 1 when taken; 0 tells the
-/// caller to sleep on its futex. Shared by the kernel and park locks.
-static inline int gt_spin_acquire(uint32_t *word, uint32_t value) {
-    for (int spins = 0; spins <= 100; spins++) {
+/// Takes a lock word from 0 to `value`, spinning for up to `budget` CPU
+/// pauses (holders keep the core's locks for tens to hundreds of
+/// nanoseconds). 1 when taken; 0 tells the caller to sleep on its futex.
+/// Shared by the kernel and park locks. The wait between looks doubles up
+/// to 32 pauses: waiters that looked after every pause kept the line away
+/// from the holder, and one that gave up after 100 pauses while two workers
+/// yielded in turn fell into the futex (a system call, and a sleep) on
+/// about one acquisition in 200 (gt_pi_lock).
+static inline int gt_spin_acquire(uint32_t *word, uint32_t value, int budget) {
+    int pause = 1;
+    for (int spent = 0; spent <= budget; spent += pause) {
         uint32_t free_word = 0;
         if (__atomic_load_n(word, __ATOMIC_RELAXED) == 0 &&
             __atomic_compare_exchange_n(word, &free_word, value, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 1;
-        gt_cpu_relax();
+        for (int i = 0; i < pause; i++) gt_cpu_relax();
+        if (pause < 32) pause *= 2;
     }
     return 0;
 }
@@ -438,6 +445,9 @@ gt_sysresult gt_sys_guard_install_batch(void *first, size_t stride, size_t guard
 /// The kernel lock: a priority-inheriting futex word (0 free, else the
 /// owner's tid). Lock and unlock on the same OS thread (state.c).
 void gt_pi_lock(uint32_t *word);
+/// Acquisitions of any kernel lock in this process that did not get it by
+/// spinning and asked the kernel (FUTEX_LOCK_PI): a contention gauge.
+uint64_t gt_pi_lock_sleeps(void);
 int gt_pi_try_lock(uint32_t *word);
 void gt_pi_unlock(uint32_t *word);
 gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
