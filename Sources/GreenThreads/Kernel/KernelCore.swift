@@ -214,7 +214,7 @@ final class KernelCore: @unchecked Sendable {
     /// Kernel lock held; no context runs on the thread's stack any more.
     func reap(_ thread: GreenThread) {
         if thread.core != nil {
-            thread.finalStatistics = thread.statisticsKernelLocked
+            thread.finalCounters = thread.countersKernelLocked
             thread.core = nil
         }
         if let stack = thread.stack {

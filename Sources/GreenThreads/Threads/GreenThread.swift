@@ -134,8 +134,14 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     // --- stack and C control block (kernel lock; nil once finished) ---
     @exclusivity(unchecked) var stack: GreenStack?
     @exclusivity(unchecked) var core: UnsafeMutablePointer<gt_thread_core>?
-    /// Statistics kept after the stack is gone.
-    @exclusivity(unchecked) var finalStatistics = ThreadStatistics()
+    /// The control block's counters, kept after the stack is gone: raw,
+    /// because building a ThreadStatistics (its Durations) at every reap
+    /// was 2% of a spawn+join; it is built when someone asks.
+    @exclusivity(unchecked) var finalCounters = FinalCounters()
+    struct FinalCounters {
+        var cpuTicks: UInt64 = 0, switches: UInt64 = 0, preemptions: UInt64 = 0,
+            deferrals: UInt64 = 0, tickNanoseconds: UInt64 = 0
+    }
 
     // --- own thread ---
     @exclusivity(unchecked) var body: (() -> Void)?
@@ -272,14 +278,22 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
 
     /// `statistics` for callers that hold the kernel lock.
     var statisticsKernelLocked: ThreadStatistics {
-        guard let core else { return finalStatistics }
+        let c = countersKernelLocked
         var s = ThreadStatistics()
-        s.cpuTicks = core.pointee.cpu_ticks
-        s.switches = core.pointee.switches
-        s.preemptions = core.pointee.preemptions
-        s.deferredPreemptions = core.pointee.deferrals
-        s.tickedCPUTime = .nanoseconds(Int64(core.pointee.cpu_tick_ns))
+        s.cpuTicks = c.cpuTicks
+        s.switches = c.switches
+        s.preemptions = c.preemptions
+        s.deferredPreemptions = c.deferrals
+        s.tickedCPUTime = .nanoseconds(Int64(c.tickNanoseconds))
         return s
+    }
+
+    /// The counters, live from the control block or kept after the end. Kernel lock held.
+    var countersKernelLocked: FinalCounters {
+        guard let core else { return finalCounters }
+        return FinalCounters(cpuTicks: core.pointee.cpu_ticks, switches: core.pointee.switches,
+                             preemptions: core.pointee.preemptions, deferrals: core.pointee.deferrals,
+                             tickNanoseconds: core.pointee.cpu_tick_ns)
     }
 
     // MARK: Spawning
@@ -333,8 +347,11 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
         _ body: sending @escaping () throws -> T
     ) throws -> JoinHandle<T> {
         let completion = JoinCompletion<T>()
+        // Captured as a `let`: the `sending` parameter itself is captured in a
+        // box whose every read is a dynamic exclusivity check (a TLS lookup).
+        let run = body
         let thread = try spawnThread(name: name, priority: priority, stackSize: stackSize) {
-            completion.complete(Result { try body() })
+            completion.complete(Result { try run() })
         }
         return JoinHandle(thread: thread, completion: completion)
     }
