@@ -98,6 +98,9 @@ void gt_thread_core_set_name(gt_thread_core *core, const char *name);
 
 typedef struct gt_worker_state {
     gt_thread_core *current;       // green thread this M runs, NULL in its scheduling context
+    // current->owner, or NULL when current is: kept beside `current` by the
+    // switch so that the mutex fast paths find their thread in one load.
+    void *current_owner;
     void *machine;                 // opaque: the Swift Machine of this OS thread (unretained)
     void *processor;               // atomic: the Swift Processor this M holds, or NULL (park.c)
     int32_t is_worker;             // 1 while this OS thread is an M of the running kernel
@@ -257,9 +260,7 @@ static inline gt_worker_state *gt_self_inline(void) {
 /// NULL outside a green thread. Inline: the mutex fast paths call it twice
 /// per lock and unlock.
 static inline void *gt_current_owner(void) {
-    gt_worker_state *w = gt_self_inline();
-    gt_thread_core *t = w->is_worker ? w->current : NULL;
-    return t ? t->owner : NULL;
+    return gt_self_inline()->current_owner;
 }
 
 /// Ticks of `gt_tsc` per second, measured once per process.

@@ -152,6 +152,7 @@ extension KernelCore {
                 p.switches &+= 1
             }
             ws.pointee.current = core
+            ws.pointee.current_owner = core.pointee.owner
             load = core.pointee.sp!
         } else {
             m.currentRef = nil
@@ -159,6 +160,7 @@ extension KernelCore {
                 if p.heldBy === m { p.currentRef = nil }
             }
             ws.pointee.current = nil
+            ws.pointee.current_owner = nil
             load = m.idleContext.pointee!
         }
         return (save, load)

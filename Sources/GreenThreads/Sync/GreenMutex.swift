@@ -30,7 +30,8 @@
 // - The robust list (`heldMutexes` on the thread, `heldNext`/`heldPrev`
 //   here) holds exactly the mutexes the thread owns, once it returns from
 //   the lock call; it is touched only by the owning thread itself (lock,
-//   unlock, its own exit), so the fast path needs no lock for it.
+//   unlock, its own exit), so the fast path needs no lock for it. A free
+//   mutex's links are stale and never read: pushHeld writes both.
 // - A mutex with priority inheritance and waiters is on its owner's
 //   `contendedMutexes` list, and only then (PriorityInheritance.swift).
 //
@@ -662,8 +663,8 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
             Unmanaged<GreenThread>.fromOpaque(me)._withUnsafeGuaranteedRef { $0.heldMutexes = next }
         }
         next?._withUnsafeGuaranteedRef { $0.heldPrev = prev }
-        heldNext = nil
-        heldPrev = nil
+        // The links stay stale: a free mutex's links are never read, and
+        // pushHeld writes both (one store fewer per unlock).
     }
 }
 
