@@ -132,9 +132,16 @@ let package = Package(
             name: "GTHostSupport",
             path: "Tests/GTHostSupport"
         ),
+        // Interposes pthread_mutex_lock in the test host to check that the
+        // kernel lock's holder never waits for a lock a green thread may hold.
+        .target(
+            name: "GTLockAudit",
+            dependencies: ["CGreenCore"],
+            path: "Tests/GTLockAudit"
+        ),
         .executableTarget(
             name: "gt-test-host",
-            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport", "GTSnapshot"],
+            dependencies: ["GreenThreads", "CGreenCore", "GTHostSupport", "GTSnapshot", "GTLockAudit"],
             path: "Tests/GTTestHost",
             // Explicit, like gt-async-host: shared state goes through
             // Sendable boxes (SharedState.swift), checked by the compiler.

@@ -96,8 +96,8 @@ void gt_write_stderr(const char *s) {
 // Hazard fixes that regression tests switch off to prove they fail without
 // them (debug builds only; see gt_fix_set in gt_core.h).
 #if defined(DEBUG) && DEBUG
-int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1, 1};
-static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "eintr", "handoff", "allocator"};
+int gt_fix_flags[GT_FIX_COUNT] = {1, 1, 1, 1, 1, 1};
+static const char *const gt_fix_names[GT_FIX_COUNT] = {"errno", "exclusivity", "eintr", "handoff", "allocator", "rehearsal"};
 
 int gt_fix_set(const char *name, int enabled) {
     for (int i = 0; i < GT_FIX_COUNT; i++) {
@@ -159,6 +159,15 @@ GT_CORE_TEXT void gt_pi_lock(uint32_t *word) {
     // The kernel takes it for us (the word then holds our tid). EINTR and
     // EAGAIN (the owner is exiting) are retried.
     while (syscall(SYS_futex, word, FUTEX_LOCK_PI_PRIVATE, 0, NULL, NULL, 0) != 0) {}
+}
+
+static uint32_t *gt_kernel_lock_word;
+
+void gt_note_kernel_lock(uint32_t *word) { __atomic_store_n(&gt_kernel_lock_word, word, __ATOMIC_RELEASE); }
+
+int gt_kernel_lock_held_by_caller(void) {
+    uint32_t *word = __atomic_load_n(&gt_kernel_lock_word, __ATOMIC_ACQUIRE);
+    return word != NULL && (__atomic_load_n(word, __ATOMIC_RELAXED) & FUTEX_TID_MASK) == gt_lock_tid();
 }
 
 GT_CORE_TEXT void gt_pi_unlock(uint32_t *word) {

@@ -6,6 +6,7 @@
 import CGreenCore
 import Dispatch
 import GreenThreads
+import GTLockAudit
 import GTSnapshot
 import Glibc
 import Synchronization
@@ -277,6 +278,76 @@ let foreignLockScenarios: [String: Scenario] = [
             check(frames.contains { ($0 ?? "").contains("spinUntilStopped") },
                   "parked thread \(t.id)'s trace misses its own frame: \(frames)")
         }
+        print("OK")
+    },
+
+    "kernel-lock-holder-takes-no-foreign-lock": {
+        // The rule behind the rehearsal (Kernel/Rehearsal.swift): the kernel
+        // lock's holder never waits for a pthread lock (the Swift runtime's
+        // caches, libc's), since a parked thread may hold it. The test host
+        // interposes pthread_mutex_lock and the rwlocks (Tests/GTLockAudit)
+        // and counts the ones taken with the kernel lock held, while the
+        // program's part of the run exercises the scheduler: preemptions and
+        // their hand-offs, a processor retaken from an OS thread blocked in
+        // the OS, the sync kit with timeouts, spawns and exits on every
+        // worker, the blocking pool and the netpoller. `--disable-fix
+        // rehearsal` shows the first uses counted.
+        let workers = intOption("workers", 2)
+        try Kernel.run(KernelConfiguration(workers: workers, timeSlice: .milliseconds(1))) {
+            gt_lock_audit_enable(1)
+            defer { gt_lock_audit_enable(0) }
+            let spinners = try (0..<(workers + 1)).map { i in
+                try GreenThread.spawn(name: "audit-spinner\(i)") {
+                    let t0 = gt_clock_monotonic_ns()
+                    while gt_clock_monotonic_ns() - t0 < 60_000_000 {}
+                }
+            }
+            let mutex = GreenMutex(name: "audit")
+            let condition = GreenCondition(name: "audit")
+            let channel = GreenChannel<Int>(capacity: 0, name: "audit")
+            let semaphore = GreenSemaphore(value: 0, name: "audit")
+            let users = try (0..<8).map { i in
+                try GreenThread.spawn(name: "audit-user\(i)", priority: .high) {
+                    for round in 0..<20 {
+                        try? mutex.lock()
+                        if round % 5 == 0 { _ = try? condition.wait(mutex, timeout: .microseconds(100)) }
+                        try? mutex.unlock()
+                        _ = try? mutex.lock(timeout: .microseconds(20))
+                        if mutex.owner === GreenThread.current { try? mutex.unlock() }
+                        if i % 2 == 0 { try? channel.send(round) } else { _ = channel.receive() }
+                        semaphore.signal()
+                        _ = semaphore.wait(timeout: .microseconds(50))
+                        GreenThread.sleep(for: .microseconds(100))
+                        GreenThread.yield()
+                    }
+                }
+            }
+            // An OS-thread block longer than the hand-off threshold: the
+            // monitor retakes the processor.
+            let blocker = try GreenThread.spawn(name: "audit-blocker") { _ = usleep(5_000) }
+            let pooled = try GreenThread.spawn(name: "audit-pool") {
+                for _ in 0..<4 { _ = try? GreenThread.blocking { usleep(1_000) } }
+            }
+            var fds: [Int32] = [0, 0]
+            check(pipe(&fds) == 0, "pipe")
+            let readEnd = fds[0]
+            let reader = try GreenThread.spawn(name: "audit-reader") {
+                var byte: UInt8 = 0
+                _ = try? withUnsafeMutableBytes(of: &byte) { try GreenIO.read(readEnd, into: $0) }
+            }
+            GreenThread.sleep(for: .milliseconds(2))
+            var one: UInt8 = 1
+            _ = try withUnsafeBytes(of: &one) { try GreenIO.write(fds[1], from: $0) }
+            let many = try (0..<500).map { _ in try GreenThread.spawn { GreenThread.yield() } }
+            for h in many { try h.join() }
+            for h in users + spinners + [blocker, pooled, reader] { _ = try h.join() }
+            close(fds[0])
+            close(fds[1])
+        }
+        let violations = gt_lock_audit_violations()
+        print("violations=\(violations)")
+        if violations > 0 { gt_lock_audit_report() }
+        check(violations == 0, "the kernel lock's holder took \(violations) pthread locks (stacks on stderr)")
         print("OK")
     },
 ]

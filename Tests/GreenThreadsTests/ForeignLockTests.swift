@@ -25,10 +25,27 @@ extension GreenThreadsTests {
 
         @Test(arguments: ["read", "semaphore", "pthread-sleep"])
         func blockedOSThreadHandsItsProcessorOn(kind: String) throws {
-            try Host.expectOK("blocking-handoff", ["--kind", kind], timeout: .seconds(30))
+            try Host.expectOKMeasured("blocking-handoff", ["--kind", kind], timeout: .seconds(30))
             let without = try Host.run("blocking-handoff", ["--kind", kind, "--disable-fix", "handoff"],
                                        timeout: .seconds(5))
             #expect(!without.succeeded, "the ticker should stop without the hand-off: \(without)")
+        }
+
+        /// The rule that keeps a parked thread's locks from stopping the
+        /// kernel: the kernel lock's holder takes no pthread lock (the test
+        /// host interposes them). Seen before the rehearsal: a spare OS
+        /// thread in `requeueParked` waited for the Swift runtime's metadata
+        /// lock that the parked thread held, and every OS thread stopped
+        /// (`blockingPoolServesHigherPriorityCallersFirst` timed out under load).
+        @Test(arguments: [1, 2])
+        func kernelLockHolderTakesNoForeignLock(workers: Int) throws {
+            let r = try Host.expectOK("kernel-lock-holder-takes-no-foreign-lock", ["--workers", "\(workers)"],
+                                      timeout: .seconds(60))
+            #expect(r.value("violations") == "0", "\(r)")
+            let without = try Host.run("kernel-lock-holder-takes-no-foreign-lock",
+                                       ["--workers", "\(workers)", "--disable-fix", "rehearsal"], timeout: .seconds(60))
+            #expect(!without.succeeded && (without.number("violations") ?? 0) > 0,
+                    "without the rehearsal the scheduler's first uses take the runtime's locks: \(without)")
         }
 
         @Test func snapshotShowsOSThreadsParkedWithTheirPreemptedThreads() throws {

@@ -54,8 +54,8 @@ extension GreenThreadsTests {
         /// ...but only for a moment: a waker that keeps running does not
         /// keep the thread it woke from the other processor.
         @Test func aHandedOffThreadRunsElsewhereIfItsWakerKeepsRunning() throws {
-            let r = try Host.expectOK("a-handed-off-thread-runs-elsewhere-if-its-waker-keeps-running",
-                                      timeout: .seconds(60))
+            let r = try Host.expectOKMeasured("a-handed-off-thread-runs-elsewhere-if-its-waker-keeps-running",
+                                              timeout: .seconds(60))
             #expect((r.number("started_while_the_waker_ran") ?? 0) >= 1_100, "\(r)")
         }
 

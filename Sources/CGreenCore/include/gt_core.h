@@ -389,12 +389,12 @@ int gt_allocator_span_count(void);
 
 /// Test hook: 0 disables one hazard fix so a regression test can prove it
 /// fails without it. Names: "errno", "exclusivity", "eintr", "handoff",
-/// "allocator". Returns the previous value, -1 for an unknown name, -2 in a
+/// "allocator", "rehearsal". Returns the previous value, -1 for an unknown name, -2 in a
 /// release build: the switches exist only in debug builds (the test hosts),
 /// so release builds keep every fix with no test on the signal handler or
 /// the switch path.
 int gt_fix_set(const char *name, int enabled);
-enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_ALLOCATOR, GT_FIX_COUNT };
+enum { GT_FIX_ERRNO = 0, GT_FIX_EXCLUSIVITY, GT_FIX_EINTR, GT_FIX_HANDOFF, GT_FIX_ALLOCATOR, GT_FIX_REHEARSAL, GT_FIX_COUNT };
 /// The switch itself, for Swift code (which asks only under `#if DEBUG`).
 int gt_fix_is_enabled(int which);
 #if defined(DEBUG) && DEBUG
@@ -451,6 +451,11 @@ void gt_pi_lock(uint32_t *word);
 uint64_t gt_pi_lock_sleeps(void);
 int gt_pi_try_lock(uint32_t *word);
 void gt_pi_unlock(uint32_t *word);
+/// The running kernel's lock word (NULL between kernels), for the question
+/// below: the test host's lock audit asks it on every foreign lock taken.
+void gt_note_kernel_lock(uint32_t *word);
+/// Whether the calling OS thread holds the running kernel's lock.
+int gt_kernel_lock_held_by_caller(void);
 gt_sysresult gt_sys_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 gt_sysresult gt_sys_futex_wake(uint32_t *addr, int count);
 gt_sysresult gt_sys_gettid(void);

@@ -80,10 +80,16 @@ struct BlockingJobQueue {
     }
 
     mutating func remove(_ job: BlockingJob) -> Bool {
-        guard let i = heap.firstIndex(where: { $0 === job }) else { return false }
-        let rest = heap.enumerated().filter { $0.offset != i }.map(\.element)
+        // Kernel lock held: Array's own members only (ArrayUnderKernelLock.swift).
+        guard let i = heap.indexOfFirst(where: { $0 === job }) else { return false }
+        var rest = heap
+        rest.remove(at: i)
         heap = []
-        for j in rest { push(j) }
+        var k = 0
+        while k < rest.count {
+            push(rest[k])
+            k += 1
+        }
         return true
     }
 }
@@ -155,7 +161,7 @@ final class BlockingPool: KernelService {
                 kernel.withCriticalLock { t.osThread = os }
             case .failure(let error):
                 let unserved = kernel.withCriticalLock { () -> Bool in
-                    threads.removeAll { $0 === t }
+                    threads.removeEvery { $0 === t }
                     // With no thread at all, nobody would ever run the job.
                     return threads.isEmpty && queue.remove(job)
                 }

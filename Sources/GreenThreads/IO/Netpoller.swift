@@ -388,7 +388,7 @@ final class Netpoller: KernelService, SchedulerPoller {
     /// so the first thread its events make ready wakes it (no signal) and
     /// only further ones wake others. Kernel lock held.
     private func deliverOnIdle(_ p: Processor, count: Int) {
-        if let i = kernel.idleProcessors.lastIndex(where: { $0 === p }), i != kernel.idleProcessors.count - 1 {
+        if let i = kernel.idleProcessors.indexOfLast(where: { $0 === p }), i != kernel.idleProcessors.count - 1 {
             kernel.idleProcessors.remove(at: i)
             kernel.idleProcessors.append(p)
         }

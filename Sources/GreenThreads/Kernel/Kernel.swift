@@ -110,8 +110,21 @@ public enum Kernel {
         try Preemption.checkShadowStack()
         try Preemption.install(enabled: configuration.preemption)
         defer { Preemption.uninstall() }
+        // Only preemption parks threads, so only then can a thread hold a
+        // runtime lock that the scheduler would wait for (Rehearsal.swift).
+        if configuration.preemption && Rehearsal.isDue {
+            Rehearsal.isDue = false
+            _ = try? runKernel(Rehearsal.configuration(like: configuration), rehearsal: true) { Rehearsal.run() }
+        }
+        return try runKernel(configuration, rehearsal: false, body)
+    }
 
+    /// One kernel, from its first OS thread to the last. The rehearsal's
+    /// has no trace, dump or snapshot services.
+    private static func runKernel<T>(_ configuration: KernelConfiguration, rehearsal: Bool,
+                                     _ body: sending @escaping () throws -> T) throws -> T {
         let kernel = KernelCore(configuration: configuration)
+        kernel.isRehearsal = rehearsal
         kernel.processors = (0..<configuration.workers).map { Processor(index: $0, kernel: kernel) }
         kernel.reserveSchedulerStorage()
         try kernel.openMonitorDescriptors()
@@ -121,6 +134,9 @@ public enum Kernel {
         defer { gt_park_setup(-1) }
         KernelCore.running.withLock { $0 = kernel }
         defer { KernelCore.running.withLock { $0 = nil } }
+        // Not the rehearsal's: nothing of the program runs during it.
+        if !rehearsal { kernel.lock.noteAsRunningKernelLock() }
+        defer { KernelLock.noteNoKernelRunning() }
         let completion = JoinCompletion<T>()
         let main = try kernel.createThread(name: "main", priority: .normal,
                                            stackSize: configuration.defaultStackSize) {
@@ -129,8 +145,8 @@ public enum Kernel {
         kernel.withCriticalLock { kernel.start(main) }
         // Issue 6: trace requests, crash/SIGQUIT dumps and the gt-ps snapshot
         // server (Debug/DebugSession.swift); stopped before `running` is cleared.
-        let debugging = DebugSession.start(kernel)
-        defer { debugging.stop() }
+        let session = rehearsal ? nil : DebugSession.start(kernel)
+        defer { session?.stop() }
 
         let monitor = try OSThread.start(name: "gt-monitor", blockingPreemptionSignal: true) {
             gt_set_timer_slack_ns(1)

@@ -272,7 +272,7 @@ final class Machine: @unchecked Sendable {
         }
         if p.isIdle {  // shutting down while idle
             p.isIdle = false
-            kernel.idleProcessors.removeAll { $0 === p }
+            kernel.idleProcessors.removeEvery { $0 === p }
         }
     }
 
@@ -395,7 +395,7 @@ final class Machine: @unchecked Sendable {
             p.lingersServed &+= 1  // claimed by makeReady
         } else {
             p.lingersAbove = -1
-            kernel.lingeringProcessors.removeAll { $0 === p }
+            kernel.lingeringProcessors.removeEvery { $0 === p }
             p.lingersTimedOut &+= 1
         }
     }

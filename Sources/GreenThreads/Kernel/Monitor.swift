@@ -199,7 +199,7 @@ extension KernelCore {
     /// its next tick. Kernel lock held.
     private func pokeReturnedMachines() {
         guard !blockedMachines.isEmpty else { return }
-        blockedMachines.removeAll { b in
+        blockedMachines.removeEvery { b in
             let m = b.machine
             guard let ms = m.state, m.current != nil, m.processor == nil, !m.isParked else { return true }
             let cpu = gt_thread_cpu_ns_of(m.pthread)
@@ -264,10 +264,10 @@ extension KernelCore {
     /// and joined, and released, outside it.
     private func joinExitedMachines() {
         while let m = withCriticalLock({ () -> Machine? in
-            guard let i = machines.firstIndex(where: { $0.exited }) else { return nil }
+            guard let i = machines.indexOfFirst(where: { $0.exited }) else { return nil }
             let m = machines.remove(at: i)
             exitedMachines -= 1
-            blockedMachines.removeAll { $0.machine === m }
+            blockedMachines.removeEvery { $0.machine === m }
             return m
         }) {
             joinMachine(m)
@@ -308,7 +308,7 @@ extension KernelCore {
             }
         } catch {
             withCriticalLock {
-                machines.removeAll { $0 === m }
+                machines.removeEvery { $0 === m }
                 if let stack = m.stack { StackPool.shared.release(stack) }
             }
             throw error

@@ -455,7 +455,7 @@ extension KernelCore {
         }
         // A processor lingering for work above what it would run takes it
         // (Machine.linger).
-        if let i = lingeringProcessors.firstIndex(where: { $0.lingersAbove < thread.effectivePriorityLevel }) {
+        if let i = lingeringProcessors.indexOfFirst(where: { $0.lingersAbove < thread.effectivePriorityLevel }) {
             let p = lingeringProcessors.remove(at: i)
             p.lingersAbove = -1
             if let m = p.heldBy, let ms = m.state { gt_park_wake(ms) }
@@ -510,10 +510,16 @@ extension KernelCore {
 
     /// Whether a processor runs a thread below `level`. Kernel lock held.
     func anyProcessorRuns(below level: Int) -> Bool {
+        // Array's own members only (ArrayUnderKernelLock.swift).
         processors.withUnsafeBufferPointer { all in
-            all.contains { p in
-                p.currentRef.map { $0._withUnsafeGuaranteedRef { $0.effectivePriorityLevel } < level } ?? false
+            var i = 0
+            while i < all.count {
+                if let t = all[i].currentRef, t._withUnsafeGuaranteedRef({ $0.effectivePriorityLevel }) < level {
+                    return true
+                }
+                i += 1
             }
+            return false
         }
     }
 

@@ -91,7 +91,7 @@ struct TimerHeap {
     /// Drops entries whose thread no longer waits on them, so that
     /// `isEmpty` means "no thread will ever be woken by a timer".
     mutating func dropStale() {
-        entries.removeAll { $0.generation != $0.thread.timerGeneration }  // in place
+        entries.removeEvery { $0.generation != $0.thread.timerGeneration }  // in place
         // Heapify in place, bottom-up (no allocation under the lock).
         for start in stride(from: entries.count / 2 - 1, through: 0, by: -1) { siftDown(start) }
     }

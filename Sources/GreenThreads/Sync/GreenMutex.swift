@@ -584,7 +584,7 @@ public final class GreenMutex: @unchecked Sendable, CustomStringConvertible {
         if priorityInheritance {
             // The old owner no longer inherits through this mutex; its
             // priority drops to what its other mutexes' waiters require.
-            previous.contendedMutexes.removeAll { $0 === self }
+            previous.contendedMutexes.removeEvery { $0 === self }
             kernel.recomputeInheritance(of: previous)
             // The new owner inherits from the waiters left behind.
             if !waiters.isEmpty { next.contendedMutexes.append(self) }

@@ -70,9 +70,9 @@ extension KernelCore {
         precondition(mutex.word.load(ordering: .relaxed) & GreenMutex.hasWaiters != 0,
                      "\(mutex): waiters changed with hasWaiters clear (owner \(owner)): recompute before clearing it")
         guard mutex.priorityInheritance else { return }
-        let listed = owner.contendedMutexes.contains { $0 === mutex }
+        let listed = owner.contendedMutexes.containsAny { $0 === mutex }
         if mutex.waiters.isEmpty {
-            if listed { owner.contendedMutexes.removeAll { $0 === mutex } }
+            if listed { owner.contendedMutexes.removeEvery { $0 === mutex } }
         } else if !listed {
             owner.contendedMutexes.append(mutex)
         }
