@@ -53,7 +53,9 @@ final class Machine: @unchecked Sendable {
     /// The thread it runs, for everything off the switch path.
     var current: GreenThread? {
         get { currentRef?.takeUnretainedValue() }
-        set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
+        // Not Optional.map: unspecialized (a debug build) it asks the Swift
+        // runtime for metadata, under the kernel lock (Kernel/Rehearsal.swift).
+        set { if let t = newValue { currentRef = Unmanaged.passUnretained(t) } else { currentRef = nil } }
     }
     /// Saved stack pointer of the scheduling context while a green thread runs.
     let idleContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>

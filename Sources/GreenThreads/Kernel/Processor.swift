@@ -19,7 +19,9 @@ final class Processor: @unchecked Sendable {
     @exclusivity(unchecked) var currentRef: Unmanaged<GreenThread>?
     var current: GreenThread? {
         get { currentRef?.takeUnretainedValue() }
-        set { currentRef = newValue.map { Unmanaged.passUnretained($0) } }
+        // Not Optional.map: unspecialized (a debug build) it asks the Swift
+        // runtime for metadata, under the kernel lock (Kernel/Rehearsal.swift).
+        set { if let t = newValue { currentRef = Unmanaged.passUnretained(t) } else { currentRef = nil } }
     }
     /// The Machine holding this processor, or nil while it is being handed
     /// over (kernel lock). The C field `processor` of that Machine's state is

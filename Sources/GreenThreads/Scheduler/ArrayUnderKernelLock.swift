@@ -1,5 +1,6 @@
 // ArrayUnderKernelLock: the searches and removals the kernel makes on its
-// arrays while it holds the kernel lock, through Array's own members only.
+// arrays while it holds the kernel lock, through Array's own members only,
+// and an Optional wrap without Optional.map.
 //
 // The rule they keep (Kernel/Rehearsal.swift): the kernel lock's holder
 // never waits for a lock that a parked thread may hold. The standard
@@ -43,5 +44,14 @@ extension Array {
         while i < count {
             if shouldRemove(self[i]) { remove(at: i) } else { i += 1 }
         }
+    }
+}
+
+extension KernelCore {
+    /// `kernel.map { Unmanaged.passUnretained($0) }` without Optional.map,
+    /// which a debug build leaves unspecialized (a metadata request).
+    static func unretained(_ kernel: KernelCore?) -> Unmanaged<KernelCore>? {
+        if let kernel { return Unmanaged.passUnretained(kernel) }
+        return nil
     }
 }

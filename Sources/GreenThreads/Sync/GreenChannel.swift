@@ -154,7 +154,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     /// cancelled) or .waiting (it would wait, outside a green thread).
     private func sendFromSlot(_ slot: UnsafeMutablePointer<T>) -> WaitOutcome {
         guard let raw = gt_current_owner() else {
-            return withSyncLock { kernel in offer(slot, kernel.map { Unmanaged.passUnretained($0) }) }
+            return withSyncLock { kernel in offer(slot, KernelCore.unretained(kernel)) }
         }
         return withOwnWaiter(raw) { waiter, kernel in sendOrWait(slot, waiter, kernel) }
     }
@@ -242,7 +242,7 @@ public final class GreenChannel<T>: @unchecked Sendable, CustomStringConvertible
     func receive(into slot: UnsafeMutablePointer<T>) -> Bool {
         guard let raw = gt_current_owner() else {
             let outcome = withSyncLock { kernel -> WaitOutcome in
-                if takeReady(into: slot, kernel.map { Unmanaged.passUnretained($0) }) { return .granted }
+                if takeReady(into: slot, KernelCore.unretained(kernel)) { return .granted }
                 return closed ? .closed : .waiting
             }
             precondition(outcome != .waiting, "GreenChannel.receive() on empty \(self) outside a green thread would wait forever: "

@@ -88,7 +88,9 @@ public final class GreenThread: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var boundMachineRef: Unmanaged<Machine>?
     var boundMachine: Machine? {
         get { boundMachineRef?.takeUnretainedValue() }
-        set { boundMachineRef = newValue.map { Unmanaged.passUnretained($0) } }
+        // Not Optional.map: unspecialized (a debug build) it asks the Swift
+        // runtime for metadata, under the kernel lock (Kernel/Rehearsal.swift).
+        set { if let m = newValue { boundMachineRef = Unmanaged.passUnretained(m) } else { boundMachineRef = nil } }
     }
     var isBound: Bool { boundMachineRef != nil }
 
