@@ -38,9 +38,18 @@ static gt_lock_fn gt_resolve(gt_lock_fn *slot, const char *name) {
     return f;
 }
 
-static void gt_audit_check(void) {
+// Whether `caller` lies in libunwind. Its locks are held only while a thread
+// runs libunwind's code, where no thread is ever parked (allocator.c counts
+// its image as busy), so the kernel's stack traces may take them; and the
+// audit's own backtrace takes them too.
+static int gt_audit_in_libunwind(void *caller) {
+    Dl_info info;
+    return dladdr(caller, &info) && info.dli_fname != NULL && strstr(info.dli_fname, "libunwind") != NULL;
+}
+
+static void gt_audit_check(void *caller) {
     if (!atomic_load_explicit(&gt_audit_on, memory_order_relaxed) || gt_audit_inside) return;
-    if (!gt_kernel_lock_held_by_caller()) return;
+    if (!gt_kernel_lock_held_by_caller() || gt_audit_in_libunwind(caller)) return;
     gt_audit_inside = 1;
     long long n = atomic_fetch_add(&gt_audit_count, 1);
     if (n < GT_AUDIT_KEPT) gt_audit_depth[n] = backtrace(gt_audit_frames[n], GT_AUDIT_DEPTH);
@@ -48,17 +57,17 @@ static void gt_audit_check(void) {
 }
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
-    gt_audit_check();
+    gt_audit_check(__builtin_return_address(0));
     return gt_resolve(&gt_real_mutex_lock, "pthread_mutex_lock")(m);
 }
 
 int pthread_rwlock_rdlock(pthread_rwlock_t *l) {
-    gt_audit_check();
+    gt_audit_check(__builtin_return_address(0));
     return gt_resolve(&gt_real_rdlock, "pthread_rwlock_rdlock")(l);
 }
 
 int pthread_rwlock_wrlock(pthread_rwlock_t *l) {
-    gt_audit_check();
+    gt_audit_check(__builtin_return_address(0));
     return gt_resolve(&gt_real_wrlock, "pthread_rwlock_wrlock")(l);
 }
 

@@ -451,8 +451,10 @@ void gt_pi_lock(uint32_t *word);
 uint64_t gt_pi_lock_sleeps(void);
 int gt_pi_try_lock(uint32_t *word);
 void gt_pi_unlock(uint32_t *word);
-/// The running kernel's lock word (NULL between kernels), for the question
-/// below: the test host's lock audit asks it on every foreign lock taken.
+/// The running kernel's lock word, for the question below: the test host's
+/// lock audit asks it on every foreign lock taken. NULL between kernels,
+/// and for kernels where no thread is ever parked (without preemption) or
+/// the program does not run (the rehearsal).
 void gt_note_kernel_lock(uint32_t *word);
 /// Whether the calling OS thread holds the running kernel's lock.
 int gt_kernel_lock_held_by_caller(void);

@@ -134,8 +134,10 @@ public enum Kernel {
         defer { gt_park_setup(-1) }
         KernelCore.running.withLock { $0 = kernel }
         defer { KernelCore.running.withLock { $0 = nil } }
-        // Not the rehearsal's: nothing of the program runs during it.
-        if !rehearsal { kernel.lock.noteAsRunningKernelLock() }
+        // For the lock audit, only where the rule matters: with preemption
+        // (only it parks threads), and not in the rehearsal (nothing of the
+        // program runs during it).
+        if configuration.preemption && !rehearsal { kernel.lock.noteAsRunningKernelLock() }
         defer { KernelLock.noteNoKernelRunning() }
         let completion = JoinCompletion<T>()
         let main = try kernel.createThread(name: "main", priority: .normal,

@@ -22,8 +22,10 @@
 // What it covers: spawn, first run, yield, join and exit on every worker;
 // blocking and waking through a semaphore, a contended mutex with
 // inheritance, a timed-out mutex wait, a condition, a channel; sleeping on
-// a timer; a preemption's park and hand-off to a spare OS thread and back
-// (forced, not waited for); the blocking pool and the netpoller. It costs
+// a timer; `SyncInvariants.violations()` and a snapshot with stack traces
+// (gt-ps's path); a deadlock cycle refused with
+// its report; a preemption's park and hand-off to a spare OS thread and
+// back (forced, not waited for); the blocking pool and the netpoller. It costs
 // a few milliseconds once per process. A path it does not walk (say, the
 // monitor retaking a processor from an OS thread blocked in a system call)
 // fills its caches the first time it runs, as before; the audit's scenario
@@ -56,6 +58,7 @@ enum Rehearsal {
         guard hazardFix(GT_FIX_REHEARSAL) else { return }
         try? walkThreadsAndWaits()
         try? walkParkAndHandOff()
+        try? walkDeadlockCycle()
         try? walkServices()
     }
 
@@ -82,6 +85,9 @@ enum Rehearsal {
             }
         }
         GreenThread.yield()
+        _ = SyncInvariants.violations()   // public, under the lock, while rehearsal-0 waits
+        _ = Kernel.snapshot(includeStacks: true)  // traces of blocked threads
+        _ = TraceCapture.request  // a running thread's trace slot: a lazy global and a C type's metadata
         try mutex.unlock()
         _ = channel.receive()
         _ = buffered.receive()
@@ -118,6 +124,26 @@ enum Rehearsal {
         }
         try parker.join()
         try peer.join()
+    }
+
+    /// Two threads that each hold the mutex the other wants: whichever
+    /// closes the cycle gets `.deadlock` (the report is built under the
+    /// lock), does not acquire, and lets go of what it holds.
+    private static func walkDeadlockCycle() throws {
+        let a = GreenMutex(name: "rehearsal-a"), b = GreenMutex(name: "rehearsal-b")
+        let holdsA = GreenSemaphore(value: 0, name: "rehearsal")
+        try b.lock()
+        let crosser = try GreenThread.spawn(name: "rehearsal-crosser") {
+            try? a.lock()
+            holdsA.signal()
+            if (try? b.lock()) != nil { try? b.unlock() }
+            try? a.unlock()
+        }
+        holdsA.wait()
+        let gotA = (try? a.lock()) != nil
+        try b.unlock()
+        if gotA { try a.unlock() }
+        try crosser.join()
     }
 
     private static func walkServices() throws {

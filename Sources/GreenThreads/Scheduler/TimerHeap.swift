@@ -43,7 +43,14 @@ struct TimerHeap {
     mutating func adopt(_ storage: [Entry]) -> [Entry] {
         var fresh = storage
         precondition(fresh.isEmpty && fresh.capacity >= entries.count, "timer storage too small")
-        fresh.append(contentsOf: entries)
+        // One by one: append(contentsOf:) is a protocol extension, whose
+        // witness tables a debug build fetches under the runtime's lock on
+        // first use (ArrayUnderKernelLock.swift).
+        var i = 0
+        while i < entries.count {
+            fresh.append(entries[i])
+            i += 1
+        }
         swap(&fresh, &entries)
         return fresh
     }
@@ -92,7 +99,12 @@ struct TimerHeap {
     /// `isEmpty` means "no thread will ever be woken by a timer".
     mutating func dropStale() {
         entries.removeEvery { $0.generation != $0.thread.timerGeneration }  // in place
-        // Heapify in place, bottom-up (no allocation under the lock).
-        for start in stride(from: entries.count / 2 - 1, through: 0, by: -1) { siftDown(start) }
+        // Heapify in place, bottom-up (no allocation under the lock; a plain
+        // loop, not a stride: ArrayUnderKernelLock.swift).
+        var start = entries.count / 2 - 1
+        while start >= 0 {
+            siftDown(start)
+            start -= 1
+        }
     }
 }

@@ -330,17 +330,20 @@ extension GreenChannel: SyncWaitObject {
     var waitObjectName: String? { name }
 
     func invariantViolations(caller: GreenThread?) -> [String] {
-        var problems = senders.invariantViolations(of: "\(self) senders", caller: caller)
-            + receivers.invariantViolations(of: "\(self) receivers", caller: caller)
+        // `description`, not `self`: interpolating a GreenChannel<T> looks up
+        // its conformance for the program's T (a runtime lock on first use,
+        // under the kernel lock: Kernel/Rehearsal.swift).
+        var problems = senders.invariantViolations(of: "\(description) senders", caller: caller)
+            + receivers.invariantViolations(of: "\(description) receivers", caller: caller)
         if !receivers.isEmpty && (buffer.count > 0 || !senders.isEmpty) {
-            problems.append("\(self): \(receivers.count) receivers wait while \(buffer.count) values "
+            problems.append("\(description): \(receivers.count) receivers wait while \(buffer.count) values "
                 + "and \(senders.count) senders are ready (lost wake-up)")
         }
         if !senders.isEmpty && buffer.count < capacity {
-            problems.append("\(self): \(senders.count) senders wait with room in the buffer (lost wake-up)")
+            problems.append("\(description): \(senders.count) senders wait with room in the buffer (lost wake-up)")
         }
         if closed && !(senders.isEmpty && receivers.isEmpty) {
-            problems.append("\(self) is closed with threads still waiting")
+            problems.append("\(description) is closed with threads still waiting")
         }
         return problems
     }
