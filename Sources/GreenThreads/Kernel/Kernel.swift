@@ -181,9 +181,15 @@ public enum Kernel {
                 kernel.withCriticalLock { kernel.startingMachines += 1 }
                 kernel.startSpareMachine()
             }
-            // Until they are in the pool (microseconds; bounded at 100 ms).
-            for _ in 0..<1000 where Int(gt_spare_count()) < kernel.processors.count {
+            // Until they are in the pool (microseconds; bounded at 100 ms), or
+            // the kernel is already ending: a short body can finish on the
+            // other processors meanwhile, and spares of an ending kernel never
+            // join the pool (every such run waited the whole 100 ms).
+            var waits = 0
+            while waits < 1000 && Int(gt_spare_count()) < kernel.processors.count
+                && !kernel.withCriticalLock({ kernel.shuttingDown }) {
                 _ = gt_sys_nanosleep(100_000)
+                waits += 1
             }
         }
         if startError == nil {

@@ -22,8 +22,8 @@
 // What it covers: spawn, first run, yield, join and exit on every worker;
 // blocking and waking through a semaphore, a contended mutex with
 // inheritance, a timed-out mutex wait, a condition, a channel; sleeping on
-// a timer; `SyncInvariants.violations()` and a snapshot with stack traces
-// (gt-ps's path); a deadlock cycle refused with
+// a timer; `SyncInvariants.violations()` and a snapshot (gt-ps's path);
+// a deadlock cycle refused with
 // its report; a preemption's park and hand-off to a spare OS thread and
 // back (forced, not waited for); the blocking pool and the netpoller. It costs
 // a few milliseconds once per process. A path it does not walk (say, the
@@ -86,8 +86,10 @@ enum Rehearsal {
         }
         GreenThread.yield()
         _ = SyncInvariants.violations()   // public, under the lock, while rehearsal-0 waits
-        _ = Kernel.snapshot(includeStacks: true)  // traces of blocked threads
-        _ = TraceCapture.request  // a running thread's trace slot: a lazy global and a C type's metadata
+        // A snapshot (without stacks: symbolizing them costs 3-4 ms here)
+        // and a running thread's trace slot, a lazy global of a C type.
+        _ = Kernel.snapshot(includeStacks: false)
+        _ = TraceCapture.request
         try mutex.unlock()
         _ = channel.receive()
         _ = buffered.receive()
