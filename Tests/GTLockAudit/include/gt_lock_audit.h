@@ -13,7 +13,11 @@
 /// Starts or stops counting (0 stops). Counting starts off.
 void gt_lock_audit_enable(int on);
 /// pthread mutex and rwlock acquisitions made while the caller held the
-/// kernel lock, since the last reset.
+/// kernel lock, since the last reset. Only a preemptive kernel outside the
+/// rehearsal counts (gt_note_kernel_lock), and libunwind's own lock does
+/// not: no thread is ever parked inside libunwind (allocator.c). Set
+/// GT_LOCK_AUDIT=<file> to count for a whole run and append what was found
+/// to <file> at exit.
 int64_t gt_lock_audit_violations(void);
 void gt_lock_audit_reset(void);
 /// Writes the return addresses of the first recorded violations to stderr,
