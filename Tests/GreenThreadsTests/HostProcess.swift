@@ -16,6 +16,8 @@ struct HostResult: CustomStringConvertible {
     var keptOutput: String? = nil
 
     var succeeded: Bool { !timedOut && !signaled && status == 0 }
+    /// Succeeded and printed "OK": the scenario's own checks passed.
+    var isOK: Bool { succeeded && stdout.contains("OK") }
 
     var description: String {
         let how = timedOut ? "timed out" : signaled ? "killed by signal \(status)" : "exit status \(status)"
@@ -154,12 +156,11 @@ enum Host {
                                  sourceLocation: SourceLocation = #_sourceLocation) throws -> HostResult {
         var result = try run(scenario, arguments, timeout: timeout)
         var runs = 1
-        while runs < attempts && !(result.succeeded && result.stdout.contains("OK"))
-            && !result.timedOut && !result.signaled {
+        while runs < attempts && !result.isOK && !result.timedOut && !result.signaled {
             result = try run(scenario, arguments, timeout: timeout)
             runs += 1
         }
-        #expect(result.succeeded && result.stdout.contains("OK"), "\(scenario), \(runs) runs: \(result)",
+        #expect(result.isOK, "\(scenario), \(runs) runs: \(result)",
                 sourceLocation: sourceLocation)
         return result
     }
@@ -172,7 +173,7 @@ enum Host {
                          host: String = "gt-test-host",
                          sourceLocation: SourceLocation = #_sourceLocation) throws -> HostResult {
         let result = try run(scenario, arguments, environment: environment, timeout: timeout, host: host)
-        #expect(result.succeeded && result.stdout.contains("OK"), "\(scenario): \(result)",
+        #expect(result.isOK, "\(scenario): \(result)",
                 sourceLocation: sourceLocation)
         return result
     }

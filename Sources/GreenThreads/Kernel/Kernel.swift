@@ -114,7 +114,9 @@ public enum Kernel {
         // runtime lock that the scheduler would wait for (Rehearsal.swift).
         if configuration.preemption && Rehearsal.isDue {
             Rehearsal.isDue = false
-            _ = try? runKernel(Rehearsal.configuration(like: configuration), rehearsal: true) { Rehearsal.run() }
+            _ = try? runKernel(Rehearsal.configuration(like: configuration), rehearsal: true) {
+                Rehearsal.run(workers: configuration.workers)
+            }
         }
         return try runKernel(configuration, rehearsal: false, body)
     }

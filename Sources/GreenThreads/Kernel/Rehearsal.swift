@@ -23,10 +23,9 @@
 // blocking and waking through a semaphore, a contended mutex with
 // inheritance, a timed-out mutex wait, a condition, a channel; sleeping on
 // a timer; `SyncInvariants.violations()` and a snapshot (gt-ps's path);
-// a deadlock cycle refused with
-// its report; a preemption's park and hand-off to a spare OS thread and
-// back (forced, not waited for); the blocking pool and the netpoller. It costs
-// a few milliseconds once per process. A path it does not walk (say, the
+// a deadlock cycle refused with its report; a preemption's park and
+// hand-off to a spare OS thread and back (forced, not waited for); the
+// blocking pool and the netpoller. It costs about 3 ms once per process. A path it does not walk (say, the
 // monitor retaking a processor from an OS thread blocked in a system call)
 // fills its caches the first time it runs, as before; the audit's scenario
 // runs the rest of the kernel's paths to find them.
@@ -54,15 +53,15 @@ enum Rehearsal {
 
     /// The main green thread of the rehearsal kernel. Errors end it early:
     /// a rehearsal that cannot finish leaves the rest to first use.
-    static func run() {
+    static func run(workers: Int) {
         guard hazardFix(GT_FIX_REHEARSAL) else { return }
-        try? walkThreadsAndWaits()
+        try? walkThreadsAndWaits(workers: workers)
         try? walkParkAndHandOff()
         try? walkDeadlockCycle()
         try? walkServices()
     }
 
-    private static func walkThreadsAndWaits() throws {
+    private static func walkThreadsAndWaits(workers: Int) throws {
         let mutex = GreenMutex(name: "rehearsal")
         let condition = GreenCondition(name: "rehearsal")
         let semaphore = GreenSemaphore(value: 0, name: "rehearsal")
@@ -70,7 +69,7 @@ enum Rehearsal {
         let buffered = GreenChannel<Int>(capacity: 1, name: "rehearsal")
         try mutex.lock()
         // One thread per worker, so that spawns wake idle processors.
-        let workers = try (0..<max(2, Kernel.snapshot(includeStacks: false).workers.count)).map { i in
+        let spawned = try (0..<max(2, workers)).map { i in
             try GreenThread.spawn(name: "rehearsal-\(i)", priority: .high) {
                 GreenThread.yield()
                 if i == 0 {
@@ -105,7 +104,7 @@ enum Rehearsal {
         try mutex.lock()
         _ = try? condition.wait(mutex, timeout: .microseconds(50))
         try mutex.unlock()
-        for w in workers { try w.join() }
+        for w in spawned { try w.join() }
     }
 
     /// Parks a thread as a preemption would (a pending preemption honoured
